@@ -1,0 +1,44 @@
+"""Pieces shared by the decoders: walking an encoder pyramid up to full resolution."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["upsample_to", "plan_stages", "size_at"]
+
+
+def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize to an exact size.
+
+    Upsampling to the skip's own size (instead of a fixed x2) is what lets any input
+    size work: valid-padding encoders (IRv2) and odd sizes (231x307) give feature maps
+    that are not exact halves of each other.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def size_at(out_size: tuple[int, int], stride: int) -> tuple[int, int]:
+    return (math.ceil(out_size[0] / stride), math.ceil(out_size[1] / stride))
+
+
+def plan_stages(reductions: list[int]) -> list[tuple[int, int | None]]:
+    """Stages from the deepest feature up to stride 1.
+
+    Returns one ``(target_stride, skip_index or None)`` per x2 step: the deepest
+    feature at stride R needs log2(R) steps; a step uses the encoder feature of that
+    stride as a skip when there is one.
+    """
+    deepest = reductions[-1]
+    if deepest < 1 or deepest & (deepest - 1):
+        raise ValueError(f"Deepest feature stride must be a power of two, got {deepest}.")
+    by_stride = {r: i for i, r in enumerate(reductions[:-1])}
+    stages, stride = [], deepest
+    while stride > 1:
+        stride //= 2
+        stages.append((stride, by_stride.get(stride)))
+    return stages

@@ -1,0 +1,121 @@
+"""Encoders: any timm model as a feature pyramid.
+
+Two ways to get features out of a timm model:
+
+* ``taps=None`` (the usual case): timm's own ``features_only=True`` wrapper with
+  ``out_indices``; channels and strides come from ``feature_info``.
+* ``taps=[...]``: named module outputs anywhere inside the network (for example
+  ``"mixed_7a.branch2.1"``, inside Inception-ResNet-v2's Reduction-B). The model is
+  traced with torch.fx and everything the taps do not need is dropped, so a truncated
+  encoder really has fewer parameters. This is how the paper's encoder is built.
+
+``include_input=True`` adds the (normalised) input image as a stride-1 "feature", the
+paper's last skip connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import timm
+import torch
+from torch import nn
+
+from .weights import load_encoder_file
+
+__all__ = ["Encoder", "WEIGHT_CHOICES"]
+
+WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to a .safetensors/.pth state dict"
+
+
+def _check_encoder_name(name: str) -> None:
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:15]
+        hint = f" Similar timm names: {', '.join(close)}." if close else ""
+        raise ValueError(
+            f"Unknown encoder {name!r}: not a timm model.{hint} "
+            "See timm.list_models() for every valid name."
+        )
+
+
+class Encoder(nn.Module):
+    """A timm network returning a list of feature maps, shallow to deep.
+
+    Attributes ``channels`` and ``reductions`` describe the returned list (the input
+    image, when included, is first with reduction 1).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        weights: str | None = None,
+        out_indices: Sequence[int] | None = None,
+        taps: Sequence[str] | None = None,
+        include_input: bool = False,
+        **timm_kwargs,
+    ) -> None:
+        super().__init__()
+        _check_encoder_name(name)
+        if weights not in (None, "imagenet") and not isinstance(weights, (str, Path)):
+            raise ValueError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
+        self.name = name
+        self.include_input = include_input
+        pretrained = weights == "imagenet"
+        weight_file = None if weights in (None, "imagenet") else Path(weights)
+
+        if taps:
+            net = timm.create_model(name, pretrained=pretrained, **timm_kwargs)
+            self.net = _tap_extractor(net, list(taps))
+            channels, reductions = _probe_shapes(self.net, list(taps))
+        else:
+            kwargs = dict(features_only=True, pretrained=pretrained, **timm_kwargs)
+            if out_indices is not None:
+                kwargs["out_indices"] = tuple(out_indices)
+            self.net = timm.create_model(name, **kwargs)
+            channels = list(self.net.feature_info.channels())
+            reductions = list(self.net.feature_info.reduction())
+        if weight_file is not None:
+            load_encoder_file(self.net, weight_file)
+
+        # The data config (mean/std) timm recommends for this encoder's pretrained weights.
+        self.pretrained_cfg = dict(getattr(self.net, "pretrained_cfg", None) or timm.get_pretrained_cfg(name).to_dict())
+        if include_input:
+            channels = [3, *channels]
+            reductions = [1, *reductions]
+        self.channels: list[int] = channels
+        self.reductions: list[int] = reductions
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.net(x)
+        if isinstance(feats, dict):  # fx extractor returns {tap: tensor} in tap order
+            feats = list(feats.values())
+        feats = list(feats)
+        return [x, *feats] if self.include_input else feats
+
+
+def _tap_extractor(net: nn.Module, taps: list[str]) -> nn.Module:
+    """Trace ``net`` and keep only what the named module outputs depend on."""
+    from timm.models._features_fx import create_feature_extractor, get_graph_node_names
+
+    try:
+        return create_feature_extractor(net, return_nodes={t: t for t in taps})
+    except Exception as err:  # fx raises several types for an unknown node name
+        names = [n for n in get_graph_node_names(net)[1] if not n.endswith(("bn", "act"))]
+        raise ValueError(
+            f"Cannot tap {taps} in {type(net).__name__}: {err}. "
+            f"Valid tap names include: {', '.join(names[:40])} ..."
+        ) from err
+
+
+@torch.no_grad()
+def _probe_shapes(net: nn.Module, taps: list[str], size: int = 160) -> tuple[list[int], list[int]]:
+    """Channels and strides of fx taps, measured with one small dummy forward."""
+    was_training = net.training
+    net.eval()
+    outs = net(torch.zeros(1, 3, size, size))
+    net.train(was_training)
+    channels = [int(outs[t].shape[1]) for t in taps]
+    # Valid-padding networks (IRv2) give e.g. 79 at stride 2 of 160: round to a power of two.
+    reductions = [int(2 ** round(torch.log2(torch.tensor(size / outs[t].shape[-1])).item())) for t in taps]
+    return channels, reductions

@@ -1,0 +1,125 @@
+"""DepthModel: timm encoder + our decoder + a depth head, saved as config + safetensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from .decoders import build_decoder
+from .encoders import Encoder
+
+__all__ = ["DepthModel", "INPUT_NORMS", "OUTPUTS"]
+
+INPUT_NORMS = ("timm", "minmax", "none")
+# metric: depth = sigmoid * max_depth (metres). inverse: depth = min_depth / sigmoid
+# (DenseDepth-style targets). relative: the sigmoid itself, unitless (seed-faithful
+# per-image min-max training); predictions of such a model are not in metres.
+OUTPUTS = ("metric", "inverse", "relative")
+
+
+class InputNorm(nn.Module):
+    """Normalises RGB in [0, 1] the way the encoder was trained.
+
+    Living inside the model (not in a data pipeline) means predict, ONNX export and
+    the web app cannot forget it or apply the wrong one.
+    """
+
+    def __init__(self, mode: str, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        if mode not in INPUT_NORMS:
+            raise ValueError(f"input_norm={mode!r} is not valid; choose one of {INPUT_NORMS}.")
+        self.mode = mode
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "timm":
+            return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        if self.mode == "minmax":  # paper eq. 1, per image over all channels
+            lo = x.amin(dim=(1, 2, 3), keepdim=True)
+            hi = x.amax(dim=(1, 2, 3), keepdim=True)
+            return (x - lo) / (hi - lo).clamp_min(1e-6)
+        return x
+
+
+class DepthModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="depthsmith",
+    tags=["depth-estimation", "monocular-depth"],
+    pipeline_tag="depth-estimation",
+):
+    """Monocular depth model. ``forward`` takes RGB in [0, 1] (B x 3 x H x W, any H and W)
+    and returns B x 1 x H x W depth in metres (for ``output='relative'``: in [0, 1]).
+
+    The ``__init__`` arguments are the whole config: ``save_pretrained`` writes them to
+    ``config.json`` and the weights to ``model.safetensors``.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "resnet50",
+        decoder: str = "unet",
+        encoder_weights: str | None = None,
+        encoder_kwargs: dict[str, Any] | None = None,
+        decoder_kwargs: dict[str, Any] | None = None,
+        input_norm: str = "timm",
+        output: str = "metric",
+        max_depth: float = 10.0,
+        min_depth: float = 0.1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output={output!r} is not valid; choose one of {OUTPUTS}.")
+        if not 0 < min_depth < max_depth:
+            raise ValueError(f"Need 0 < min_depth < max_depth, got {min_depth} and {max_depth}.")
+        self.name = name or f"{encoder}-{decoder}"
+        self.output = output
+        self.max_depth = float(max_depth)
+        self.min_depth = float(min_depth)
+        self.encoder = Encoder(encoder, weights=encoder_weights, **(encoder_kwargs or {}))
+        cfg = self.encoder.pretrained_cfg
+        self.input_norm = InputNorm(input_norm, cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
+        self.decoder = build_decoder(decoder, self.encoder.channels, self.encoder.reductions, **(decoder_kwargs or {}))
+
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """The sigmoid output in [0, 1] at the input size: what the losses compare with targets."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
+            )
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        logits = self.decoder(self.encoder(self.input_norm(x)), size)
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)
+
+    def to_depth(self, normalized: torch.Tensor) -> torch.Tensor:
+        """Map the sigmoid output to the model's output units (metres unless relative)."""
+        if self.output == "metric":
+            return normalized * self.max_depth
+        if self.output == "inverse":
+            return self.min_depth / normalized.clamp_min(self.min_depth / self.max_depth)
+        return normalized
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_depth(self.forward_normalized(x))
+
+    @property
+    def is_metric(self) -> bool:
+        return self.output != "relative"
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Encoder vs decoder parameters, for separate learning rates (the report)."""
+        return {
+            "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
+            "decoder": [p for p in self.decoder.parameters() if p.requires_grad],
+        }
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,94 @@
+"""Reading state dicts from local files, safely (no arbitrary unpickling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["read_state_dict", "load_encoder_file", "WeightFileError"]
+
+# Wrappers that training code puts around a model, and what they add to every key.
+_PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.net.", "net.")
+_NESTED = ("state_dict", "model", "model_state_dict", "ema")
+
+
+class WeightFileError(ValueError):
+    """A weight file that cannot be read or does not fit the network."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` file.
+
+    ``.pth`` files are read with ``weights_only=True``: a checkpoint that needs
+    arbitrary Python objects to load is refused rather than executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"Weight file {path} does not exist.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightFileError(
+            f"Cannot read weight file {path}: {err}. Expected a .safetensors file or a "
+            "torch-saved state dict (.pth/.pt/.bin) holding only tensors."
+        ) from err
+    for key in _NESTED:  # Lightning / nanoGPT style checkpoints nest the weights
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightFileError(f"Weight file {path} does not hold a state dict of tensors.")
+    return {_strip(k): v for k, v in sd.items()}
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for p in _PREFIXES:
+            if key.startswith(p):
+                key, changed = key[len(p):], True
+    return key
+
+
+def _flat(key: str) -> str:
+    # timm's features_only wrapper renames nested modules "a.b" -> "a_b"; compare flat.
+    return key.replace(".", "_")
+
+
+def load_encoder_file(net: nn.Module, path: str | Path) -> None:
+    """Load a local file into ``net`` (a timm model or its features-only wrapper).
+
+    Accepts a full timm classification checkpoint (its classifier keys are ignored)
+    or an encoder state dict saved from depthsmith. Every tensor the network needs
+    must be in the file with the right shape, otherwise the error lists what is wrong.
+    """
+    file_sd = {_flat(k): v for k, v in read_state_dict(path).items()}
+    target = net.state_dict()
+    missing, wrong_shape, new_sd = [], [], {}
+    for key, ref in target.items():
+        src = file_sd.get(_flat(key))
+        if src is None:
+            missing.append(key)
+        elif src.shape != ref.shape:
+            wrong_shape.append(f"{key}: file {tuple(src.shape)} vs model {tuple(ref.shape)}")
+        else:
+            new_sd[key] = src
+    if missing or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing tensors (e.g. {', '.join(missing[:5])})")
+        if wrong_shape:
+            problems.append(f"{len(wrong_shape)} with the wrong shape (e.g. {'; '.join(wrong_shape[:3])})")
+        raise WeightFileError(
+            f"Weight file {path} does not fit encoder {type(net).__name__}: {' and '.join(problems)}. "
+            "Use the timm checkpoint of the same architecture, or an encoder state dict saved "
+            "from a depthsmith model of the same encoder."
+        )
+    net.load_state_dict(new_sd, strict=True)

@@ -1,0 +1,187 @@
+"""Models: presets, any timm encoder x any decoder, any input size, weights, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import depthsmith
+from depthsmith.models import WeightFileError
+from depthsmith.models.presets import PRESETS
+
+TINY = ["test_resnet", "test_convnext", "test_efficientnet"]
+
+
+def _forward_backward(model: torch.nn.Module, h: int = 64, w: int = 80) -> torch.Tensor:
+    model.train()
+    x = torch.rand(2, 3, h, w)
+    y = model(x)
+    y.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    assert not missing, f"parameters without a finite gradient: {missing[:5]}"
+    return y.detach()
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_forward_backward_at_64x80(preset: str) -> None:
+    model = depthsmith.create_model(preset, encoder_weights=None)
+    y = _forward_backward(model)
+    assert y.shape == (2, 1, 64, 80)
+    assert torch.isfinite(y).all()
+    if model.output == "metric":
+        assert (y > 0).all() and (y < model.max_depth).all()
+    elif model.output == "inverse":
+        assert (y >= model.min_depth).all() and (y <= model.max_depth + 1e-4).all()
+
+
+@pytest.mark.parametrize("encoder", TINY)
+@pytest.mark.parametrize("decoder", ["unet", "residual_unet", "transposed", "densedepth"])
+def test_any_tiny_encoder_with_any_decoder(encoder: str, decoder: str) -> None:
+    model = depthsmith.create_model(encoder, decoder=decoder)
+    y = _forward_backward(model, 48, 72)
+    assert y.shape == (2, 1, 48, 72)
+
+
+@pytest.mark.parametrize("size", [(240, 320), (144, 256), (231, 307), (33, 47)])
+@pytest.mark.parametrize("decoder", ["unet", "residual_unet", "transposed"])
+def test_any_input_size(size: tuple[int, int], decoder: str) -> None:
+    model = depthsmith.create_model("test_convnext", decoder=decoder).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, *size))
+    assert y.shape == (1, 1, *size)
+
+
+def test_paper_model_at_odd_and_paper_sizes() -> None:
+    model = depthsmith.create_model("enc-dec-irv2").eval()
+    with torch.no_grad():
+        for size in [(240, 320), (231, 307)]:
+            assert model(torch.rand(1, 3, *size)).shape == (1, 1, *size)
+
+
+def test_enc_dec_irv2_matches_paper_table2_parameter_count() -> None:
+    model = depthsmith.create_model("enc-dec-irv2")
+    n = model.num_parameters()
+    assert abs(n - 31.15e6) / 31.15e6 < 0.01, n
+    # The truncation is the paper's: taps at strides 1 (input), 2, 4, 8 and the 288-ch bottleneck at 16.
+    assert model.encoder.channels == [3, 32, 80, 256, 288]
+    assert model.encoder.reductions == [1, 2, 4, 8, 16]
+    # Nothing after mixed_7a.branch2[1] is built.
+    names = {n for n, _ in model.encoder.named_parameters()}
+    assert not any(k.startswith(("net.conv2d_7b", "net.block8", "net.repeat_2", "net.mixed_7a.branch0")) for k in names)
+
+
+def test_paper_decoder_parameter_count_by_hand() -> None:
+    # Hand count of field notes section 1: per block conv3x3(in->f) + conv3x3(f+skip->f) + conv3x3(f->f)
+    # with biases, two BatchNorms (weight + bias); head conv3x3(32->1).
+    def block(cin: int, skip: int, f: int) -> int:
+        return (cin * f * 9 + f) + ((f + skip) * f * 9 + f) + (f * f * 9 + f) + 2 * 2 * f
+
+    expected = block(288, 256, 256) + block(256, 80, 128) + block(128, 32, 64) + block(64, 3, 32) + (32 * 9 + 1)
+    model = depthsmith.create_model("enc-dec-irv2")
+    assert sum(p.numel() for p in model.decoder.parameters()) == expected
+    layer_types = [type(m).__name__ for m in model.decoder.blocks[0].modules()][1:]
+    assert layer_types == ["Sequential", "Conv2d", "LeakyReLU", "Sequential", "Conv2d", "LeakyReLU",
+                           "BatchNorm2d", "Conv2d", "LeakyReLU", "BatchNorm2d"]
+
+
+def test_densedepth_matches_published_parameter_count() -> None:
+    n = depthsmith.create_model("densedepth-densenet169").num_parameters()
+    assert abs(n - 42.6e6) / 42.6e6 < 0.01, n
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_encoder_weights_from_local_file(tmp_path, suffix: str) -> None:
+    ref = timm.create_model("test_resnet", pretrained=False)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_()
+    path = tmp_path / f"enc{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(ref.state_dict(), str(path))
+    else:
+        torch.save(ref.state_dict(), path)
+    for kwargs in ({}, {"encoder_kwargs": {"taps": ["layer1", "layer3"]}}):
+        model = depthsmith.create_model("test_resnet", encoder_weights=str(path), **kwargs)
+        got = dict(model.encoder.net.named_parameters())
+        torch.testing.assert_close(got["layer1.0.conv1.weight"], ref.layer1[0].conv1.weight, rtol=0, atol=0)
+        ref_flat = {k.replace(".", "_"): v for k, v in ref.state_dict().items()}
+        assert len(got) > 10
+        for key, value in got.items():
+            assert torch.equal(value, ref_flat[key.replace(".", "_")]), key
+
+
+def test_wrong_weight_files_are_named(tmp_path) -> None:
+    other = tmp_path / "convnext.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("test_convnext").state_dict(), str(other))
+    with pytest.raises(WeightFileError, match="convnext.safetensors.*missing"):
+        depthsmith.create_model("test_resnet", encoder_weights=str(other))
+    with pytest.raises(WeightFileError, match="does not exist"):
+        depthsmith.create_model("test_resnet", encoder_weights=str(tmp_path / "nope.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightFileError, match="junk.pth"):
+        depthsmith.create_model("test_resnet", encoder_weights=str(junk))
+
+
+def test_bad_arguments_list_what_is_valid() -> None:
+    with pytest.raises(ValueError, match="enc-dec-irv2"):
+        depthsmith.create_model("enc-dec-irv3")
+    with pytest.raises(ValueError, match="residual_unet"):
+        depthsmith.create_model("test_resnet", decoder="fpn")
+    with pytest.raises(ValueError, match="Unknown encoder"):
+        depthsmith.models.DepthModel(encoder="resnet_9000")
+    with pytest.raises(ValueError, match="metric"):
+        depthsmith.create_model("test_resnet", output="metres")
+    model = depthsmith.create_model("test_resnet")
+    for bad in (torch.rand(3, 64, 64), torch.rand(1, 1, 64, 64), torch.rand(1, 4, 64, 64)):
+        with pytest.raises(ValueError, match="B x 3 x H x W"):
+            model(bad)
+
+
+def test_output_modes_ranges() -> None:
+    x = torch.rand(2, 3, 40, 56)
+    rel = depthsmith.create_model("test_resnet", output="relative").eval()(x)
+    assert rel.min() >= 0 and rel.max() <= 1
+    inv = depthsmith.create_model("test_resnet", output="inverse", min_depth=0.5, max_depth=20).eval()
+    y = inv(x)
+    assert y.min() >= 0.5 and y.max() <= 20 + 1e-4
+    # inverse mode is depth = min_depth / sigmoid
+    torch.testing.assert_close(y, (0.5 / inv.forward_normalized(x)).clamp_max(20.0))
+
+
+def test_save_pretrained_load_model_round_trip(tmp_path) -> None:
+    model = depthsmith.create_model(
+        "enc-dec-irv2", encoder_kwargs={"taps": ["conv2d_1a", "conv2d_3b"]}, decoder_kwargs={"filters": [64, 32]}
+    ).eval()
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in {".json", ".safetensors"}) == [
+        "config.json", "model.safetensors"]
+    loaded = depthsmith.load_model(tmp_path)
+    x = torch.rand(1, 3, 60, 76)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert loaded.encoder.channels == model.encoder.channels
+    assert loaded.name == "enc-dec-irv2"
+
+
+def test_load_model_refuses_incomplete_or_mismatched_folders(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        depthsmith.load_model(tmp_path)
+    model = depthsmith.create_model("test_resnet")
+    model.save_pretrained(tmp_path)
+    cfg = (tmp_path / "config.json").read_text().replace('"unet"', '"residual_unet"')
+    (tmp_path / "config.json").write_text(cfg)
+    with pytest.raises(RuntimeError):  # strict: weights of another architecture are not silently skipped
+        depthsmith.load_model(tmp_path)
+
+
+def test_parameter_groups_split_encoder_and_decoder() -> None:
+    model = depthsmith.create_model("test_convnext", decoder="residual_unet")
+    groups = model.parameter_groups()
+    assert sum(p.numel() for g in groups.values() for p in g) == model.num_parameters()
+    assert {id(p) for p in groups["encoder"]} == {id(p) for p in model.encoder.parameters()}
