@@ -1,0 +1,196 @@
+"""Command line: parses arguments and calls the Python API. No logic lives here.
+
+Sub-commands import their module lazily so ``depthsmith --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import list_decoders, list_models
+    from .models.presets import PRESET_NOTES
+
+    for name in list_models():
+        print(f"{name:26s} {PRESET_NOTES.get(name, '')}")
+    print(f"\ndecoders: {', '.join(list_decoders())}; encoders: any timm model name")
+    return 0
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from .train import list_recipes
+
+    for name, note in list_recipes().items():
+        print(f"{name:28s} {note}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(args.config, overrides=args.set, run_dir=args.run_dir, resume=args.resume,
+                   devices=args.devices, strategy=args.strategy, accelerator=args.accelerator)
+    return 0 if result.ok else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_cli
+
+    return evaluate_cli(args.model, args.data, protocol=args.protocol, flip_tta=args.flip_tta, align=args.align,
+                        batch_size=args.batch_size, device=args.device, out_dir=args.out, report_dir=args.report,
+                        min_depth=args.min_depth, max_depth=args.max_depth)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import make_report
+
+    path = make_report(models=args.model, data=args.data, runs=args.run, out_dir=args.out,
+                       protocol=args.protocol, device=args.device, error_maps=args.error_maps)
+    print(f"report written to {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .inference import predict_cli
+
+    return predict_cli(args.inputs, model=args.model, out_dir=args.out, outputs=args.save, cmap=args.cmap,
+                       backend=args.backend, batch_size=args.batch_size, device=args.device,
+                       intrinsics=args.intrinsics, precision=args.precision)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_cli
+
+    return export_cli(args.model, out=args.out, fmt=args.format, height=args.height, width=args.width,
+                      opset=args.opset)
+
+
+def _app(args: argparse.Namespace) -> int:
+    from .app import launch
+
+    launch(args.model, host=args.host, port=args.port, max_pixels=args.max_pixels, max_file_mb=args.max_file_mb)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import bench_cli
+
+    return bench_cli(model=args.model, height=args.height, width=args.width, batch_sizes=args.batch_sizes,
+                     backends=args.backends, repeats=args.repeats, smp_reference=args.smp)
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset, format_report
+
+    stats = check_dataset(args.config, args.out, max_samples=args.max_samples)
+    print(format_report(stats))
+    return 1 if stats.get("unreadable") else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="depthsmith", description="Monocular depth estimation: train, evaluate, deploy.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("models", help="list model presets and decoders")
+    s.set_defaults(func=_models)
+
+    s = sub.add_parser("recipes", help="list the training recipes shipped with depthsmith")
+    s.set_defaults(func=_recipes)
+
+    s = sub.add_parser("train", help="train a model from a recipe name or YAML file")
+    s.add_argument("--config", required=True, help="recipe name (see `depthsmith recipes`) or a YAML path")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set optim.lr=3e-4 (repeatable)")
+    s.add_argument("--run-dir", help="where to write the run (default runs/<recipe>-<time>)")
+    s.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    s.add_argument("--devices", help="Lightning devices, e.g. 1, 2 or auto")
+    s.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    s.add_argument("--accelerator", help="cpu, gpu or auto")
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
+    s.add_argument("--model", required=True, help="saved model folder or Hugging Face Hub id")
+    s.add_argument("--data", required=True, help="dataset config YAML (see docs) or a preset name")
+    s.add_argument("--protocol", default="nyu-eigen", choices=["nyu-eigen", "densedepth", "seed", "none"])
+    s.add_argument("--flip-tta", action="store_true", help="average with the flipped prediction")
+    s.add_argument("--align", default="none", choices=["none", "median", "lstsq"])
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--min-depth", type=float, help="valid ground-truth range (protocol 'none')")
+    s.add_argument("--max-depth", type=float)
+    s.add_argument("--out", default="eval_out", help="folder for metrics.json and per_image.csv")
+    s.add_argument("--report", help="also write a report (Markdown + figures) into this folder")
+    s.set_defaults(func=_eval)
+
+    s = sub.add_parser("report", help="tables and figures comparing models and training runs")
+    s.add_argument("--model", action="append", default=[], help="model folder or hub id (repeatable)")
+    s.add_argument("--data", help="dataset config for the metric table and qualitative grid")
+    s.add_argument("--run", action="append", default=[], help="training run folder for curves (repeatable)")
+    s.add_argument("--protocol", default="nyu-eigen", choices=["nyu-eigen", "densedepth", "seed", "none"])
+    s.add_argument("--device", default="auto")
+    s.add_argument("--error-maps", action="store_true", help="add absolute-error maps to the qualitative grid")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_report)
+
+    s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
+    s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
+    s.add_argument("--model", required=True, help="saved model folder, Hub id or exported .onnx file")
+    s.add_argument("--out", required=True)
+    s.add_argument("--save", nargs="+", default=["png16", "color"],
+                   choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
+    s.add_argument("--cmap", default="inferno_r")
+    s.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
+    s.set_defaults(func=_predict)
+
+    s = sub.add_parser("export", help="export a model (ONNX with dynamic height and width)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    s.add_argument("--format", default="onnx", choices=["onnx"])
+    s.add_argument("--height", type=int, default=240, help="example input height used for tracing/checking")
+    s.add_argument("--width", type=int, default=320)
+    s.add_argument("--opset", type=int, default=18)
+    s.set_defaults(func=_export)
+
+    s = sub.add_parser("app", help="web page: upload an image, get its depth")
+    s.add_argument("--model", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    s.add_argument("--max-file-mb", type=float, default=20.0)
+    s.set_defaults(func=_app)
+
+    s = sub.add_parser("bench", help="inference latency and throughput per backend")
+    s.add_argument("--model", default="enc-dec-irv2", help="preset name or saved model folder")
+    s.add_argument("--height", type=int, default=240)
+    s.add_argument("--width", type=int, default=320)
+    s.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    s.add_argument("--backends", nargs="+", default=None, help="subset of backends to run")
+    s.add_argument("--repeats", type=int, default=10)
+    s.add_argument("--smp", action="store_true", help="add the segmentation_models_pytorch reference row")
+    s.set_defaults(func=_bench)
+
+    data = sub.add_parser("data", help="dataset tools")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("check", help="statistics, unreadable files and a preview grid of a dataset")
+    s.add_argument("config", help="dataset config YAML")
+    s.add_argument("--out", default="data_check")
+    s.add_argument("--max-samples", type=int)
+    s.set_defaults(func=_data_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
