@@ -1,0 +1,223 @@
+"""Depth losses with an explicit valid mask.
+
+Conventions for every loss here:
+- `pred` and `target` are B x 1 x H x W; `mask` is an optional bool tensor of the same
+  shape, True = valid. Non-finite target pixels are always treated as invalid, too.
+- Invalid pixels never contribute: values are selected with `torch.where`, never
+  multiplied by the mask, because NaN * 0 = NaN would leak into the loss and gradients.
+- Means are over the valid elements of the whole batch. No valid element -> 0, still
+  attached to the graph (zero gradients, no NaN), so a training step does not crash.
+- Losses work on *normalised* depth: pred and target already divided by the dataset's
+  max depth (values in [0, 1]), which is what SSIM's data_range=1 assumes. There are no
+  hidden scale factors: rescale outside. `silog_loss` is scale-free (log ratio), so it
+  gives the same value in metres or normalised units.
+
+Lightning usage of the composite loss:
+    total, terms = self.loss(pred, target, mask)
+    self.log_dict({f"train/loss_{k}": v for k, v in terms.items()})
+    return total
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from depthsmith.ssim import ssim_map, valid_window_mask
+
+__all__ = [
+    "l1_loss",
+    "mse_loss",
+    "gradient_edge_loss",
+    "ssim_loss",
+    "silog_loss",
+    "TERM_NAMES",
+    "CompositeLoss",
+    "LOSS_PRESETS",
+    "build_loss",
+]
+
+SSIM_FORMS = ("half", "full")
+
+
+def _valid(target: Tensor, mask: Tensor | None) -> Tensor:
+    """Valid-pixel mask: the caller's mask AND a finite target."""
+    valid = torch.isfinite(target)
+    if mask is not None:
+        if mask.shape != target.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} != target shape {tuple(target.shape)}")
+        valid = valid & mask.bool()
+    return valid
+
+
+def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean of `values` where `valid`; 0 (with a gradient path) when nothing is valid."""
+    selected = torch.where(valid, values, torch.zeros_like(values))
+    return selected.sum() / valid.sum().clamp_min(1).to(values.dtype)
+
+
+def _clean(x: Tensor, valid: Tensor) -> Tensor:
+    """Replace invalid entries by 0 so that NaN/inf never enter an arithmetic op."""
+    return torch.where(valid, x, torch.zeros_like(x))
+
+
+def l1_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean absolute error over valid pixels."""
+    valid = _valid(target, mask)
+    return _masked_mean((_clean(pred, valid) - _clean(target, valid)).abs(), valid)
+
+
+def mse_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error over valid pixels."""
+    valid = _valid(target, mask)
+    return _masked_mean((_clean(pred, valid) - _clean(target, valid)) ** 2, valid)
+
+
+def gradient_edge_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """mean |dy_pred - dy_true| + mean |dx_pred - dx_true|, forward differences.
+
+    A difference counts only if both of its pixels are valid; each direction is averaged
+    over its own valid differences. (The seed Keras code uses `tf.image.image_gradients`,
+    which zero-pads the last row/column and so averages over H*W including those zeros;
+    here the mean is over real differences only.)
+    """
+    valid = _valid(target, mask)
+    target = _clean(target, valid)
+    pred = _clean(pred, valid)
+    dy_valid = valid[..., 1:, :] & valid[..., :-1, :]
+    dx_valid = valid[..., :, 1:] & valid[..., :, :-1]
+    dy_error = (pred[..., 1:, :] - pred[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
+    dx_error = (pred[..., :, 1:] - pred[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
+    return _masked_mean(dy_error.abs(), dy_valid) + _masked_mean(dx_error.abs(), dx_valid)
+
+
+def ssim_loss(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    form: str = "half",
+    **ssim_kwargs: float,
+) -> Tensor:
+    """SSIM dissimilarity with data_range 1 (normalised depth).
+
+    form='half': (1 - SSIM) / 2, in [0, 1] (seed paper / DenseDepth code).
+    form='full': 1 - SSIM (ConvNeXt report).
+    With a mask, only windows lying entirely on valid pixels count (see `ssim.ssim`).
+    `ssim_kwargs` go to `ssim_map` (window_size, sigma, k1, k2, data_range).
+    """
+    if form not in SSIM_FORMS:
+        raise ValueError(f"form must be one of {SSIM_FORMS}, got {form!r}")
+    valid = _valid(target, mask)
+    values = ssim_map(_clean(pred, valid), _clean(target, valid), **ssim_kwargs)
+    window_size = int(ssim_kwargs.get("window_size", 11))
+    windows = valid_window_mask(valid, window_size).expand_as(values)
+    dissimilarity = 1.0 - values
+    if form == "half":
+        dissimilarity = dissimilarity / 2.0
+    return _masked_mean(dissimilarity, windows)
+
+
+def silog_loss(
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    lambd: float = 0.5,
+    eps: float = 1e-6,
+) -> Tensor:
+    """Scale-invariant log loss (Depth-Anything-V2 `SiLogLoss`).
+
+    sqrt(mean(e^2) - lambd * mean(e)^2), e = ln target - ln pred over valid pixels.
+    Pixels with target <= 0 are invalid (log undefined); pred is clamped to eps. The value
+    depends only on ratios, so metres and normalised depth give the same loss.
+    """
+    valid = _valid(target, mask)
+    valid = valid & (_clean(target, valid) > 0)
+    ones = torch.ones_like(target)
+    # Invalid pixels get log(1) = 0 on both sides, so they add nothing, not even in grads.
+    log_target = torch.log(torch.where(valid, target, ones))
+    log_pred = torch.log(torch.where(valid, pred, ones).clamp_min(eps))
+    e = log_target - log_pred
+    variance = _masked_mean(e**2, valid) - lambd * _masked_mean(e, valid) ** 2
+    # sqrt'(0) is infinite: take the root only where positive, so a perfect prediction
+    # or an empty mask gives exactly 0 with a zero (finite) gradient.
+    positive = variance > 0
+    root = torch.sqrt(torch.where(positive, variance, torch.ones_like(variance)))
+    return torch.where(positive, root, torch.zeros_like(variance))
+
+
+# Terms taking (pred, target, mask); "ssim" also needs the form, so it is handled apart.
+_SIMPLE_TERMS = {"l1": l1_loss, "mse": mse_loss, "edge": gradient_edge_loss, "silog": silog_loss}
+TERM_NAMES = ("l1", "mse", "edge", "ssim", "silog")
+
+
+class CompositeLoss(nn.Module):
+    """Weighted sum of the terms above.
+
+    forward(pred, target, mask=None) -> (total, terms), where `terms` maps each term name
+    with a non-zero weight to its *unweighted*, detached value (ready for `log_dict`).
+    The same dict is kept in `self.last_terms`. `total` = sum(weight * term).
+    """
+
+    def __init__(self, weights: Mapping[str, float], ssim_form: str = "half") -> None:
+        super().__init__()
+        unknown = sorted(set(weights) - set(TERM_NAMES))
+        if unknown:
+            raise ValueError(f"unknown loss terms {unknown}; valid terms: {list(TERM_NAMES)}")
+        if any(w < 0 for w in weights.values()):
+            raise ValueError(f"loss weights must be >= 0, got {dict(weights)}")
+        if ssim_form not in SSIM_FORMS:
+            raise ValueError(f"ssim_form must be one of {SSIM_FORMS}, got {ssim_form!r}")
+        self.weights = {name: float(w) for name, w in weights.items() if w != 0}
+        if not self.weights:
+            raise ValueError("at least one loss weight must be non-zero")
+        self.ssim_form = ssim_form
+        self.last_terms: dict[str, Tensor] = {}
+
+    def term(self, name: str, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+        if name == "ssim":
+            return ssim_loss(pred, target, mask, form=self.ssim_form)
+        return _SIMPLE_TERMS[name](pred, target, mask)
+
+    def forward(
+        self, pred: Tensor, target: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        total = pred.new_zeros((), dtype=torch.float32)
+        terms: dict[str, Tensor] = {}
+        for name, weight in self.weights.items():
+            value = self.term(name, pred, target, mask)
+            total = total + weight * value
+            terms[name] = value.detach()
+        self.last_terms = terms
+        return total, terms
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}, ssim_form={self.ssim_form!r}"
+
+
+# Named presets: (weights, ssim_form).
+LOSS_PRESETS: dict[str, tuple[dict[str, float], str]] = {
+    # Seed paper code (field notes §1): 1.0 * (1 - SSIM)/2 + 1.0 * edge + 0.3 * L1.
+    "paper": ({"ssim": 1.0, "edge": 1.0, "l1": 0.3}, "half"),
+    # ConvNeXt U-Net report (field notes §2): MSE + 0.15 * (1 - SSIM) + 0.05 * edge.
+    "report": ({"mse": 1.0, "ssim": 0.15, "edge": 0.05}, "full"),
+}
+
+
+def build_loss(spec: str | Mapping[str, float | str]) -> CompositeLoss:
+    """Build a CompositeLoss from a preset name or a config dict.
+
+    build_loss("paper"), build_loss("report"), or
+    build_loss({"l1": 0.5, "ssim": 1.0, "ssim_form": "full"}) (ssim_form defaults to 'half').
+    """
+    if isinstance(spec, str):
+        if spec not in LOSS_PRESETS:
+            raise ValueError(f"unknown loss preset {spec!r}; valid presets: {sorted(LOSS_PRESETS)}")
+        weights, form = LOSS_PRESETS[spec]
+        return CompositeLoss(weights, ssim_form=form)
+    if isinstance(spec, Mapping):
+        config = dict(spec)
+        form = str(config.pop("ssim_form", "half"))
+        return CompositeLoss({k: float(v) for k, v in config.items()}, ssim_form=form)
+    raise TypeError(f"loss spec must be a preset name or a mapping, got {type(spec).__name__}")

@@ -1,0 +1,367 @@
+"""Depth metrics: pure functions on one image, and an accumulator over a dataset.
+
+Standard protocol (field notes §3: BTS, AdaBins, ZoeDepth, NeWCRFs):
+- inputs are H x W depth maps in metres (NumPy arrays or torch tensors); the prediction
+  must already be resized to the ground-truth resolution (no silent resizing here);
+- valid pixels: finite and min_depth < gt < max_depth, AND the optional crop AND mask;
+- prediction: NaN -> min_depth, +inf -> max_depth, -inf -> min_depth, then clamped to
+  [min_depth, max_depth];
+- metrics per image, then averaged over images (`MetricAccumulator(pooled=False)`).
+  DenseDepth pools all pixels of the dataset instead (`pooled=True`), kept for comparison.
+
+Everything is computed in float64 from per-image sums, so that pooled metrics are exactly
+the metrics of all valid pixels concatenated (up to float64 summation order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from depthsmith.ssim import ssim as _ssim
+
+__all__ = [
+    "METRIC_KEYS",
+    "CROP_REFERENCE_SIZE",
+    "CROPS",
+    "crop_mask",
+    "valid_mask",
+    "align_prediction",
+    "compute_metrics",
+    "r2_score",
+    "ssim_score",
+    "MetricAccumulator",
+]
+
+METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
+
+# Named evaluation crops, (top, bottom, left, right), 0-based, end-exclusive, defined on
+# 480 x 640 (height x width) NYU Depth V2 ground truth.
+CROP_REFERENCE_SIZE = (480, 640)
+CROPS: dict[str, tuple[int, int, int, int]] = {
+    # Eigen et al. 2014 crop, as used by BTS / AdaBins / ZoeDepth / NeWCRFs `eval` code
+    # (`eval_mask[45:471, 41:601] = 1`).
+    "eigen": (45, 471, 41, 601),
+    # DenseDepth's crop, stored as `crop` with its NYU test zip (`[20:460, 24:616]`).
+    "densedepth": (20, 460, 24, 616),
+}
+
+ALIGN_MODES = ("none", "median", "lstsq")
+
+# Sufficient statistics of the metrics: sums over valid pixels (plus the count `n`).
+_SUM_KEYS = ("n", "abs_rel", "sq_rel", "sq_err", "log_sq", "log", "log10", "d1", "d2", "d3")
+
+
+def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """float64 NumPy copy of an array or tensor (any device, any float dtype)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _as_map(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """H x W float64 map; leading singleton dims (1 x H x W, 1 x 1 x H x W) are dropped."""
+    arr = _to_numpy(x)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be an H x W map, got shape {arr.shape}")
+    return arr
+
+
+def crop_mask(shape: tuple[int, int], crop: str | tuple[int, int, int, int] | None) -> np.ndarray:
+    """Bool H x W mask, True inside the crop.
+
+    crop: None (everything), a name in CROPS, or an explicit (top, bottom, left, right)
+    pixel tuple used as is. A *named* crop is defined on 480 x 640; for another ground-truth
+    size its bounds are scaled proportionally per axis and rounded half up (e.g. eigen on
+    240 x 320 -> (23, 236, 21, 301)), so the same fraction of the border is removed.
+    """
+    height, width = shape
+    mask = np.zeros(shape, dtype=bool)
+    if crop is None:
+        mask[:] = True
+        return mask
+    if isinstance(crop, str):
+        if crop not in CROPS:
+            raise ValueError(f"unknown crop {crop!r}; valid crops: {sorted(CROPS)} or a (top, bottom, left, right) tuple")
+        top, bottom, left, right = CROPS[crop]
+        sy, sx = height / CROP_REFERENCE_SIZE[0], width / CROP_REFERENCE_SIZE[1]
+        top, bottom = math.floor(top * sy + 0.5), math.floor(bottom * sy + 0.5)
+        left, right = math.floor(left * sx + 0.5), math.floor(right * sx + 0.5)
+    else:
+        top, bottom, left, right = (int(v) for v in crop)
+    if not (0 <= top < bottom <= height and 0 <= left < right <= width):
+        raise ValueError(f"crop (top, bottom, left, right)={(top, bottom, left, right)} does not fit {shape}")
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def valid_mask(
+    gt: np.ndarray | torch.Tensor,
+    min_depth: float = 1e-3,
+    max_depth: float = 10.0,
+    crop: str | tuple[int, int, int, int] | None = None,
+    mask: np.ndarray | torch.Tensor | None = None,
+) -> np.ndarray:
+    """Evaluation mask: finite, min_depth < gt < max_depth, inside the crop and the mask."""
+    gt = _as_map(gt, "gt")
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+    valid &= crop_mask(gt.shape, crop)
+    if mask is not None:
+        valid &= _as_map(mask, "mask").astype(bool)
+    return valid
+
+
+def align_prediction(
+    pred: np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None = None,
+    mode: str = "none",
+) -> np.ndarray:
+    """Align a relative-depth prediction to the ground truth on the masked pixels.
+
+    mode 'none': unchanged; 'median': pred * median(gt) / median(pred) (scale only);
+    'lstsq': s * pred + t with (s, t) the least-squares fit to gt (scale and shift).
+    Alignment is done in depth space; models that predict disparity (MiDaS-like) must be
+    aligned in disparity space by the caller. Only for relative-depth models: metric
+    models are evaluated with mode='none'. Mask default: finite gt > 0 and finite pred.
+    """
+    if mode not in ALIGN_MODES:
+        raise ValueError(f"unknown align mode {mode!r}; valid modes: {list(ALIGN_MODES)}")
+    pred, gt = _as_map(pred, "pred"), _as_map(gt, "gt")
+    if mode == "none":
+        return pred
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred)
+    if mask is not None:
+        valid &= _as_map(mask, "mask").astype(bool)
+    if not valid.any():
+        raise ValueError("align_prediction: no valid pixel to align on")
+    p, g = pred[valid], gt[valid]
+    if mode == "median":
+        return pred * (np.median(g) / np.median(p))
+    design = np.stack([p, np.ones_like(p)], axis=1)
+    (scale, shift), *_ = np.linalg.lstsq(design, g, rcond=None)
+    return scale * pred + shift
+
+
+def _sums(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """Sufficient statistics over 1-D arrays of valid pixels (pred already clamped > 0)."""
+    diff = pred - gt
+    log_diff = np.log(pred) - np.log(gt)
+    ratio = np.maximum(pred / gt, gt / pred)
+    return {
+        "n": float(gt.size),
+        "abs_rel": float(np.sum(np.abs(diff) / gt)),
+        "sq_rel": float(np.sum(diff**2 / gt)),
+        "sq_err": float(np.sum(diff**2)),
+        "log_sq": float(np.sum(log_diff**2)),
+        "log": float(np.sum(log_diff)),
+        "log10": float(np.sum(np.abs(np.log10(pred) - np.log10(gt)))),
+        "d1": float(np.sum(ratio < 1.25)),
+        "d2": float(np.sum(ratio < 1.25**2)),
+        "d3": float(np.sum(ratio < 1.25**3)),
+    }
+
+
+def _metrics_from_sums(s: Mapping[str, float]) -> dict[str, float]:
+    n = s["n"]
+    mean_log, mean_log_sq = s["log"] / n, s["log_sq"] / n
+    return {
+        "abs_rel": s["abs_rel"] / n,
+        "sq_rel": s["sq_rel"] / n,
+        "rmse": math.sqrt(s["sq_err"] / n),
+        "rmse_log": math.sqrt(mean_log_sq),
+        "log10": s["log10"] / n,
+        # max(., 0): rounding can make the variance a hair negative when all e are equal.
+        "silog": 100.0 * math.sqrt(max(mean_log_sq - mean_log**2, 0.0)),
+        "d1": s["d1"] / n,
+        "d2": s["d2"] / n,
+        "d3": s["d3"] / n,
+    }
+
+
+def _prepare(
+    pred: np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    min_depth: float,
+    max_depth: float,
+    crop: str | tuple[int, int, int, int] | None,
+    mask: np.ndarray | torch.Tensor | None,
+    align: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """1-D arrays (pred, gt) of the valid pixels, pred sanitised, aligned and clamped."""
+    pred, gt = _as_map(pred, "pred"), _as_map(gt, "gt")
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ: resize the prediction to the ground truth first")
+    valid = valid_mask(gt, min_depth, max_depth, crop, mask)
+    if not valid.any():
+        raise ValueError("no valid ground-truth pixel (check min/max depth, crop and mask)")
+    pred = np.nan_to_num(pred, nan=min_depth, posinf=max_depth, neginf=min_depth)
+    pred = align_prediction(pred, gt, valid, align)
+    pred = np.clip(pred, min_depth, max_depth)
+    return pred[valid], gt[valid]
+
+
+def compute_metrics(
+    pred: np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    min_depth: float = 1e-3,
+    max_depth: float = 10.0,
+    crop: str | tuple[int, int, int, int] | None = None,
+    mask: np.ndarray | torch.Tensor | None = None,
+    *,
+    align: str = "none",
+) -> dict[str, float]:
+    """Standard depth metrics of one H x W prediction against its ground truth (metres).
+
+    Returns METRIC_KEYS (abs_rel, sq_rel, rmse, rmse_log, log10, silog (x100), d1, d2, d3)
+    and n_valid. `align` ('none' | 'median' | 'lstsq') is applied on the valid pixels
+    before clamping, for relative-depth models. Raises ValueError if no pixel is valid.
+    """
+    p, g = _prepare(pred, gt, min_depth, max_depth, crop, mask, align)
+    result: dict[str, float] = _metrics_from_sums(_sums(p, g))
+    result["n_valid"] = int(g.size)
+    return result
+
+
+def r2_score(
+    pred: np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None = None,
+) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot of one image over the masked pixels.
+
+    Pixels with non-finite gt or pred are excluded. Raises ValueError with no valid pixel
+    or a constant ground truth (SS_tot = 0, R^2 undefined).
+    """
+    pred, gt = _as_map(pred, "pred"), _as_map(gt, "gt")
+    valid = np.isfinite(gt) & np.isfinite(pred)
+    if mask is not None:
+        valid &= _as_map(mask, "mask").astype(bool)
+    if not valid.any():
+        raise ValueError("r2_score: no valid pixel")
+    p, g = pred[valid], gt[valid]
+    ss_tot = float(np.sum((g - g.mean()) ** 2))
+    if ss_tot == 0.0:
+        raise ValueError("r2_score: ground truth is constant on the valid pixels (SS_tot = 0)")
+    return 1.0 - float(np.sum((g - p) ** 2)) / ss_tot
+
+
+def _image_tensor(a: np.ndarray) -> torch.Tensor:
+    """H x W array -> 1 x 1 x H x W tensor (float64 stays float64, bool stays bool)."""
+    return torch.from_numpy(np.ascontiguousarray(a))[None, None]
+
+
+def ssim_score(
+    pred: np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    max_depth: float = 10.0,
+    mask: np.ndarray | torch.Tensor | None = None,
+) -> float:
+    """SSIM of two H x W depth maps in metres, computed on depth / max_depth (range 1).
+
+    The prediction is sanitised and clamped to [0, max_depth]. Non-finite gt pixels and
+    pixels outside `mask` are invalid: only 11x11 windows made of valid pixels count.
+    Without a mask and with a finite gt this is plain SSIM (tf.image.ssim / skimage).
+    """
+    pred, gt = _as_map(pred, "pred"), _as_map(gt, "gt")
+    pred = np.clip(np.nan_to_num(pred, nan=0.0, posinf=max_depth, neginf=0.0), 0.0, max_depth)
+    valid = np.isfinite(gt)
+    if mask is not None:
+        valid &= _as_map(mask, "mask").astype(bool)
+    mask_t = None if valid.all() else _image_tensor(valid)
+    gt = np.where(valid, gt, 0.0)
+    value = float(_ssim(_image_tensor(pred / max_depth), _image_tensor(gt / max_depth), mask_t))
+    if math.isnan(value):
+        raise ValueError("ssim_score: no 11x11 window lies entirely on valid pixels")
+    return value
+
+
+# Options of `compute_metrics` that MetricAccumulator accepts as defaults or per update.
+_EVAL_DEFAULTS: dict[str, Any] = {"min_depth": 1e-3, "max_depth": 10.0, "crop": None, "mask": None, "align": "none"}
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = set(options) - set(_EVAL_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown evaluation options {sorted(unknown)}; valid: {sorted(_EVAL_DEFAULTS)}")
+
+
+class MetricAccumulator:
+    """Collects per-image metrics over a dataset.
+
+    update(pred, gt, **kw) evaluates one image with `compute_metrics` (kw override the
+    defaults given to the constructor: min_depth, max_depth, crop, align) and appends the
+    row (with an optional `name`) to `.rows`, ready for a CSV. compute() gives:
+    - pooled=False (standard): the mean over images of each per-image metric;
+    - pooled=True (DenseDepth): the metrics of all valid pixels of all images pooled,
+      computed from summed statistics, identical to evaluating the concatenated pixels.
+    Both also report n_images and n_valid (total valid pixels).
+    """
+
+    def __init__(self, pooled: bool = False, **defaults: Any) -> None:
+        _check_options(defaults)
+        self.pooled = pooled
+        self.defaults = defaults
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._sums = dict.fromkeys(_SUM_KEYS, 0.0)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def update(
+        self,
+        pred: np.ndarray | torch.Tensor,
+        gt: np.ndarray | torch.Tensor,
+        name: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Evaluate one H x W image; returns its metrics row. Raises if it has no valid pixel."""
+        _check_options(kw)
+        options = {**_EVAL_DEFAULTS, **self.defaults, **kw}
+        p, g = _prepare(pred, gt, **options)
+        sums = _sums(p, g)
+        for key in _SUM_KEYS:
+            self._sums[key] += sums[key]
+        row: dict[str, Any] = {} if name is None else {"name": name}
+        row.update(_metrics_from_sums(sums))
+        row["n_valid"] = int(g.size)
+        self.rows.append(row)
+        return row
+
+    def update_batch(
+        self,
+        pred: np.ndarray | torch.Tensor,
+        gt: np.ndarray | torch.Tensor,
+        mask: np.ndarray | torch.Tensor | None = None,
+        names: list[str] | None = None,
+        **kw: Any,
+    ) -> None:
+        """Loop `update` over a batch (B x H x W or B x 1 x H x W)."""
+        for i in range(len(gt)):
+            if mask is not None:
+                kw["mask"] = mask[i]
+            self.update(pred[i], gt[i], name=None if names is None else names[i], **kw)
+
+    def compute(self, pooled: bool | None = None) -> dict[str, float]:
+        """Dataset metrics; `pooled` overrides the constructor's choice for this call."""
+        if not self.rows:
+            raise ValueError("MetricAccumulator.compute: no image was added")
+        pooled = self.pooled if pooled is None else pooled
+        if pooled:
+            result = _metrics_from_sums(self._sums)
+        else:
+            result = {key: float(np.mean([row[key] for row in self.rows])) for key in METRIC_KEYS}
+        result["n_images"] = len(self.rows)
+        result["n_valid"] = int(self._sums["n"])
+        return result
