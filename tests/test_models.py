@@ -185,3 +185,17 @@ def test_parameter_groups_split_encoder_and_decoder() -> None:
     groups = model.parameter_groups()
     assert sum(p.numel() for g in groups.values() for p in g) == model.num_parameters()
     assert {id(p) for p in groups["encoder"]} == {id(p) for p in model.encoder.parameters()}
+
+
+def test_load_model_from_a_hub_id_through_the_hub_cache(tmp_path) -> None:
+    # The Hub path proper (no network here): a cache laid out as huggingface_hub writes it.
+    model = depthsmith.create_model("test_resnet").eval()
+    repo = tmp_path / "models--someone--tiny-depth"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    model.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    loaded = depthsmith.load_model("someone/tiny-depth", cache_dir=str(tmp_path), local_files_only=True)
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)

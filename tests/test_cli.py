@@ -1,0 +1,39 @@
+"""The CLI parses and dispatches; these check the wiring, not the maths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from depthsmith.cli import build_parser, main
+
+COMMANDS = ["models", "recipes", "train", "eval", "report", "predict", "export", "app", "bench", "data"]
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    for cmd in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([cmd, "--help"])
+        assert exc.value.code == 0
+
+
+def test_models_lists_presets(capsys) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ["enc-dec-irv2", "convnext-residual-unet", "resnet50-transposed", "densedepth-densenet169"]:
+        assert name in out
+
+
+def test_console_script_is_installed() -> None:
+    out = subprocess.run([sys.executable, "-m", "depthsmith.cli", "models"], capture_output=True, text=True, check=True)
+    assert "enc-dec-irv2" in out.stdout
+
+
+def test_unknown_command_fails_with_usage(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["fly"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
