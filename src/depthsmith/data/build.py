@@ -1,0 +1,109 @@
+"""``build_dataset(cfg)``: every reader is one config dict (or a YAML file holding it)."""
+
+from __future__ import annotations
+
+import inspect
+import posixpath
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import DepthDataset
+from .folders import BtsDataset, H5Dataset, PairedDataset
+from .nyu import NyuMatDataset, NyuZipDataset
+from .synthetic import SyntheticScenes
+
+__all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split"]
+
+DATASETS: dict[str, type[DepthDataset]] = {
+    "synthetic": SyntheticScenes,
+    "nyu_zip": NyuZipDataset,
+    "nyu_mat": NyuMatDataset,
+    "h5": H5Dataset,
+    "bts": BtsDataset,
+    "paired": PairedDataset,
+}
+
+
+def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A dataset config as a dict: given directly, or read from a YAML file (optionally under ``dataset:``)."""
+    if isinstance(cfg, (str, Path)):
+        import yaml
+
+        path = Path(cfg)
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset config {path} not found")
+        loaded = yaml.safe_load(path.read_text())
+        if isinstance(loaded, Mapping) and "type" not in loaded and isinstance(loaded.get("dataset"), Mapping):
+            loaded = loaded["dataset"]
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
+        cfg = loaded
+    return dict(cfg)
+
+
+def build_dataset(cfg: Mapping[str, Any] | str | Path,
+                  transform: Callable[[dict], dict] | None = None) -> DepthDataset:
+    """Build a dataset from ``{"type": ..., **options}``.
+
+    Options are the reader's constructor arguments (path, split, encoding, min_depth, max_depth,
+    on_error, ...). One generic option more: ``holdout: {fraction: 0.3, part: train|val, seed: 0}``
+    keeps one side of a deterministic split by scene (see :func:`holdout_split`).
+    """
+    cfg = load_config(cfg)
+    kind = cfg.pop("type", None)
+    if kind not in DATASETS:
+        raise ValueError(f"unknown dataset type {kind!r}; valid types: {', '.join(DATASETS)}")
+    holdout = cfg.pop("holdout", None)
+    cls = DATASETS[kind]
+    accepted = _parameters(cls)
+    unknown = sorted(set(cfg) - accepted)
+    if unknown:
+        raise ValueError(f"dataset type {kind!r} got unknown options {unknown}; valid: {', '.join(sorted(accepted))}")
+    dataset = cls(**cfg, transform=transform)
+    if holdout:
+        holdout_split(dataset, **holdout)
+    return dataset
+
+
+def _parameters(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names - {"transform"}
+
+
+def holdout_split(dataset: DepthDataset, fraction: float, part: str = "val", seed: int = 0) -> DepthDataset:
+    """Keep the ``train`` or ``val`` side of a deterministic split that never cuts a scene in two.
+
+    A scene is the folder of a sample's name (NYU's ``<scene>/<n>.jpg``); neighbouring video
+    frames are near-duplicates, so splitting frames at random would leak them into validation.
+    Datasets whose samples share one folder are split per sample. Scenes are shuffled with
+    ``seed`` and taken into ``val`` until ``fraction`` of the samples is reached.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+    if part not in ("train", "val"):
+        raise ValueError(f"holdout part must be 'train' or 'val', got {part!r}")
+    names = dataset.names()
+    groups = [posixpath.dirname(n.replace("\\", "/")) for n in names]
+    if len(set(groups)) == 1:
+        groups = names
+    order = sorted(set(groups))
+    np.random.default_rng(seed).shuffle(order)
+    sizes = {g: 0 for g in order}
+    for g in groups:
+        sizes[g] += 1
+    val, count = set(), 0
+    for g in order:
+        if count >= fraction * len(names):
+            break
+        val.add(g)
+        count += sizes[g]
+    keep = [i for i, g in enumerate(groups) if (g in val) == (part == "val")]
+    return dataset.select(keep)

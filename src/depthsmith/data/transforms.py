@@ -1,0 +1,285 @@
+"""Sample transforms (callables on the sample dict) and the RGB / depth-target conversions.
+
+Geometric transforms move image, depth and mask together. Random transforms draw from the
+``torch.Generator`` they are given, or from torch's global RNG, which DataLoader seeds
+differently in every worker. The model normalises RGB inside its forward with
+:func:`minmax_normalize` or :func:`mean_std_normalize`; samples stay RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
+    "RandomChannelSwap", "build_transforms", "TRANSFORMS", "minmax_normalize", "mean_std_normalize",
+    "timm_mean_std", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
+]
+
+Sample = dict[str, Any]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TARGET_MODES = ("metric", "minmax", "inverse")
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+def _size(size: int | Sequence[int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class Compose:
+    def __init__(self, transforms: Sequence[Callable[[Sample], Sample]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample) -> Sample:
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms})"
+
+
+class Resize:
+    """Resize to ``size = (height, width)``: bilinear (antialiased) RGB; depth ``nearest`` or ``masked``.
+
+    ``nearest`` keeps measured values (no blending across edges or holes). ``masked`` averages the
+    valid pixels under each output pixel, for sparse depth (KITTI LiDAR), whose holes would
+    otherwise swallow most points; an output pixel is valid if any input pixel under it was.
+    """
+
+    def __init__(self, size: int | Sequence[int], depth_mode: str = "nearest") -> None:
+        if depth_mode not in ("nearest", "masked"):
+            raise ValueError(f"depth_mode must be 'nearest' or 'masked', got {depth_mode!r}")
+        self.size, self.depth_mode = _size(size), depth_mode
+
+    def __call__(self, sample: Sample) -> Sample:
+        if tuple(sample["image"].shape[-2:]) == self.size:
+            return sample
+        out = dict(sample)
+        out["image"] = F.interpolate(sample["image"][None], self.size, mode="bilinear",
+                                     align_corners=False, antialias=True)[0].clamp_(0.0, 1.0)
+        depth, mask = sample["depth"][None], sample["mask"][None]
+        if self.depth_mode == "nearest":
+            out["depth"] = F.interpolate(depth, self.size, mode="nearest-exact")[0]
+            out["mask"] = F.interpolate(mask.float(), self.size, mode="nearest-exact")[0] > 0.5
+        else:
+            weight = F.interpolate(mask.float(), self.size, mode="area")
+            total = F.interpolate(depth * mask, self.size, mode="area")
+            valid = weight > 0
+            out["depth"] = torch.where(valid, total / weight.clamp_min(1e-12), torch.zeros_like(total))[0]
+            out["mask"] = valid[0]
+        return out
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size}, depth_mode={self.depth_mode!r})"
+
+
+class RandomHorizontalFlip:
+    """Mirror image, depth and mask together with probability ``p`` (the seed paper's augmentation)."""
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
+        self.p, self.generator = p, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        if torch.rand((), generator=self.generator).item() >= self.p:
+            return sample
+        out = dict(sample)
+        for key in ("image", "depth", "mask"):
+            out[key] = sample[key].flip(-1)
+        return out
+
+
+def _crop(sample: Sample, top: int, left: int, size: tuple[int, int]) -> Sample:
+    out = dict(sample)
+    for key in ("image", "depth", "mask"):
+        out[key] = sample[key][..., top : top + size[0], left : left + size[1]]
+    return out
+
+
+def _check_fits(sample: Sample, size: tuple[int, int]) -> tuple[int, int]:
+    h, w = sample["image"].shape[-2:]
+    if h < size[0] or w < size[1]:
+        raise ValueError(f"{sample.get('name', 'sample')}: cannot crop {size[0]}x{size[1]} from {h}x{w}")
+    return h, w
+
+
+class RandomCrop:
+    def __init__(self, size: int | Sequence[int], generator: torch.Generator | None = None) -> None:
+        self.size, self.generator = _size(size), generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        h, w = _check_fits(sample, self.size)
+        top = int(torch.randint(0, h - self.size[0] + 1, (), generator=self.generator))
+        left = int(torch.randint(0, w - self.size[1] + 1, (), generator=self.generator))
+        return _crop(sample, top, left, self.size)
+
+
+class CenterCrop:
+    def __init__(self, size: int | Sequence[int]) -> None:
+        self.size = _size(size)
+
+    def __call__(self, sample: Sample) -> Sample:
+        h, w = _check_fits(sample, self.size)
+        return _crop(sample, (h - self.size[0]) // 2, (w - self.size[1]) // 2, self.size)
+
+
+class ColorJitter:
+    """Random brightness, contrast, saturation, gamma and per-channel gain (BTS-style), RGB kept in [0, 1].
+
+    Each strength ``s`` draws a factor in [1 - s, 1 + s]; ``gamma`` and ``channel_gain`` likewise.
+    """
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
+                 gamma: float = 0.1, channel_gain: float = 0.1, generator: torch.Generator | None = None) -> None:
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+        self.gamma, self.channel_gain, self.generator = gamma, channel_gain, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        g = self.generator
+        img = sample["image"]
+        img = img.clamp(1e-6, 1.0) ** _uniform(1 - self.gamma, 1 + self.gamma, g)
+        img = img * _uniform(1 - self.brightness, 1 + self.brightness, g)
+        grey = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
+        img = grey.mean() + (img - grey.mean()) * _uniform(1 - self.contrast, 1 + self.contrast, g)
+        img = grey + (img - grey) * _uniform(1 - self.saturation, 1 + self.saturation, g)
+        gains = torch.tensor([_uniform(1 - self.channel_gain, 1 + self.channel_gain, g) for _ in range(3)])
+        out = dict(sample)
+        out["image"] = (img * gains[:, None, None]).clamp_(0.0, 1.0)
+        return out
+
+
+class RandomChannelSwap:
+    """Permute the RGB channels with probability ``p`` (DenseDepth's colour augmentation, p = 0.25)."""
+
+    def __init__(self, p: float = 0.25, generator: torch.Generator | None = None) -> None:
+        self.p, self.generator = p, generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        if torch.rand((), generator=self.generator).item() >= self.p:
+            return sample
+        out = dict(sample)
+        out["image"] = sample["image"][torch.randperm(3, generator=self.generator)]
+        return out
+
+
+TRANSFORMS: dict[str, type] = {
+    "resize": Resize, "hflip": RandomHorizontalFlip, "random_crop": RandomCrop,
+    "center_crop": CenterCrop, "color_jitter": ColorJitter, "channel_swap": RandomChannelSwap,
+}
+RANDOM_TRANSFORMS = {"hflip", "random_crop", "color_jitter", "channel_swap"}
+
+
+def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
+    """Build from config: a list of names / ``{"name": ..., **options}`` dicts, or a ``{name: options}`` dict.
+
+    With ``train=False`` the random transforms are left out (evaluation sees whole images).
+    """
+    if cfg is None:
+        items: list[tuple[str, dict]] = []
+    elif isinstance(cfg, Mapping):
+        items = [(name, dict(opts or {})) for name, opts in cfg.items()]
+    else:
+        items = []
+        for entry in cfg:
+            if isinstance(entry, str):
+                items.append((entry, {}))
+            else:
+                entry = dict(entry)
+                items.append((entry.pop("name"), entry))
+    transforms = []
+    for name, opts in items:
+        if name not in TRANSFORMS:
+            raise ValueError(f"unknown transform {name!r}; valid: {', '.join(TRANSFORMS)}")
+        if train or name not in RANDOM_TRANSFORMS:
+            transforms.append(TRANSFORMS[name](**opts))
+    return Compose(transforms)
+
+
+# -- RGB normalisation (called by the model) ----------------------------------------------------
+def minmax_normalize(image: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-image min-max over all channels and pixels (the seed paper's eq. 1): (x - min) / (max - min).
+
+    Accepts 3 x H x W or B x 3 x H x W; each image is scaled on its own.
+    """
+    dims = (-3, -2, -1)
+    lo, hi = image.amin(dim=dims, keepdim=True), image.amax(dim=dims, keepdim=True)
+    return (image - lo) / (hi - lo).clamp_min(eps)
+
+
+def mean_std_normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                       std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """(x - mean) / std per channel, for 3 x H x W or B x 3 x H x W RGB in [0, 1]."""
+    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image - m) / s
+
+
+def timm_mean_std(model: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """An encoder's own mean / std from timm's data config (a timm model or a timm model name)."""
+    import timm
+    from timm.data import resolve_data_config
+
+    if isinstance(model, str):
+        pretrained = timm.models.get_pretrained_cfg(model)
+        if pretrained is None:
+            raise ValueError(f"timm has no pretrained config for {model!r}")
+        cfg = resolve_data_config({}, pretrained_cfg=pretrained.to_dict())
+    else:
+        cfg = resolve_data_config({}, model=model)
+    return tuple(cfg["mean"]), tuple(cfg["std"])
+
+
+# -- depth targets -------------------------------------------------------------------------------
+def minmax_range(depth: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image min and max depth over valid pixels, shaped to broadcast over (..., 1, H, W)."""
+    dims = (-3, -2, -1)
+    big = torch.finfo(depth.dtype).max
+    lo = torch.where(mask, depth, torch.full_like(depth, big)).amin(dim=dims, keepdim=True)
+    hi = torch.where(mask, depth, torch.full_like(depth, -big)).amax(dim=dims, keepdim=True)
+    return lo, hi
+
+
+def depth_to_target(depth: torch.Tensor, mask: torch.Tensor, mode: str = "metric",
+                    max_depth: float = 10.0, min_depth: float = 1e-3) -> torch.Tensor:
+    """Metres -> training target in [0, 1] on valid pixels (0 elsewhere).
+
+    ``metric``: depth / max_depth. ``minmax``: per image (d - min) / (max - min) over valid pixels,
+    the seed paper's relative target. ``inverse``: min_depth / d (DenseDepth-style), in
+    (min_depth / max_depth, 1]. Depth is clamped to [min_depth, max_depth] first.
+    """
+    if mode not in TARGET_MODES:
+        raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+    d = depth.clamp(min_depth, max_depth)
+    if mode == "metric":
+        target = d / max_depth
+    elif mode == "inverse":
+        target = min_depth / d
+    else:
+        lo, hi = minmax_range(d, mask)
+        target = (d - lo) / (hi - lo).clamp_min(1e-12)
+    return torch.where(mask, target.clamp(0.0, 1.0), torch.zeros_like(target))
+
+
+def target_to_depth(target: torch.Tensor, mode: str = "metric", max_depth: float = 10.0,
+                    min_depth: float = 1e-3,
+                    depth_range: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Inverse of :func:`depth_to_target`. ``minmax`` is relative: it needs ``depth_range`` = (min, max)
+    per image (e.g. :func:`minmax_range` of the ground truth) to give metres back."""
+    if mode not in TARGET_MODES:
+        raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+    if mode == "metric":
+        return target * max_depth
+    if mode == "inverse":
+        return min_depth / target.clamp(min_depth / max_depth, 1.0)
+    if depth_range is None:
+        raise ValueError("minmax targets are relative depth: pass depth_range=(min, max) to get metres")
+    lo, hi = depth_range
+    return lo + target * (hi - lo)
