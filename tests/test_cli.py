@@ -37,3 +37,9 @@ def test_unknown_command_fails_with_usage(capsys) -> None:
         main(["fly"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bad_config_is_one_line_error_not_a_traceback(capsys) -> None:
+    assert main(["train", "--config", "enc-dec-irv2-nyu"]) == 2  # no data.root given
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "data.root" in err and "Traceback" not in err

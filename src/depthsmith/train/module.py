@@ -1,0 +1,173 @@
+"""The LightningModule: the maths of a training step, nothing about devices or files.
+
+It owns the model, the loss (compared in [0, 1] target space), the optimiser groups and
+schedule, the in-training metrics, the NaN guard and the optional encoder freezing. The
+Trainer owns everything else (devices, precision, DDP, checkpoints, loggers, progress bar).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from ..data import depth_to_target
+from ..losses import build_loss
+from ..models import DepthModel, create_model
+from .batch_metrics import align_scale_shift, batch_metrics
+from .optim import build_optimizer, build_scheduler
+
+__all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model", "TARGET_MODES"]
+
+# Which target the loss compares the sigmoid output with, per model output kind.
+TARGET_MODES = {"metric": "metric", "inverse": "inverse", "relative": "minmax"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the message names the step."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -> DepthModel:
+    """``create_model`` from the ``model:`` section (name, decoder, encoder_weights + overrides)."""
+    cfg = copy.deepcopy(dict(model_cfg))
+    name = cfg.pop("name")
+    decoder = cfg.pop("decoder", None)
+    weights = cfg.pop("encoder_weights", None)
+    if encoder_weights != "config":
+        weights = encoder_weights
+    try:
+        return create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
+    except (OSError, RuntimeError) as err:
+        if weights == "imagenet":
+            raise RuntimeError(
+                f"could not load ImageNet weights for {name!r} ({err}). Without internet access, set "
+                "model.encoder_weights=null (random init) or to a local .safetensors/.pth file."
+            ) from err
+        raise
+
+
+class DepthTrainModule(pl.LightningModule):
+    """Trains a DepthModel from a resolved config (``depthsmith.train.config.resolve_config``)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        # The whole resolved config goes into every checkpoint (and hparams.yaml).
+        self.save_hyperparameters({"config": dict(config)})
+        self.config = config
+        self.model = build_model(config["model"])
+        self.loss = build_loss(config["loss"])
+        self.target_mode = TARGET_MODES[self.model.output]
+        self.freeze_encoder_epochs = int(config["freeze_encoder_epochs"] or 0)
+        self.train_metrics = bool(config["logging"]["train_metrics"])
+        self._last_batch_end: float | None = None
+        self._images_per_s: float | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    # -- the step ---------------------------------------------------------------------------
+    def _loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pred = self.model.forward_normalized(batch["image"])
+        # The loss runs in float32 even under bf16 autocast: SSIM's variances and the small
+        # differences of the edge term lose too much in bf16.
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            pred = pred.float()
+            target = depth_to_target(batch["depth"].float(), batch["mask"], self.target_mode,
+                                     max_depth=self.model.max_depth, min_depth=self.model.min_depth)
+            loss, terms = self.loss(pred, target, batch["mask"])
+        return pred, loss, terms
+
+    @torch.autocast("cpu", enabled=False)  # metrics in float32 whatever the training precision
+    @torch.autocast("cuda", enabled=False)
+    def _depth_metrics(self, pred: Tensor, batch: Mapping[str, Tensor], with_ssim: bool = True) -> dict[str, Tensor]:
+        gt, mask = batch["depth"].float(), batch["mask"]
+        pred = pred.float()
+        if self.model.output == "relative":
+            valid = mask & (gt > self.model.min_depth) & (gt <= self.model.max_depth)
+            depth = align_scale_shift(pred.detach(), gt, valid)
+        else:
+            depth = self.model.to_depth(pred.detach())
+        return batch_metrics(depth, gt, mask, self.model.min_depth, self.model.max_depth, with_ssim=with_ssim)
+
+    def _check_finite(self, loss: Tensor, terms: Mapping[str, Tensor], batch_idx: int) -> None:
+        bad = not bool(torch.isfinite(loss.detach()))
+        # Every DDP rank must stop together, or the others would wait forever in all-reduce.
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"the loss is not finite ({float(loss.detach()) if bad else 'on another rank'}) at global step "
+                f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); loss terms: {values or '-'}. "
+                "Try a lower optim.lr, trainer.gradient_clip_val=1.0, trainer.precision=fp32, "
+                "or check the data with `depthsmith data check`.",
+                step=self.global_step,
+            )
+
+    def training_step(self, batch: Mapping[str, Tensor] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every sample of the batch was unreadable (on_error=skip)
+            return None
+        pred, loss, terms = self._loss(batch)
+        self._check_finite(loss, terms, batch_idx)
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=bs)
+        self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False, batch_size=bs)
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+        if self.train_metrics:
+            metrics = self._depth_metrics(pred, batch)
+            for name in ("rmse", "ssim"):
+                if name in metrics:
+                    self.log(f"train/{name}", metrics[name], on_step=False, on_epoch=True, batch_size=bs,
+                             sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Tensor] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        pred, loss, _ = self._loss(batch)
+        bs = batch["image"].shape[0]
+        self.log("val/loss", loss, on_epoch=True, batch_size=bs, sync_dist=True)
+        for name, value in self._depth_metrics(pred, batch).items():
+            self.log(f"val/{name}", value, on_epoch=True, batch_size=bs, sync_dist=True,
+                     prog_bar=name == "rmse")
+
+    # -- throughput for the progress bar --------------------------------------------------
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None and batch is not None:
+            rate = batch["image"].shape[0] * self.trainer.world_size / max(now - self._last_batch_end, 1e-9)
+            # Exponential moving average: a steady number in the bar, not the last batch's jitter.
+            self._images_per_s = rate if self._images_per_s is None else 0.9 * self._images_per_s + 0.1 * rate
+            self.log("img/s", self._images_per_s, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        self._last_batch_end = now
+
+    # -- encoder freezing -------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._last_batch_end = None
+        if self.freeze_encoder_epochs <= 0:
+            return
+        frozen = self.current_epoch < self.freeze_encoder_epochs
+        # Frozen means no gradient (no encoder backward at all) and BatchNorm statistics fixed.
+        self.model.encoder.requires_grad_(not frozen)
+        self.model.encoder.train(not frozen)
+
+    # -- optimiser -------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.model, self.config["optim"])
+        scheduler = build_scheduler(
+            optimizer, self.config["schedule"],
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            total_epochs=int(self.trainer.max_epochs or 1),
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,94 @@
+"""Optimiser with encoder / decoder parameter groups, and the learning-rate schedules of the recipes.
+
+- paper: Adam(amsgrad) at 1e-4 decayed linearly to 0 (Keras ``poly_decay`` with power 1,
+  applied per epoch: epoch e of E trains at lr * (1 - e / E)).
+- report: AdamW, lr 1e-4 for the encoder and 1e-3 for the decoder, OneCycle with cosine
+  annealing (PyTorch ``OneCycleLR``; each group peaks at its own lr).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+
+__all__ = ["build_optimizer", "build_scheduler", "param_groups"]
+
+
+def param_groups(model: nn.Module, optim: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """[{name: encoder, params, lr}, {name: decoder, params, lr}] from ``model.parameter_groups()``.
+
+    Every trainable parameter must be in exactly one group: a parameter left out would
+    silently never train.
+    """
+    groups = model.parameter_groups()
+    lr = float(optim["lr"])
+    out = []
+    for name in ("encoder", "decoder"):
+        group_lr = optim.get(f"{name}_lr")
+        out.append({"name": name, "params": list(groups[name]), "lr": float(lr if group_lr is None else group_lr)})
+    grouped = {id(p) for g in out for p in g["params"]}
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in grouped]
+    if missing or len(grouped) != sum(len(g["params"]) for g in out):
+        raise RuntimeError(f"parameter_groups() must cover every trainable parameter once; missing: {missing[:5]}")
+    return [g for g in out if g["params"]]
+
+
+def build_optimizer(model: nn.Module, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
+    groups = param_groups(model, optim)
+    kwargs = dict(betas=tuple(optim["betas"]), eps=float(optim["eps"]), weight_decay=float(optim["weight_decay"]),
+                  amsgrad=bool(optim["amsgrad"]))
+    if optim["name"] == "adam":
+        return torch.optim.Adam(groups, **kwargs)
+    if optim["name"] == "adamw":
+        return torch.optim.AdamW(groups, **kwargs)
+    raise ConfigError(f"optim.name must be adam or adamw, got {optim['name']!r}")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any], total_steps: int, total_epochs: int
+) -> dict[str, Any] | None:
+    """A Lightning ``lr_scheduler`` dict, or None for a constant learning rate.
+
+    ``total_steps`` (optimiser steps of the whole run) is used when the schedule advances per
+    step, ``total_epochs`` when it advances per epoch.
+    """
+    name = schedule["name"]
+    if name == "none":
+        return None
+    interval = schedule["interval"]
+    if name == "onecycle":
+        # OneCycle is defined per optimiser step.
+        interval = "step"
+        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=[g["lr"] for g in optimizer.param_groups],
+            total_steps=max(int(total_steps), 1),
+            pct_start=float(schedule["pct_start"]),
+            anneal_strategy=str(schedule["anneal_strategy"]),
+            div_factor=float(schedule["div_factor"]),
+            final_div_factor=float(schedule["final_div_factor"]),
+        )
+    else:
+        total = max(int(total_steps if interval == "step" else total_epochs), 1)
+        if name in ("linear", "poly"):
+            power = 1.0 if name == "linear" else float(schedule["power"])
+
+            def factor(t: int) -> float:
+                return max(0.0, 1.0 - t / total) ** power
+
+        elif name == "cosine":
+            floor = float(schedule["min_lr_ratio"])
+
+            def factor(t: int) -> float:
+                return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
+
+        else:
+            raise ConfigError(f"unknown schedule.name {name!r}")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"scheduler": scheduler, "interval": interval, "frequency": 1, "name": "lr"}

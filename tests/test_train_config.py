@@ -1,0 +1,160 @@
+"""Recipes, overrides and optimiser groups (no training here)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from depthsmith.train import ConfigError, list_recipes, resolve_config
+from depthsmith.train.config import parse_override
+from depthsmith.train.data import dataset_configs
+from depthsmith.train.module import build_model
+from depthsmith.train.optim import build_optimizer, build_scheduler
+
+RECIPES = ["enc-dec-irv2-nyu", "enc-dec-irv2-nyu-seed", "convnext-unet-report", "resnet50-transposed-report",
+           "densedepth-nyu", "quickstart"]
+
+# What each recipe must say (issue text and field notes); checked against the files.
+EXPECTED = {
+    "enc-dec-irv2-nyu": dict(model="enc-dec-irv2", output="metric", optim="adam", amsgrad=True, lrs=(1e-4, 1e-4),
+                             schedule="linear", epochs=15, batch=16, loss="paper", size=[240, 320]),
+    "enc-dec-irv2-nyu-seed": dict(model="enc-dec-irv2", output="relative", optim="adam", amsgrad=True,
+                                  lrs=(1e-4, 1e-4), schedule="linear", epochs=15, batch=16, loss="paper",
+                                  size=[240, 320]),
+    "convnext-unet-report": dict(model="convnext-residual-unet", output="metric", optim="adamw", amsgrad=False,
+                                 lrs=(1e-4, 1e-3), schedule="onecycle", epochs=80, batch=64, loss="report",
+                                 size=[144, 256]),
+    "resnet50-transposed-report": dict(model="resnet50-transposed", output="metric", optim="adamw", amsgrad=False,
+                                       lrs=(1e-4, 1e-3), schedule="onecycle", epochs=80, batch=64, loss="report",
+                                       size=[144, 256]),
+    "densedepth-nyu": dict(model="densedepth-densenet169", output="inverse", optim="adam", amsgrad=True,
+                           lrs=(1e-4, 1e-4), schedule="none", epochs=20, batch=4, loss=None, size=None),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions gain nothing from a second thread, and on a busy machine OpenMP's
+    spinning threads make them 10x slower: these tests run single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_recipe_is_listed_with_a_description():
+    recipes = list_recipes()
+    assert sorted(recipes) == sorted(RECIPES)
+    assert all(len(note) > 20 and "\n" not in note for note in recipes.values())
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_builds_its_model_and_optimiser_groups(name):
+    cfg = resolve_config(name, ["model.encoder_weights=null"])
+    model = build_model(cfg["model"])
+    assert model.output == cfg["model"]["output"]
+    optimizer = build_optimizer(model, cfg["optim"])
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"encoder", "decoder"}
+    n_grouped = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+    assert n_grouped == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if name in EXPECTED:
+        exp = EXPECTED[name]
+        assert cfg["model"]["name"] == exp["model"]
+        assert type(optimizer) is {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[exp["optim"]]
+        assert groups["encoder"]["lr"] == pytest.approx(exp["lrs"][0])
+        assert groups["decoder"]["lr"] == pytest.approx(exp["lrs"][1])
+        assert groups["encoder"]["amsgrad"] is exp["amsgrad"]
+        assert cfg["schedule"]["name"] == exp["schedule"]
+        assert cfg["trainer"]["max_epochs"] == exp["epochs"]
+        assert cfg["data"]["batch_size"] == exp["batch"]
+        if exp["loss"]:
+            assert cfg["loss"] == exp["loss"]
+        if exp["size"]:
+            resize = [t for t in cfg["data"]["transforms"] if isinstance(t, dict) and t.get("name") == "resize"]
+            assert resize and resize[0]["size"] == exp["size"]
+            assert "hflip" in cfg["data"]["transforms"]
+
+
+def test_paper_model_has_the_published_parameter_count():
+    # Paper Table 2: 31.15M for Enc-Dec-IRv2 (the recipe must build the truncated encoder).
+    model = build_model(resolve_config("enc-dec-irv2-nyu", ["model.encoder_weights=null"])["model"])
+    assert model.num_parameters() / 1e6 == pytest.approx(31.15, abs=0.1)
+
+
+def test_paper_schedule_decays_linearly_to_zero_per_epoch():
+    # Keras poly_decay(power=1): epoch e of 15 trains at 1e-4 * (1 - e / 15).
+    cfg = resolve_config("enc-dec-irv2-nyu", ["model.name=test_resnet", "model.encoder_weights=null"])
+    model = build_model(cfg["model"])
+    opt = build_optimizer(model, cfg["optim"])
+    sched = build_scheduler(opt, cfg["schedule"], total_steps=999, total_epochs=15)
+    assert sched["interval"] == "epoch"
+    lrs = []
+    for _ in range(15):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched["scheduler"].step()
+    assert lrs == pytest.approx([1e-4 * (1 - e / 15) for e in range(15)])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_report_onecycle_peaks_at_each_groups_lr():
+    cfg = resolve_config("convnext-unet-report", ["model.name=test_convnext", "model.decoder=residual_unet",
+                                                 "model.encoder_weights=null"])
+    model = build_model(cfg["model"])
+    opt = build_optimizer(model, cfg["optim"])
+    sched = build_scheduler(opt, cfg["schedule"], total_steps=100, total_epochs=80)
+    assert sched["interval"] == "step"
+    history = []
+    for _ in range(100):
+        history.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched["scheduler"].step()
+    peaks = [max(h[i] for h in history) for i in range(2)]
+    assert peaks == pytest.approx([1e-4, 1e-3], rel=1e-3)
+    assert history[0] == pytest.approx([1e-4 / 25, 1e-3 / 25])  # OneCycle starts at max_lr / div_factor
+    assert history[-1][1] < 1e-6  # cosine annealing down to max_lr / (25 * 1e4)
+
+
+def test_overrides_are_parsed_as_yaml():
+    assert parse_override("optim.lr=3e-4") == (["optim", "lr"], 3e-4)
+    assert parse_override("trainer.max_epochs=2") == (["trainer", "max_epochs"], 2)
+    assert parse_override("data.root=/data/nyu_data.zip") == (["data", "root"], "/data/nyu_data.zip")
+    assert parse_override("data.transforms=[hflip]") == (["data", "transforms"], ["hflip"])
+    cfg = resolve_config("quickstart", ["optim.lr=3e-4", "model.output=inverse", "trainer.precision=fp32"])
+    assert cfg["optim"]["lr"] == 3e-4
+    assert cfg["model"]["name"] == "resnet10t"  # a free section is merged, not replaced
+    assert cfg["model"]["output"] == "inverse"
+    assert cfg["trainer"]["precision"] == "32-true"
+
+
+@pytest.mark.parametrize("bad, hint", [
+    ("optim.lrr=1", "optim.lrr"), ("trainer.max_epoch=3", "max_epochs"), ("bogus=1", "bogus"),
+    ("optim.lr", "key.subkey=value"), ("loss.l1=0.5", "not a mapping"),
+])
+def test_bad_overrides_name_the_key(bad, hint):
+    with pytest.raises(ConfigError, match=hint):
+        resolve_config("quickstart", [bad])
+
+
+def test_missing_dataset_path_names_the_key_to_set():
+    cfg = resolve_config("enc-dec-irv2-nyu")
+    with pytest.raises(ConfigError, match=r"data\.root.*nyu_data\.zip"):
+        dataset_configs(cfg)
+    train, val = dataset_configs(resolve_config("enc-dec-irv2-nyu", ["data.root=/x/nyu_data.zip"]))
+    assert train["path"] == val["path"] == "/x/nyu_data.zip"
+    # 70/30 by a fixed seed: the two sides of one deterministic split.
+    assert train["holdout"] == {"fraction": 0.3, "seed": 0, "part": "train"}
+    assert val["holdout"] == {"fraction": 0.3, "seed": 0, "part": "val"}
+
+
+def test_yaml_file_and_dict_configs(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: {name: test_resnet}\ndata: {train: {type: synthetic}}\noptim: {lr: 1e-3}\n")
+    cfg = resolve_config(path)
+    assert cfg["name"] == "mine" and cfg["optim"]["lr"] == 1e-3 and math.isclose(cfg["optim"]["eps"], 1e-8)
+    assert resolve_config({"model": {"name": "x"}})["model"]["name"] == "x"
+    with pytest.raises(ConfigError, match="neither a recipe nor a YAML file"):
+        resolve_config("no-such-recipe")
