@@ -1,0 +1,334 @@
+"""Evaluation: predictions (from a model or saved) -> protocol -> metrics per image and overall.
+
+`evaluate_predictions` is the core: it takes predictions in the model's output units at
+any resolution, so saved predictions and hand-made test cases go through exactly the code
+path that `evaluate(model, dataset)` uses. Metric formulas live in `depthsmith.metrics`;
+this module only decides which pixels, which scaling and which averaging (the protocol).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from depthsmith.metrics import (METRIC_KEYS, MetricAccumulator, align_prediction, compute_metrics, crop_mask,
+                                r2_score, valid_mask)
+
+from .protocols import SEED_FACTOR, SEED_R2_POOL, SEED_RANGE_M, Protocol, describe, get_protocol
+
+__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "select_device", "upsample_to"]
+
+SUMMARY_KEYS = (*METRIC_KEYS, "r2")
+# The seed protocol has no clamp; this floor only keeps log() finite for an exact 0 prediction.
+_SEED_FLOOR = 1e-12
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one model (or prediction set) under one protocol, and how they were computed."""
+
+    protocol: str
+    standard: bool
+    label: str
+    description: str
+    metrics: dict[str, float]
+    rows: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    # First `keep_examples` images: name, image (3xHxW), gt, mask, pred (metres, as evaluated).
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def r2_values(self) -> np.ndarray:
+        return np.array([row["r2"] for row in self.rows], dtype=float)
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' = the first CUDA GPU if there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def upsample_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (align_corners=False, the field's convention) resize of ... x H x W to `size`."""
+    if tuple(pred.shape[-2:]) == tuple(size):
+        return pred
+    shape = pred.shape
+    flat = pred.reshape(-1, 1, *shape[-2:])
+    return F.interpolate(flat, size=size, mode="bilinear", align_corners=False).reshape(*shape[:-2], *size)
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))
+
+
+def _squeeze_map(x: np.ndarray, name: str) -> np.ndarray:
+    while x.ndim > 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be an H x W map, got shape {x.shape}")
+    return x
+
+
+class _Scorer:
+    """Applies one protocol to one image at a time and keeps the rows."""
+
+    def __init__(self, proto: Protocol, align: str, output: str, keep_examples: int) -> None:
+        if proto.name == "seed" and align != "none":
+            raise ValueError("protocol 'seed' applies the seed's fixed scaling; use align='none' with it")
+        if proto.name != "seed" and output == "relative" and align == "none":
+            raise ValueError(
+                "this model predicts relative (unitless) depth: evaluate it with align='median' or 'lstsq' "
+                "(or protocol 'seed', which reproduces the seed's fixed x7.5 scaling)"
+            )
+        self.proto, self.align, self.output = proto, align, output
+        self.keep_examples = keep_examples
+        self.lo = proto.min_depth if proto.min_depth is not None else 0.0
+        self.hi = proto.max_depth if proto.max_depth is not None else math.inf
+        self.acc = MetricAccumulator(pooled=proto.pooled, min_depth=self.lo, max_depth=self.hi,
+                                     crop=proto.crop, align=align)
+        self.rows: list[dict[str, Any]] = []
+        self.examples: list[dict[str, Any]] = []
+        self.skipped: list[str] = []  # images without any valid ground-truth pixel
+
+    def sanitize(self, pred: torch.Tensor) -> torch.Tensor:
+        """NaN / -inf -> the lower bound, +inf -> the upper bound (before upsampling spreads them)."""
+        hi = self.hi if math.isfinite(self.hi) else None
+        return torch.nan_to_num(pred, nan=self.lo, posinf=hi, neginf=self.lo)
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None, name: str,
+            image: np.ndarray | None = None) -> dict[str, Any]:
+        """Score one H x W prediction (model output units, already at the GT size)."""
+        pred = _squeeze_map(np.asarray(pred, dtype=np.float64), "pred")
+        gt = _squeeze_map(np.asarray(gt, dtype=np.float64), "gt")
+        if pred.shape != gt.shape:
+            raise ValueError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")
+        with np.errstate(invalid="ignore"):
+            usable = (crop_mask(gt.shape, self.proto.crop) & np.isfinite(gt) & (gt > 0) if self.proto.name == "seed"
+                      else valid_mask(gt, self.lo, self.hi, self.proto.crop, mask))
+        if not usable.any():  # e.g. a frame without depth in range: skipped, counted, never silent
+            warnings.warn(f"{name}: no valid ground-truth pixel under protocol '{self.proto.name}': skipped",
+                          stacklevel=2)
+            self.skipped.append(name)
+            return {}
+        if self.proto.name == "seed":
+            row, evaluated = self._seed(pred, gt, name)
+        else:
+            row, evaluated = self._standard(pred, gt, mask, name)
+        self.rows.append(row)
+        if len(self.examples) < self.keep_examples:
+            self.examples.append({"name": name, "image": image, "gt": gt, "pred": evaluated,
+                                  "mask": valid_mask(gt, self.lo, self.hi, None, mask) if self.proto.masked else gt > 0})
+        return row
+
+    def _standard(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None, name: str) -> tuple[dict, np.ndarray]:
+        row = dict(self.acc.update(pred, gt, name=name, mask=mask))
+        # R^2 and the example map use the prediction exactly as the metrics saw it:
+        # sanitised, aligned on the valid pixels, clamped (the steps of metrics.compute_metrics).
+        valid = valid_mask(gt, self.lo, self.hi, self.proto.crop, mask)
+        evaluated = np.nan_to_num(pred, nan=self.lo, posinf=self.hi, neginf=self.lo)
+        evaluated = np.clip(align_prediction(evaluated, gt, valid, self.align), self.lo, self.hi)
+        row["r2"] = _safe_r2(evaluated, gt, valid)
+        return row, evaluated
+
+    def _seed(self, pred: np.ndarray, gt: np.ndarray, name: str) -> tuple[dict, np.ndarray]:
+        # Fixed scaling of the seed's evaluate.py (see protocols.describe for the metric-model case).
+        factor = SEED_RANGE_M * SEED_FACTOR if self.output == "relative" else SEED_FACTOR
+        pred = pred * factor
+        inside = crop_mask(gt.shape, self.proto.crop)
+        with np.errstate(invalid="ignore"):
+            positive = inside & np.isfinite(gt) & (gt > 0)
+        holes = inside & ~positive
+        # Pixels with gt > 0: the standard formulas with no range and no clamp.
+        row: dict[str, Any] = {"name": name, **compute_metrics(pred, gt, _SEED_FLOOR, math.inf, crop=self.proto.crop)}
+        n_pos, n_all = row["n_valid"], int(inside.sum())
+        if n_all > n_pos:  # fold the holes (gt = 0) in where the seed's formulas stay finite
+            hole_sq = float(np.sum(pred[holes] ** 2))
+            row["rmse"] = math.sqrt((row["rmse"] ** 2 * n_pos + hole_sq) / n_all)
+            for key in ("d1", "d2", "d3"):  # max(gt/pred, pred/gt) = inf at a hole: never < 1.25^k
+                row[key] = row[key] * n_pos / n_all
+        row["n_valid"] = n_all
+        rows_idx, cols_idx = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+        box = (slice(rows_idx[0], rows_idx[-1] + 1), slice(cols_idx[0], cols_idx[-1] + 1))
+        gt_filled = np.where(positive, gt, 0.0)
+        row["r2"] = _safe_r2(*(_avg_pool(a[box]) for a in (pred, gt_filled)))
+        return row, pred
+
+    def summary(self) -> dict[str, float]:
+        if not self.rows:
+            raise ValueError(f"no image could be evaluated ({len(self.skipped)} without a valid ground-truth pixel)")
+        metrics = self._seed_summary() if self.proto.name == "seed" else self._standard_summary()
+        metrics["n_skipped"] = len(self.skipped)
+        return metrics
+
+    def _seed_summary(self) -> dict[str, float]:
+        metrics = {k: float(np.mean([r[k] for r in self.rows])) for k in METRIC_KEYS}
+        metrics["n_images"] = len(self.rows)
+        metrics["n_valid"] = int(sum(r["n_valid"] for r in self.rows))
+        r2 = np.array([r["r2"] for r in self.rows])
+        kept = r2[(r2 >= 0) & (r2 <= 1)]  # the seed's notebook keeps 0 <= R^2 <= 1 only
+        metrics["r2"] = float(kept.mean()) if kept.size else math.nan
+        metrics["r2_dropped"] = int(r2.size - kept.size)
+        return metrics
+
+    def _standard_summary(self) -> dict[str, float]:
+        metrics = dict(self.acc.compute())
+        r2 = np.array([r["r2"] for r in self.rows])
+        metrics["r2"] = float(np.nanmean(r2)) if np.isfinite(r2).any() else math.nan
+        return metrics
+
+
+def _avg_pool(a: np.ndarray) -> np.ndarray:
+    k, s = SEED_R2_POOL
+    if min(a.shape) < k:
+        raise ValueError(f"the seed's R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
+    return F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(a))[None, None], k, s)[0, 0].numpy()
+
+
+def _safe_r2(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """R^2, or NaN where it is undefined (constant ground truth, no pixel)."""
+    try:
+        return r2_score(pred, gt, mask)
+    except ValueError:
+        return math.nan
+
+
+def _result(scorer: _Scorer, settings: dict[str, Any], flip_tta: bool, input_size: tuple[int, int] | None) -> EvalResult:
+    proto = scorer.proto
+    text = describe(proto, scorer.align, flip_tta, scorer.output, input_size, settings["source"] == "predictions")
+    return EvalResult(
+        protocol=proto.name, standard=proto.standard, label=proto.label, description=text,
+        metrics=scorer.summary(), rows=scorer.rows, examples=scorer.examples,
+        settings={"protocol": proto.name, "align": scorer.align, "flip_tta": flip_tta, "output": scorer.output,
+                  "input_size": list(input_size) if input_size else None,
+                  "min_depth": proto.min_depth, "max_depth": proto.max_depth, **settings},
+    )
+
+
+def evaluate_predictions(
+    preds: Iterable[Any],
+    gts: Iterable[Any],
+    protocol: str = "nyu-eigen",
+    masks: Iterable[Any] | None = None,
+    names: Sequence[str] | None = None,
+    align: str = "none",
+    output: str = "metric",
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+    images: Iterable[Any] | None = None,
+    keep_examples: int = 0,
+) -> EvalResult:
+    """Evaluate saved or hand-made predictions.
+
+    preds: H' x W' maps in the model's output units (metres; [0, 1] for ``output='relative'``),
+    at any resolution: each is upsampled bilinearly to its ground truth's size.
+    gts: H x W metres, 0 = invalid. masks: optional H x W bool (True = valid).
+    """
+    proto = get_protocol(protocol, min_depth, max_depth)
+    scorer = _Scorer(proto, align, output, keep_examples)
+    masks_it = iter(masks) if masks is not None else None
+    images_it = iter(images) if images is not None else None
+    for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
+        gt_np = _squeeze_map(np.asarray(_as_tensor(gt).cpu().double()), "gt")
+        pred_t = scorer.sanitize(_as_tensor(pred).to(torch.float64).cpu())
+        pred_np = upsample_to(pred_t, gt_np.shape).numpy()
+        mask = None if masks_it is None else np.asarray(next(masks_it), dtype=bool)
+        image = None if images_it is None else next(images_it)
+        scorer.add(pred_np, gt_np, mask, names[i] if names is not None else f"{i:05d}", image)
+    return _result(scorer, {"source": "predictions"}, False, None)
+
+
+def _load_model(model: Any) -> torch.nn.Module:
+    if isinstance(model, (str, Path)):
+        from depthsmith.models import load_model
+
+        return load_model(model)
+    return model
+
+
+def _load_dataset(dataset: Any) -> Any:
+    if isinstance(dataset, (str, Path, dict)):
+        from depthsmith.data import build_dataset
+
+        return build_dataset(dataset)
+    return dataset
+
+
+@torch.inference_mode()
+def _predict(model: torch.nn.Module, x: torch.Tensor, flip_tta: bool, input_size: tuple[int, int] | None) -> torch.Tensor:
+    """Model output at the input's size; optionally averaged with the flipped prediction."""
+    size = tuple(x.shape[-2:])
+    if input_size is not None and tuple(input_size) != size:
+        x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
+    y = model(x)
+    if flip_tta:
+        y = 0.5 * (y + torch.flip(model(torch.flip(x, dims=[-1])), dims=[-1]))
+    return upsample_to(y.float(), size)
+
+
+def evaluate(
+    model: Any,
+    dataset: Any,
+    protocol: str = "nyu-eigen",
+    flip_tta: bool = False,
+    align: str = "none",
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+    progress: bool = True,
+    input_size: tuple[int, int] | None = None,
+    num_workers: int = 0,
+    keep_examples: int = 0,
+    max_images: int | None = None,
+) -> EvalResult:
+    """Evaluate a model (object, folder or Hub id) on a dataset (object or config) under a protocol.
+
+    The network sees each image at its own size (or ``input_size``, or the protocol's: the
+    seed resizes to 240 x 320); the prediction is upsampled bilinearly to the ground truth.
+    Images of different sizes are batched separately, so any dataset works.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm import tqdm
+
+    proto = get_protocol(protocol, min_depth, max_depth)
+    model, data = _load_model(model), _load_dataset(dataset)
+    if max_images is not None and max_images < len(data):
+        data = Subset(data, range(max_images))
+    dev = select_device(device)
+    model = model.to(dev).eval()
+    output = getattr(model, "output", "metric")
+    scorer = _Scorer(proto, align, output, keep_examples)
+    size = input_size or proto.input_size
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
+    eval_size: list[int] | None = list(size) if size else None  # network input size, for the report's GFLOPs
+    with tqdm(total=len(data), desc=f"eval {proto.name}", unit="img", disable=not progress) as bar:
+        for samples in loader:
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, s in enumerate(samples):  # one forward per image size
+                groups.setdefault(tuple(s["image"].shape), []).append(i)
+            preds: dict[int, torch.Tensor] = {}
+            for members in groups.values():
+                x = torch.stack([samples[i]["image"] for i in members]).to(dev)
+                eval_size = eval_size or [int(x.shape[-2]), int(x.shape[-1])]
+                out = scorer.sanitize(_predict(model, x, flip_tta, size)).cpu()
+                preds.update(zip(members, out))
+            for i, s in enumerate(samples):  # score in dataset order
+                depth, mask = s["depth"].numpy(), s["mask"].numpy()
+                image = s["image"].numpy() if len(scorer.examples) < keep_examples else None
+                pred = upsample_to(preds[i].double(), tuple(depth.shape[-2:]))
+                scorer.add(pred.numpy(), depth, mask, s["name"], image)
+            bar.update(len(samples))
+    settings = {"source": "model", "model": getattr(model, "name", type(model).__name__), "device": str(dev),
+                "batch_size": batch_size, "eval_size": eval_size}
+    return _result(scorer, settings, flip_tta, size)

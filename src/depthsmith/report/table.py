@@ -1,0 +1,89 @@
+"""The paper-style results table (seed paper Tables 2-3): accuracy next to cost.
+
+Cost is measured, not quoted: parameters counted from the model, FLOPs counted by
+torch's FLOP counter at the evaluation size, latency timed on this machine's device.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from depthsmith.evaluate import EvalResult
+
+__all__ = ["ModelCost", "measure_cost", "count_gflops", "metrics_table"]
+
+TABLE_METRICS = (("abs_rel", "AbsRel ↓"), ("rmse", "RMSE (m) ↓"), ("log10", "log10 ↓"),
+                 ("d1", "δ<1.25 ↑"), ("d2", "δ<1.25² ↑"), ("d3", "δ<1.25³ ↑"), ("r2", "R² ↑"))
+
+
+@dataclass
+class ModelCost:
+    params_m: float
+    gflops: float
+    latency_ms: float
+    size: tuple[int, int]
+    device: str
+
+
+def count_gflops(model: torch.nn.Module, height: int, width: int) -> float:
+    """GFLOPs of one forward pass at height x width (a multiply-add counts as 2 FLOPs).
+
+    The same counter as `depthsmith bench`, so the report and the benchmark agree.
+    """
+    from depthsmith.bench import count_flops
+
+    return float(count_flops(model, height, width))
+
+
+@torch.inference_mode()
+def _latency_ms(model: torch.nn.Module, height: int, width: int, device: torch.device, repeats: int, warmup: int) -> float:
+    x = torch.rand(1, 3, height, width, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):  # first calls pay for allocation and kernel selection
+        model(x)
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measure_cost(model: torch.nn.Module, size: tuple[int, int], device: torch.device | str,
+                 repeats: int = 10, warmup: int = 2) -> ModelCost:
+    """Parameters (M), GFLOPs and median batch-1 latency (ms per image) at `size` on `device`."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    try:
+        gflops = count_gflops(model, *size)
+    except Exception:  # a model the counter cannot trace still gets a table row
+        gflops = math.nan
+    return ModelCost(params, gflops, _latency_ms(model, *size, device, repeats, warmup), tuple(size), str(device))
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def metrics_table(results: dict[str, EvalResult], costs: dict[str, ModelCost]) -> str:
+    """Markdown table, one row per model: cost columns, then the metrics of its EvalResult."""
+    head = ["model", "architecture", "params (M)", "GFLOPs", "latency (ms/img)",
+            *(title for _, title in TABLE_METRICS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, result in results.items():
+        cost = costs.get(label)
+        m = result.metrics
+        cells = [label, str(result.settings.get("model", "-")),
+                 _fmt(cost.params_m, 2) if cost else "-", _fmt(cost.gflops, 2) if cost else "-",
+                 _fmt(cost.latency_ms, 1) if cost else "-",
+                 *(_fmt(m.get(key, math.nan), 3) for key, _ in TABLE_METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
