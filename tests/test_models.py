@@ -199,3 +199,16 @@ def test_load_model_from_a_hub_id_through_the_hub_cache(tmp_path) -> None:
     x = torch.rand(1, 3, 32, 40)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_deepcopy_keeps_eval_mode_of_fx_encoders() -> None:
+    import copy
+
+    model = depthsmith.create_model("enc-dec-irv2").eval()
+    clone = copy.deepcopy(model)
+    assert not any(m.training for m in clone.modules())
+    x = torch.rand(1, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
+    model.train()
+    assert all(m.training for m in copy.deepcopy(model).modules())

@@ -15,6 +15,7 @@ paper's last skip connection.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -85,6 +86,17 @@ class Encoder(nn.Module):
             reductions = [1, *reductions]
         self.channels: list[int] = channels
         self.reductions: list[int] = reductions
+
+    def __deepcopy__(self, memo: dict) -> "Encoder":
+        # torch.fx's GraphModule.__deepcopy__ rebuilds its modules in train mode, which
+        # silently changes an eval-mode copy's outputs (BatchNorm); restore every mode.
+        modes = {name: m.training for name, m in self.named_modules()}
+        new = Encoder.__new__(Encoder)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        for name, module in new.named_modules():
+            module.training = modes.get(name, self.training)
+        return new
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.net(x)

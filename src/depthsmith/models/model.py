@@ -93,7 +93,7 @@ class DepthModel(
             raise ValueError(
                 f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
             )
-        size = (int(x.shape[-2]), int(x.shape[-1]))
+        size = (x.shape[-2], x.shape[-1])  # no int(): keeps H and W symbolic for export
         logits = self.decoder(self.encoder(self.input_norm(x)), size)
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

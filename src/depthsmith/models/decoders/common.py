@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -23,7 +21,9 @@ def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def size_at(out_size: tuple[int, int], stride: int) -> tuple[int, int]:
-    return (math.ceil(out_size[0] / stride), math.ceil(out_size[1] / stride))
+    # Integer ceil division with non-negative operands only: symbolic sizes stay symbolic,
+    # and exporters that turn floor division into truncation (ONNX) still agree.
+    return ((out_size[0] + stride - 1) // stride, (out_size[1] + stride - 1) // stride)
 
 
 def plan_stages(reductions: list[int]) -> list[tuple[int, int | None]]:
