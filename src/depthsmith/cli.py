@@ -58,7 +58,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     return predict_cli(args.inputs, model=args.model, out_dir=args.out, outputs=args.save, cmap=args.cmap,
                        backend=args.backend, batch_size=args.batch_size, device=args.device,
-                       intrinsics=args.intrinsics, precision=args.precision)
+                       intrinsics=args.intrinsics, precision=args.precision, max_side=args.max_side,
+                       compile=args.compile)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -143,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
     s.add_argument("--cmap", default="inferno_r")
     s.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 on CPUs/GPUs that have it, else fp32")
+    s.add_argument("--max-side", type=int, default=640,
+                   help="network input cap; the depth is resized back to each image's resolution")
+    s.add_argument("--compile", action="store_true", help="torch.compile (faster after a long first call per size)")
     s.add_argument("--batch-size", type=int, default=4)
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),

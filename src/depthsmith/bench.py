@@ -1,0 +1,377 @@
+"""Inference speed per backend, in one table, with the FLOP floor measured in the same run.
+
+Rows: backend x batch size. Latency is the median of timed calls after one warm-up call
+(the warm-up absorbs oneDNN primitive creation, ONNX Runtime's first run and torch.compile's
+compilation). The floor is the model's convolution and matmul FLOPs divided by the rate of a
+large ``torch.matmul`` measured in this run, at the row's precision: no backend can beat it by
+much, so "x floor" says how much is left to gain.
+
+Accuracy columns compare each row's output with fp32 eager PyTorch on one image (batch 1).
+A preset built with random weights outputs a near-constant map on which any precision looks
+exact, so for presets the depth head is first fitted by least squares to a depth map (the
+caller's, or a synthetic room): a stand-in for trained weights, stated in the table header.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["count_flops", "matmul_rate", "fit_depth_head", "synthetic_scene", "run_bench", "format_table",
+           "bench_cli", "BACKENDS", "BenchRow", "BenchReport"]
+
+BACKENDS = {
+    "fp32": "PyTorch fp32 eager",
+    "channels_last": "fp32 channels_last",
+    "bf16": "bf16 autocast",
+    "bf16_cl": "bf16 autocast + channels_last",
+    "compile": "Predictor(compile=True): torch.compile, inductor, frozen",
+    "onnx": "ONNX Runtime fp32 (CPU)",
+    "predict": "predict() default path",
+}
+SMP_SIZE = (256, 320)  # smp's Unet needs sides divisible by 32
+ROW_TIME_BUDGET_S = 6.0  # stop timing a row after this long (at least 2 timed calls)
+
+
+def count_flops(model: nn.Module, height: int, width: int) -> float:
+    """GFLOPs (1e9 floating-point operations, a multiply-add counted as 2) of one forward pass of
+    ``model`` on a 1 x 3 x height x width input: convolutions and matrix multiplies, as counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (element-wise ops and resizes are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters(), None)
+    x = torch.rand(1, 3, height, width, device=param.device if param is not None else "cpu")
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 3) -> float:
+    """GFLOP/s of an n x n @ n x n ``torch.matmul`` on the CPU (best of ``repeats``)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dtype)
+    b = torch.randn(n, n, generator=gen).to(dtype)
+    a @ b  # warm-up: thread pool, packing buffers
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def synthetic_scene(height: int = 240, width: int = 320, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic textured "room" (H x W x 3 float RGB in [0, 1]) and its depth in metres:
+    a floor and back wall (1.5 m near the bottom to 8 m at the top) and three closer boxes."""
+    rng = np.random.default_rng(seed)
+    rows = np.broadcast_to(np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None], (height, width))
+    depth = 8.0 - 6.5 * rows
+    rgb = np.stack([0.3 + 0.4 * rows, 0.5 - 0.2 * rows, np.full_like(rows, 0.6)], axis=-1)
+    for _ in range(3):
+        h, w = rng.integers(height // 6, height // 3), rng.integers(width // 6, width // 3)
+        top, left = rng.integers(0, height - h), rng.integers(0, width - w)
+        depth[top:top + h, left:left + w] = rng.uniform(1.0, 4.0)
+        rgb[top:top + h, left:left + w] = rng.uniform(0.1, 0.9, size=3)
+    rgb += rng.normal(0.0, 0.03, size=rgb.shape)  # sensor-like texture
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32), depth.astype(np.float32)
+
+
+@torch.no_grad()
+def fit_depth_head(model: nn.Module, image: torch.Tensor, depth: torch.Tensor, ridge: float = 1e-3) -> nn.Module:
+    """Fit the decoder's last 1-channel convolution by ridge least squares so that ``model(image)``
+    approximates ``depth`` (metres; 0 = invalid) on its valid pixels. In place; returns the model.
+
+    Only for metric (``output='metric'``) DepthModels: the target is logit(depth / max_depth).
+    """
+    head = [m for m in model.decoder.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1][-1]
+    seen: dict[str, torch.Tensor] = {}
+    hook = head.register_forward_pre_hook(lambda mod, args: seen.__setitem__("x", args[0]))
+    model.eval()(image)
+    hook.remove()
+    k, pad = head.kernel_size, head.padding
+    cols = F.unfold(seen["x"].double(), k, padding=pad).transpose(1, 2).reshape(-1, head.in_channels * k[0] * k[1])
+    target = depth.double().reshape(-1)
+    valid = target > 0
+    frac = (target / model.max_depth).clamp(0.02, 0.98)
+    a = torch.cat([cols[valid], torch.ones(int(valid.sum()), 1, dtype=cols.dtype)], dim=1)
+    b = torch.log(frac / (1 - frac))[valid]
+    gram = a.T @ a
+    lam = ridge * gram.diagonal().mean()
+    w = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), a.T @ b)
+    head.weight.copy_(w[:-1].view_as(head.weight).float())
+    head.bias.copy_(w[-1:].float())
+    return model
+
+
+def agreement(fast: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """(mean |fast - ref| / ref, fraction of pixels with max(fast/ref, ref/fast) < 1.25)."""
+    fast, ref = fast.float().clamp_min(1e-6), ref.float().clamp_min(1e-6)
+    rel = ((fast - ref).abs() / ref).mean().item()
+    delta1 = (torch.maximum(fast / ref, ref / fast) < 1.25).float().mean().item()
+    return rel, delta1
+
+
+@dataclass
+class BenchRow:
+    backend: str
+    batch: int
+    latency_ms: float
+    precision: str = "fp32"
+    gflops: float = 0.0  # per image
+    pixels: int = 0  # per image
+    speedup: float = float("nan")
+    floor_ms: float = float("nan")
+    rel_diff: float = float("nan")
+    delta1: float = float("nan")
+    label: str = ""
+
+    @property
+    def images_per_s(self) -> float:
+        return 1000.0 * self.batch / self.latency_ms
+
+    @property
+    def ms_per_mp(self) -> float:
+        return self.latency_ms / self.batch / (self.pixels / 1e6)
+
+
+@dataclass
+class BenchReport:
+    model: str
+    height: int
+    width: int
+    gflops: float
+    params_m: float
+    rates: dict[str, float]  # GEMM GFLOP/s per precision
+    gemm_size: int = 4096
+    rows: list[BenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, backend: str, batch: int) -> BenchRow | None:
+        return next((r for r in self.rows if r.backend == backend and r.batch == batch), None)
+
+
+def _time(fn: Callable[[], Any], repeats: int, budget_s: float = ROW_TIME_BUDGET_S) -> float:
+    """Median milliseconds of ``fn()`` after one warm-up call; stops early after ``budget_s``."""
+    fn()
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < max(2, repeats) and (len(times) < 2 or spent < budget_s):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return 1000.0 * statistics.median(times)
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _runners(model: nn.Module, backend: str, height: int, width: int) -> tuple[Runner, str]:
+    """A callable B x 3 x H x W float -> B x 1 x H x W depth for ``backend``, and its precision."""
+    from .inference import Predictor
+
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    if backend == "fp32":
+        return model, "fp32"
+    if backend in ("channels_last", "bf16_cl"):
+        # .eval() again: deepcopy of an fx GraphModule (the tapped IRv2 encoder) comes back in train mode
+        cl = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+
+        def run_cl(x: torch.Tensor) -> torch.Tensor:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if backend == "bf16_cl":
+                with bf16:
+                    return cl(x).float()
+            return cl(x)
+
+        return run_cl, "bf16" if backend == "bf16_cl" else "fp32"
+    if backend == "bf16":
+        def run_bf16(x: torch.Tensor) -> torch.Tensor:
+            with bf16:
+                return model(x).float()
+
+        return run_bf16, "bf16"
+    if backend == "predict":
+        predictor = Predictor(model, device="cpu")
+
+        def run_predict(x: torch.Tensor) -> torch.Tensor:
+            # The public path: decoded H x W x 3 images in, H x W depth arrays out.
+            images = list(enumerate(x.permute(0, 2, 3, 1).numpy()))
+            depths = [d for _, _, d in predictor.predict_many(images, batch_size=len(images))]
+            return torch.from_numpy(np.stack(depths))[:, None]
+
+        return run_predict, predictor.precision
+    if backend == "compile":
+        compiled = Predictor(model, device="cpu", compile=True)
+        return lambda x: compiled.run(x)[:, None], compiled.precision
+    if backend == "onnx":
+        import tempfile
+
+        from .export import OnnxRunner, export_onnx
+
+        path = export_onnx(model, Path(tempfile.mkdtemp()) / "model.onnx", height, width, check=False).path
+        runner = OnnxRunner(path)
+        return lambda x: torch.from_numpy(runner(x.numpy())), "fp32"
+    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def _load_for_bench(
+    model: str | nn.Module, image: Any, depth: Any, height: int, width: int
+) -> tuple[nn.Module, torch.Tensor, str]:
+    """The model, a 1 x 3 x H x W accuracy image, and a note on where the weights come from."""
+    from .inference import load_any
+    from .io import load_image, read_png16
+
+    from_preset = isinstance(model, str) and not Path(model).exists() and not model.endswith(".onnx")
+    net = load_any(model)
+    if image is None:
+        rgb, gt, source = *synthetic_scene(height, width), "a synthetic room"
+    else:
+        rgb, source = load_image(image), f"{Path(str(image)).name}"
+        gt = read_png16(depth) if depth is not None else synthetic_scene(*rgb.shape[:2])[1]
+    x = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
+                      antialias=True)
+    gt_t = F.interpolate(torch.from_numpy(np.ascontiguousarray(gt))[None, None], size=(height, width), mode="nearest")
+    given = model if isinstance(model, (str, Path)) else getattr(net, "name", "the given model")
+    note = "" if from_preset else f"weights of {given} as given"
+    if from_preset and getattr(net, "output", "") == "metric":
+        fit_depth_head(net, x, gt_t[0, 0])
+        note = (f"random-init preset with its depth head least-squares fitted to the depth of {source} "
+                "(stand-in for trained weights so outputs vary)")
+    return net.eval(), x, note
+
+
+def run_bench(
+    model: str | nn.Module = "enc-dec-irv2",
+    height: int = 240,
+    width: int = 320,
+    batch_sizes: Sequence[int] = (1, 8),
+    backends: Sequence[str] | None = None,
+    repeats: int = 10,
+    smp_reference: bool = False,
+    image: Any = None,
+    depth: Any = None,
+    gemm_size: int = 4096,
+) -> BenchReport:
+    """Time every backend at every batch size on the CPU; see the module docstring."""
+    backends = list(backends or BACKENDS)
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
+    net, x1, note = _load_for_bench(model, image, depth, height, width)
+    rates = {"fp32": matmul_rate(torch.float32, gemm_size), "bf16": matmul_rate(torch.bfloat16, gemm_size)}
+    gflops = count_flops(net, height, width)
+    report = BenchReport(getattr(net, "name", str(model)), height, width, gflops,
+                         sum(p.numel() for p in net.parameters()) / 1e6, rates, gemm_size)
+    if note:
+        report.notes.append(note)
+    with torch.inference_mode():
+        reference = net(x1)
+        for backend in backends:
+            run, precision = _runners(net, backend, height, width)
+            rel, d1 = agreement(run(x1), reference) if backend != "fp32" else (0.0, 1.0)
+            for b in batch_sizes:
+                xb = x1.expand(b, -1, -1, -1).contiguous()
+                ms = _time(lambda: run(xb), repeats)
+                report.rows.append(BenchRow(backend, b, ms, precision, gflops, height * width,
+                                            rel_diff=rel, delta1=d1, label=BACKENDS[backend]))
+        if smp_reference:
+            report.rows.extend(_smp_rows(batch_sizes, repeats))
+    for r in report.rows:
+        base = report.row("fp32", r.batch) if r.backend != "smp" else None
+        r.speedup = base.latency_ms / r.latency_ms if base else float("nan")
+        r.floor_ms = 1000.0 * r.batch * r.gflops / rates["bf16" if r.precision == "bf16" else "fp32"]
+    return report
+
+
+def _smp_rows(batch_sizes: Sequence[int], repeats: int) -> list[BenchRow]:
+    """segmentation_models_pytorch Unet on tu-inception_resnet_v2, fp32 eager, at 256 x 320."""
+    import segmentation_models_pytorch as smp
+
+    net = smp.Unet("tu-inception_resnet_v2", encoder_weights=None, classes=1).eval()
+    h, w = SMP_SIZE
+    gflops = count_flops(net, *SMP_SIZE)
+    rows = []
+    for b in batch_sizes:
+        xb = torch.rand(b, 3, *SMP_SIZE)
+        ms = _time(lambda: net(xb), repeats)
+        rows.append(BenchRow("smp", b, ms, "fp32", gflops, SMP_SIZE[0] * SMP_SIZE[1],
+                             label=f"reference: smp Unet tu-inception_resnet_v2, fp32 eager, {h}x{w}"))
+    return rows
+
+
+def _fmt(v: float, spec: str) -> str:
+    return "-" if v != v else format(v, spec)  # NaN -> "-"
+
+
+def format_table(report: BenchReport) -> str:
+    """The report as a Markdown table with a header of the run's conditions and the targets."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        f"model {report.model} ({report.params_m:.2f}M params), {report.gflops:.1f} GFLOPs per image at "
+        f"{report.height}x{report.width}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}, load average {load:.1f} on {os.cpu_count()} cores",
+        f"measured GEMM rate ({report.gemm_size}^3 matmul): fp32 {report.rates['fp32']:.0f} GFLOP/s, "
+        f"bf16 {report.rates['bf16']:.0f} GFLOP/s; floor = FLOPs / GEMM rate at the row's precision",
+        *[f"note: {n}" for n in report.notes],
+        "",
+        "| backend | batch | precision | latency ms | images/s | speed-up vs fp32 eager | floor ms | x floor "
+        "| ms/MP | mean rel diff vs fp32 | delta1 agreement |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"| {r.label or r.backend} | {r.batch} | {r.precision} | {r.latency_ms:.1f} | {r.images_per_s:.2f} | "
+            f"{_fmt(r.speedup, '.2f')} | {r.floor_ms:.1f} | {r.latency_ms / r.floor_ms:.2f} | {r.ms_per_mp:.0f} | "
+            f"{_fmt(100 * r.rel_diff, '.3f')}% | {_fmt(r.delta1, '.4f')} |"
+        )
+    lines += ["", *verdicts(report)]
+    return "\n".join(lines)
+
+
+def verdicts(report: BenchReport) -> list[str]:
+    """The issue's targets for predict's default path, each with its measured numbers."""
+    out = []
+    for r in (r for r in report.rows if r.backend == "predict"):
+        checks = [
+            (r.speedup >= 2.5, f"speed-up {r.speedup:.2f}x vs fp32 eager (target >= 2.5x)"),
+            (r.rel_diff <= 0.01, f"mean rel diff {100 * r.rel_diff:.3f}% (target <= 1%)"),
+            (r.delta1 >= 0.99, f"delta1 agreement {r.delta1:.4f} (target >= 0.99)"),
+            (r.latency_ms <= 1.5 * r.floor_ms, f"{r.latency_ms / r.floor_ms:.2f}x the floor (target <= 1.5x)"),
+        ]
+        text = "; ".join(f"{'MET' if ok else 'NOT MET'}: {msg}" for ok, msg in checks)
+        out.append(f"targets, predict default path, batch {r.batch}: {text}")
+    return out
+
+
+def bench_cli(
+    model: str = "enc-dec-irv2",
+    height: int = 240,
+    width: int = 320,
+    batch_sizes: Sequence[int] = (1, 8),
+    backends: Sequence[str] | None = None,
+    repeats: int = 10,
+    smp_reference: bool = False,
+    image: Any = None,
+    depth: Any = None,
+    gemm_size: int = 4096,
+) -> int:
+    """``depthsmith bench``: prints the table; 0 on success."""
+    report = run_bench(model, height, width, batch_sizes, backends, repeats, smp_reference, image, depth, gemm_size)
+    print(format_table(report))
+    return 0

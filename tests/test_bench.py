@@ -1,0 +1,84 @@
+"""Benchmark helpers: FLOP count against a hand count, the table and its target verdicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import depthsmith
+from depthsmith.bench import (agreement, bench_cli, count_flops, fit_depth_head, format_table, matmul_rate,
+                              run_bench, synthetic_scene)
+
+
+def test_count_flops_matches_a_hand_count():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 20, 10))
+    conv = 2 * 8 * (3 * 3 * 3) * 16 * 20  # 2 FLOPs per multiply-add, per output element
+    linear = 2 * (8 * 16 * 20) * 10
+    assert count_flops(net, 16, 20) == (conv + linear) / 1e9
+
+
+def test_matmul_rate_is_positive():
+    assert matmul_rate(torch.float32, n=256, repeats=1) > 0
+
+
+def test_agreement_by_hand():
+    ref = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    fast = torch.tensor([1.1, 2.0, 4.0, 4.0])  # 10% off, exact, exact, half
+    rel, delta1 = agreement(fast, ref)
+    assert np.isclose(rel, (0.1 + 0 + 0 + 0.5) / 4) and delta1 == 0.75
+
+
+def test_fitted_head_recovers_a_head_that_made_the_target():
+    """A depth map made by a known head lies in the span of the head's inputs: fitting recovers it."""
+    torch.manual_seed(0)
+    model = depthsmith.create_model("test_resnet", decoder="unet").eval()
+    x = torch.from_numpy(synthetic_scene(96, 128)[0]).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        model.decoder.head.weight.mul_(30.0)  # a head whose output varies (about 4.7-7.1 m)
+        target = model(x)[0, 0]
+        model.decoder.head.reset_parameters()
+    assert target.max() / target.min() > 1.4
+    fit_depth_head(model, x, target, ridge=1e-9)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x)[0, 0].numpy(), target.numpy(), rtol=1e-3)
+
+
+def test_fitted_head_follows_a_depth_map():
+    torch.manual_seed(0)
+    model = depthsmith.create_model("test_resnet", decoder="unet").eval()
+    rgb, depth = synthetic_scene(96, 128)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    fit_depth_head(model, x, torch.from_numpy(depth))
+    with torch.no_grad():
+        pred = model(x)[0, 0].numpy()
+    # a linear probe on random features: follows the room's layout, not every edge
+    assert np.corrcoef(pred.ravel(), depth.ravel())[0, 1] > 0.75
+
+
+@pytest.fixture
+def one_thread():
+    """The table's logic, not the speed, is under test: one thread keeps a busy machine from
+    stalling OpenMP's barriers (a 2-thread run next to another job can be 100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bench_table_has_every_row_and_the_verdicts(capsys, one_thread):
+    torch.manual_seed(0)
+    model = depthsmith.create_model("test_resnet", decoder="unet")
+    report = run_bench(model, 64, 80, batch_sizes=(1, 2), backends=["fp32", "bf16_cl", "predict"], repeats=1,
+                       gemm_size=512)
+    assert [(r.backend, r.batch) for r in report.rows] == [
+        ("fp32", 1), ("fp32", 2), ("bf16_cl", 1), ("bf16_cl", 2), ("predict", 1), ("predict", 2)]
+    assert report.gflops == count_flops(model, 64, 80)
+    for row in report.rows:
+        assert row.latency_ms > 0 and row.floor_ms > 0
+        assert np.isclose(row.images_per_s, 1000 * row.batch / row.latency_ms)
+    table = format_table(report)
+    assert "| PyTorch fp32 eager | 1 |" in table and "targets, predict default path, batch 2" in table
+    assert bench_cli(model, 64, 80, [1], ["fp32", "predict"], repeats=1, gemm_size=512) == 0
+    assert "GEMM rate" in capsys.readouterr().out
