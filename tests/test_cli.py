@@ -43,3 +43,22 @@ def test_bad_config_is_one_line_error_not_a_traceback(capsys) -> None:
     assert main(["train", "--config", "enc-dec-irv2-nyu"]) == 2  # no data.root given
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "data.root" in err and "Traceback" not in err
+
+
+def test_data_check_command_writes_preview_and_counts_unreadable(tmp_path, capsys) -> None:
+    from PIL import Image
+    import numpy as np
+
+    good_rgb, good_depth = tmp_path / "a_rgb.png", tmp_path / "a_depth.png"
+    Image.fromarray(np.full((24, 32, 3), 120, np.uint8)).save(good_rgb)
+    Image.fromarray(np.full((24, 32), 2500, np.uint16)).save(good_depth)
+    (tmp_path / "b_rgb.png").write_bytes(b"broken")
+    Image.fromarray(np.full((24, 32), 2500, np.uint16)).save(tmp_path / "b_depth.png")
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(f"type: paired\nrgb_glob: '{tmp_path}/*_rgb.png'\ndepth_glob: '{tmp_path}/*_depth.png'\n"
+                   "encoding: png_mm\n")
+    code = main(["data", "check", str(cfg), "--out", str(tmp_path / "check")])
+    out = capsys.readouterr().out
+    assert code == 1  # one unreadable pair
+    assert "b_rgb.png" in out and "2 listed" in out
+    assert (tmp_path / "check" / "preview.png").stat().st_size > 1000
