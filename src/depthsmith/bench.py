@@ -359,19 +359,7 @@ def verdicts(report: BenchReport) -> list[str]:
     return out
 
 
-def bench_cli(
-    model: str = "enc-dec-irv2",
-    height: int = 240,
-    width: int = 320,
-    batch_sizes: Sequence[int] = (1, 8),
-    backends: Sequence[str] | None = None,
-    repeats: int = 10,
-    smp_reference: bool = False,
-    image: Any = None,
-    depth: Any = None,
-    gemm_size: int = 4096,
-) -> int:
-    """``depthsmith bench``: prints the table; 0 on success."""
-    report = run_bench(model, height, width, batch_sizes, backends, repeats, smp_reference, image, depth, gemm_size)
-    print(format_table(report))
+def bench_cli(*args: Any, **kwargs: Any) -> int:
+    """``depthsmith bench``: prints the table of ``run_bench`` (same arguments); 0 on success."""
+    print(format_table(run_bench(*args, **kwargs)))
     return 0
