@@ -263,13 +263,23 @@ def test_cli_train_and_recipes(tmp_path, capsys):
     assert depthsmith.load_model(tmp_path / "run" / "model") is not None
 
 
-def test_wandb_without_the_package_fails_early_with_the_fix(tmp_path):
+def test_wandb_without_the_package_fails_early_with_the_fix(tmp_path, monkeypatch):
     import importlib.util
 
     from depthsmith.train import ConfigError
 
-    if importlib.util.find_spec("wandb") is not None:
-        pytest.skip("wandb is installed")
+    real_find_spec = importlib.util.find_spec  # pretend wandb is not installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'depthsmith\[wandb\]'"):
         train("quickstart", TINY + FAMILIES["quickstart"] + ["logging.wandb=true"], run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing written for a run that could not start
+
+
+def test_wandb_logs_offline_when_nobody_is_logged_in(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no stored login either
+    result = train("quickstart", TINY + FAMILIES["quickstart"] + ["logging.wandb=true"], run_dir=tmp_path / "run")
+    assert result.ok, result.error
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert runs, sorted(p.name for p in (tmp_path / "run").rglob("*"))[:20]

@@ -109,8 +109,7 @@ def fast_model(model: nn.Module, device: torch.device, precision: str) -> nn.Mod
     """An inference copy of a DepthModel: BatchNorm folded, channels-last, encoder and decoder in
     bf16 when ``precision == 'bf16'`` (the input normalisation, the sigmoid and the scaling to
     metres stay fp32). Other modules are cast whole, with fp32 in and out."""
-    # .eval() after the copy matters: deepcopy of an fx GraphModule (the tapped IRv2 encoder)
-    # comes back with every submodule in train mode.
+    # A copy in eval mode whatever the caller's model is in (Encoder.__deepcopy__ keeps modes).
     m = copy.deepcopy(model).eval().to(device)
     for p in m.parameters():
         p.requires_grad_(False)
