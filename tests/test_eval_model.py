@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import depthsmith
-from depthsmith.evaluate import evaluate, evaluate_cli, evaluate_predictions, select_device
+from depthsmith.evaluate import evaluate, evaluate_cli, evaluate_predictions
+from depthsmith.inference import resolve_device
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -123,8 +124,8 @@ def test_relative_model_under_the_seed_protocol_gets_the_fixed_7_5() -> None:
 
 
 def test_device_selection() -> None:
-    assert select_device("cpu").type == "cpu"
-    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run manually on a GPU machine)")

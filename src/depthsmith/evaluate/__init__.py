@@ -5,12 +5,12 @@
 """
 
 from .cli import evaluate_cli
-from .core import EvalResult, evaluate, evaluate_predictions, select_device, upsample_to
+from .core import EvalResult, evaluate, evaluate_predictions, upsample_to
 from .output import format_table, result_to_json, write_result
 from .protocols import PROTOCOLS, Protocol, describe, get_protocol, protocol_table
 
 __all__ = [
-    "EvalResult", "evaluate", "evaluate_predictions", "evaluate_cli", "select_device", "upsample_to",
+    "EvalResult", "evaluate", "evaluate_predictions", "evaluate_cli", "upsample_to",
     "format_table", "result_to_json", "write_result", "PROTOCOLS", "Protocol", "describe", "get_protocol",
     "protocol_table",
 ]

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from depthsmith.inference import resolve_device
 from depthsmith.metrics import (METRIC_KEYS, MetricAccumulator, align_prediction, compute_metrics, crop_mask,
                                 r2_score, valid_mask)
 
 from .protocols import SEED_FACTOR, SEED_R2_POOL, SEED_RANGE_M, Protocol, describe, get_protocol
 
-__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "select_device", "upsample_to"]
+__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to"]
 
 SUMMARY_KEYS = (*METRIC_KEYS, "r2")
 # The seed protocol has no clamp; this floor only keeps log() finite for an exact 0 prediction.
@@ -48,13 +49,6 @@ class EvalResult:
     @property
     def r2_values(self) -> np.ndarray:
         return np.array([row["r2"] for row in self.rows], dtype=float)
-
-
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' = the first CUDA GPU if there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def upsample_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -305,7 +299,7 @@ def evaluate(
     model, data = _load_model(model), _load_dataset(dataset)
     if max_images is not None and max_images < len(data):
         data = Subset(data, range(max_images))
-    dev = select_device(device)
+    dev = resolve_device(device)
     model = model.to(dev).eval()
     output = getattr(model, "output", "metric")
     scorer = _Scorer(proto, align, output, keep_examples)

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from depthsmith.evaluate import EvalResult, evaluate, select_device, write_result
+from depthsmith.evaluate import EvalResult, evaluate, write_result
+from depthsmith.inference import resolve_device
 
 from .figures import curves_figure, qualitative_figure, r2_figure, read_curves
 from .table import ModelCost, measure_cost, metrics_table
@@ -83,7 +84,7 @@ def write_report(
     """Write the report for computed results ({label: (model or path, EvalResult)}) and runs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dev = select_device(device)
+    dev = resolve_device(device)
     page = _Page()
     page.heading(1, "depthsmith report")
     page.text(f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} on device `{dev}`"
