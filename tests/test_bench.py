@@ -57,16 +57,6 @@ def test_fitted_head_follows_a_depth_map():
     assert np.corrcoef(pred.ravel(), depth.ravel())[0, 1] > 0.75
 
 
-@pytest.fixture
-def one_thread():
-    """The table's logic, not the speed, is under test: one thread keeps a busy machine from
-    stalling OpenMP's barriers (a 2-thread run next to another job can be 100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_bench_table_has_every_row_and_the_verdicts(capsys, one_thread):
     torch.manual_seed(0)
     model = depthsmith.create_model("test_resnet", decoder="unet")

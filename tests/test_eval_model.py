@@ -15,14 +15,7 @@ from depthsmith.evaluate import evaluate, evaluate_cli, evaluate_predictions
 from depthsmith.inference import resolve_device
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two cores shared with other jobs: intra-op threads spinning against each other make
-    # tiny CPU forwards 50x slower than one thread does.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 class ColourDepth(nn.Module):

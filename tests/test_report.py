@@ -33,14 +33,7 @@ METRICS_CSV = """epoch,lr/encoder,step,train/loss,train/loss_step,train/rmse,tra
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two cores shared with other jobs: intra-op threads spinning against each other make
-    # tiny CPU forwards many times slower than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _is_png(path: Path) -> bool:
