@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import depthsmith
-from depthsmith.bench import (agreement, bench_cli, count_flops, fit_depth_head, format_table, matmul_rate,
-                              run_bench, synthetic_scene)
+from depthsmith.bench import (BenchReport, BenchRow, agreement, bench_cli, ceilings, count_flops, fit_depth_head,
+                              format_table, matmul_rate, run_bench, synthetic_scene)
 
 
 def test_count_flops_matches_a_hand_count():
@@ -70,5 +70,21 @@ def test_bench_table_has_every_row_and_the_verdicts(capsys, one_thread):
         assert np.isclose(row.images_per_s, 1000 * row.batch / row.latency_ms)
     table = format_table(report)
     assert "| PyTorch fp32 eager | 1 |" in table and "targets, predict default path, batch 2" in table
+    assert "ceiling, batch 2:" in table
     assert bench_cli(model, 64, 80, [1], ["fp32", "predict"], repeats=1, gemm_size=512) == 0
     assert "GEMM rate" in capsys.readouterr().out
+
+
+def test_ceiling_is_fp32_latency_over_the_bf16_floor():
+    # 2 GFLOPs per image; GEMM 100 GFLOP/s fp32, 400 bf16 -> fp32 floor 20 ms, bf16 floor 5 ms per image.
+    report = BenchReport("m", 8, 8, 2.0, 1.0, {"fp32": 100.0, "bf16": 400.0})
+    for batch, ms in ((1, 30.0), (4, 100.0)):
+        report.rows.append(BenchRow("fp32", batch, ms, "fp32", 2.0, 64, floor_ms=20.0 * batch))
+    lines = ceilings(report, target=2.5)
+    # batch 1: 30 ms / 5 ms = 6x, so 2.5x needs bf16 within 6 / 2.5 = 2.4x its floor; batch 4: 100 / 20 = 5x.
+    assert lines == [
+        "ceiling, batch 1: fp32 eager runs at 1.50x its floor; a bf16 path at exactly its floor would be 6.00x "
+        "fp32 eager, so 2.5x needs bf16 within 2.40x of its floor",
+        "ceiling, batch 4: fp32 eager runs at 1.25x its floor; a bf16 path at exactly its floor would be 5.00x "
+        "fp32 eager, so 2.5x needs bf16 within 2.00x of its floor",
+    ]

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["count_flops", "matmul_rate", "fit_depth_head", "synthetic_scene", "run_bench", "format_table",
-           "bench_cli", "BACKENDS", "BenchRow", "BenchReport"]
+           "bench_cli", "ceilings", "BACKENDS", "BenchRow", "BenchReport"]
 
 BACKENDS = {
     "fp32": "PyTorch fp32 eager",
@@ -356,6 +356,23 @@ def verdicts(report: BenchReport) -> list[str]:
         ]
         text = "; ".join(f"{'MET' if ok else 'NOT MET'}: {msg}" for ok, msg in checks)
         out.append(f"targets, predict default path, batch {r.batch}: {text}")
+    out += ceilings(report)
+    return out
+
+
+def ceilings(report: BenchReport, target: float = 2.5) -> list[str]:
+    """What the measured GEMM rates allow: a bf16 path running exactly at its floor would be
+    ``fp32 eager latency / bf16 floor`` times faster than fp32 eager, whatever the software.
+    Where that ceiling is near the target, no bf16 path can meet it; it takes fewer operations
+    (int8, Winograd) or faster bf16 hardware (AMX)."""
+    out = []
+    for base in (r for r in report.rows if r.backend == "fp32"):
+        bf16_floor = 1000.0 * base.batch * base.gflops / report.rates["bf16"]
+        ceiling = base.latency_ms / bf16_floor
+        out.append(
+            f"ceiling, batch {base.batch}: fp32 eager runs at {base.latency_ms / base.floor_ms:.2f}x its floor; a bf16 "
+            f"path at exactly its floor would be {ceiling:.2f}x fp32 eager, so {target:g}x needs bf16 within "
+            f"{ceiling / target:.2f}x of its floor")
     return out
 
 
