@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import depthsmith
-from depthsmith.bench import (BenchReport, BenchRow, agreement, bench_cli, ceilings, count_flops, fit_depth_head,
-                              format_table, matmul_rate, run_bench, synthetic_scene)
+from depthsmith.bench import (BenchReport, BenchRow, _time_interleaved, agreement, bench_cli, ceilings, count_flops,
+                              fit_depth_head, format_table, matmul_rate, run_bench, synthetic_scene)
 
 
 def test_count_flops_matches_a_hand_count():
@@ -88,3 +88,12 @@ def test_ceiling_is_fp32_latency_over_the_bf16_floor():
         "ceiling, batch 4: fp32 eager runs at 1.25x its floor; a bf16 path at exactly its floor would be 5.00x "
         "fp32 eager, so 2.5x needs bf16 within 2.00x of its floor",
     ]
+
+
+def test_backends_are_timed_round_robin():
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("fp32", "bf16", "onnx")}
+    ms = _time_interleaved(fns, repeats=3, budget_s=60.0)
+    # one warm-up each, then three rounds of one call each, in the same order every round
+    assert calls == ["fp32", "bf16", "onnx"] * 4
+    assert set(ms) == set(fns) and all(v >= 0 for v in ms.values())

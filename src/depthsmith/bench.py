@@ -2,7 +2,8 @@
 
 Rows: backend x batch size. Latency is the median of timed calls after one warm-up call
 (the warm-up absorbs oneDNN primitive creation, ONNX Runtime's first run and torch.compile's
-compilation). The floor is the model's convolution and matmul FLOPs divided by the rate of a
+compilation). The backends are timed round-robin, one call each per round, so that load from
+elsewhere on the machine slows them alike and the speed-up ratios hold. The floor is the model's convolution and matmul FLOPs divided by the rate of a
 large ``torch.matmul`` measured in this run, at the row's precision: no backend can beat it by
 much, so "x floor" says how much is left to gain.
 
@@ -42,7 +43,7 @@ BACKENDS = {
     "predict": "predict() default path",
 }
 SMP_SIZE = (256, 320)  # smp's Unet needs sides divisible by 32
-ROW_TIME_BUDGET_S = 6.0  # stop timing a row after this long (at least 2 timed calls)
+ROW_TIME_BUDGET_S = 6.0  # timing stops after this long per row (at least 2 rounds)
 
 
 def count_flops(model: nn.Module, height: int, width: int) -> float:
@@ -165,17 +166,24 @@ class BenchReport:
         return next((r for r in self.rows if r.backend == backend and r.batch == batch), None)
 
 
-def _time(fn: Callable[[], Any], repeats: int, budget_s: float = ROW_TIME_BUDGET_S) -> float:
-    """Median milliseconds of ``fn()`` after one warm-up call; stops early after ``budget_s``."""
-    fn()
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < max(2, repeats) and (len(times) < 2 or spent < budget_s):
-        start = time.perf_counter()
+def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
+                      budget_s: float = ROW_TIME_BUDGET_S) -> dict[str, float]:
+    """Median milliseconds of each ``fns[key]()``, timed round-robin: one call of each per round, so
+    that a burst of load from elsewhere on the machine slows every row alike and the ratios between
+    rows hold. One warm-up call each first; stops after ``repeats`` rounds, or after 2 rounds once
+    the rounds have taken ``budget_s`` per function."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-        spent += times[-1]
-    return 1000.0 * statistics.median(times)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    spent, rounds = 0.0, 0
+    while rounds < max(2, repeats) and (rounds < 2 or spent < budget_s * len(fns)):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+            spent += times[key][-1]
+        rounds += 1
+    return {k: 1000.0 * statistics.median(v) for k, v in times.items()}
 
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -282,16 +290,28 @@ def run_bench(
         report.notes.append(note)
     with torch.inference_mode():
         reference = net(x1)
+        runners = {}
         for backend in backends:
             run, precision = _runners(net, backend, height, width)
             rel, d1 = agreement(run(x1), reference) if backend != "fp32" else (0.0, 1.0)
-            for b in batch_sizes:
-                xb = x1.expand(b, -1, -1, -1).contiguous()
-                ms = _time(lambda: run(xb), repeats)
-                report.rows.append(BenchRow(backend, b, ms, precision, gflops, height * width,
-                                            rel_diff=rel, delta1=d1, label=BACKENDS[backend]))
-        if smp_reference:
-            report.rows.extend(_smp_rows(batch_sizes, repeats))
+            runners[backend] = (run, precision, rel, d1)
+        smp = _smp_reference() if smp_reference else None
+        latency: dict[tuple[str, int], float] = {}
+        for b in batch_sizes:
+            xb = x1.expand(b, -1, -1, -1).contiguous()
+            fns = {name: (lambda run=run: run(xb)) for name, (run, *_) in runners.items()}
+            if smp is not None:
+                smp_x = torch.rand(b, 3, *SMP_SIZE)
+                fns["smp"] = lambda: smp(smp_x)
+            latency.update({(name, b): ms for name, ms in _time_interleaved(fns, repeats).items()})
+        for backend, (_, precision, rel, d1) in runners.items():
+            report.rows += [BenchRow(backend, b, latency[backend, b], precision, gflops, height * width,
+                                     rel_diff=rel, delta1=d1, label=BACKENDS[backend]) for b in batch_sizes]
+        if smp is not None:
+            smp_gflops = count_flops(smp, *SMP_SIZE)
+            label = f"reference: smp Unet tu-inception_resnet_v2, fp32 eager, {SMP_SIZE[0]}x{SMP_SIZE[1]}"
+            report.rows += [BenchRow("smp", b, latency["smp", b], "fp32", smp_gflops, SMP_SIZE[0] * SMP_SIZE[1],
+                                     label=label) for b in batch_sizes]
     for r in report.rows:
         base = report.row("fp32", r.batch) if r.backend != "smp" else None
         r.speedup = base.latency_ms / r.latency_ms if base else float("nan")
@@ -299,20 +319,11 @@ def run_bench(
     return report
 
 
-def _smp_rows(batch_sizes: Sequence[int], repeats: int) -> list[BenchRow]:
-    """segmentation_models_pytorch Unet on tu-inception_resnet_v2, fp32 eager, at 256 x 320."""
+def _smp_reference() -> nn.Module:
+    """segmentation_models_pytorch Unet on tu-inception_resnet_v2 (random weights), for its speed."""
     import segmentation_models_pytorch as smp
 
-    net = smp.Unet("tu-inception_resnet_v2", encoder_weights=None, classes=1).eval()
-    h, w = SMP_SIZE
-    gflops = count_flops(net, *SMP_SIZE)
-    rows = []
-    for b in batch_sizes:
-        xb = torch.rand(b, 3, *SMP_SIZE)
-        ms = _time(lambda: net(xb), repeats)
-        rows.append(BenchRow("smp", b, ms, "fp32", gflops, SMP_SIZE[0] * SMP_SIZE[1],
-                             label=f"reference: smp Unet tu-inception_resnet_v2, fp32 eager, {h}x{w}"))
-    return rows
+    return smp.Unet("tu-inception_resnet_v2", encoder_weights=None, classes=1).eval()
 
 
 def _fmt(v: float, spec: str) -> str:
