@@ -9,7 +9,8 @@ always resized back bilinearly to the input's resolution, aspect ratio kept.
 Precision ``"auto"``: on CPUs with native bf16 (AVX-512 BF16 or AMX) and on CUDA GPUs that
 support it, the encoder and decoder run in bf16 with channels-last memory, while the input
 normalisation and the depth head (sigmoid and scaling to metres) stay in fp32. Elsewhere fp32
-(emulated bf16 is slower than fp32). ``depthsmith bench`` measures the speed-up and the
+(emulated bf16 is slower than fp32). On the CPU, BatchNorm is folded into the convolutions and
+their weights are pre-packed for oneDNN once per input shape. ``depthsmith bench`` measures the speed-up and the
 accuracy cost of this against fp32 eager PyTorch.
 """
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
+from .packing import pack_convolutions
 
 __all__ = ["predict", "Predictor", "predict_cli", "resolve_precision", "cpu_has_native_bf16",
            "fast_model", "fold_batchnorm", "load_any", "DEFAULT_MAX_SIDE", "MIN_SIDE"]
@@ -105,10 +107,11 @@ def fold_batchnorm(module: nn.Module) -> int:
     return folded
 
 
-def fast_model(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
+def fast_model(model: nn.Module, device: torch.device, precision: str, prepack: bool = True) -> nn.Module:
     """An inference copy of a DepthModel: BatchNorm folded, channels-last, encoder and decoder in
     bf16 when ``precision == 'bf16'`` (the input normalisation, the sigmoid and the scaling to
-    metres stay fp32). Other modules are cast whole, with fp32 in and out."""
+    metres stay fp32). Other modules are cast whole, with fp32 in and out. On the CPU, with
+    ``prepack``, convolution weights are kept pre-packed for oneDNN (see ``depthsmith.packing``)."""
     # A copy in eval mode whatever the caller's model is in (Encoder.__deepcopy__ keeps modes).
     m = copy.deepcopy(model).eval().to(device)
     for p in m.parameters():
@@ -126,6 +129,8 @@ def fast_model(model: nn.Module, device: torch.device, precision: str) -> nn.Mod
         # on every call and keeps the sigmoid and the scaling to metres in fp32.
         parts[0].register_forward_pre_hook(lambda mod, args: tuple(a.to(dtype) for a in args))
         parts[-1].register_forward_hook(lambda mod, args, out: out.float())
+    if prepack and device.type == "cpu":
+        pack_convolutions(m)
     return m
 
 
@@ -191,7 +196,8 @@ class Predictor:
             self.name = getattr(model, "name", type(model).__name__)
             self.is_metric = bool(getattr(model, "is_metric", True))
             self.max_depth = float(getattr(model, "max_depth", float("nan")))
-            self.runner = fast_model(model, self.device, self.precision)
+            # torch.compile packs weights itself (freezing); our per-shape packing would only break its graph.
+            self.runner = fast_model(model, self.device, self.precision, prepack=not compile)
             if compile:
                 # Inductor with frozen weights: prepacked oneDNN weights and fused activations,
                 # about 20 % faster than eager on a 2-core CPU, but every new input size costs a
