@@ -246,6 +246,8 @@ def _load_for_bench(
     from .io import load_image, read_png16
 
     from_preset = isinstance(model, str) and not Path(model).exists() and not model.endswith(".onnx")
+    if from_preset:
+        torch.manual_seed(0)  # the same random weights in every run, so accuracy columns repeat
     net = load_any(model)
     if image is None:
         rgb, gt, source = *synthetic_scene(height, width), "a synthetic room"
