@@ -97,3 +97,17 @@ def test_backends_are_timed_round_robin():
     # one warm-up each, then three rounds of one call each, in the same order every round
     assert calls == ["fp32", "bf16", "onnx"] * 4
     assert set(ms) == set(fns) and all(v >= 0 for v in ms.values())
+
+
+def test_smp_reference_row_is_timed_at_its_own_size(one_thread):
+    pytest.importorskip("segmentation_models_pytorch")
+    model = depthsmith.create_model("test_resnet", decoder="unet")
+    report = run_bench(model, 64, 80, batch_sizes=(1,), backends=["fp32"], repeats=1, smp_reference=True,
+                       gemm_size=256)
+    smp_row = report.row("smp", 1)
+    assert smp_row is not None and "tu-inception_resnet_v2" in smp_row.label
+    assert smp_row.pixels == 256 * 320 and smp_row.latency_ms > 0
+    # no speed-up against a different model; its floor at the fp32 GEMM rate of the same run
+    assert smp_row.speedup != smp_row.speedup
+    assert np.isclose(smp_row.floor_ms, 1000 * smp_row.gflops / report.rates["fp32"])
+    assert smp_row.gflops > 10 * report.gflops  # IRv2 at 256x320 against a tiny resnet at 64x80
