@@ -128,3 +128,33 @@ def test_config_errors():
         build_dataset({"type": "synthetic", "sise": [10, 10]})
     with pytest.raises(ValueError, match="on_error"):
         build_dataset({"type": "synthetic", "on_error": "ignore"})
+
+
+def test_unreadable_h5_npy_and_split_files_are_named(tmp_path):
+    import h5py
+
+    from depthsmith.data import H5Dataset
+    from depthsmith.data.io import load_array
+    from depthsmith.data.nyu import read_mat_indices
+
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"not an HDF5 file")
+    with pytest.raises(DataError, match=r"corrupt\.h5: cannot read HDF5 \("):
+        H5Dataset([corrupt])[0]
+    with pytest.raises(DataError, match=r"gone\.h5: file not found"):
+        H5Dataset([tmp_path / "gone.h5"])[0]
+    no_depth = tmp_path / "no_depth.h5"
+    with h5py.File(no_depth, "w") as f:
+        f["rgb"] = np.zeros((3, 8, 8), np.uint8)
+    with pytest.raises(DataError, match=r"no_depth\.h5: missing datasets \['depth'\]"):
+        H5Dataset([no_depth])[0]
+
+    bad_npy = tmp_path / "depth.npy"
+    bad_npy.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DataError, match=r"depth\.npy: cannot read array \("):
+        load_array(bad_npy, str(bad_npy))
+    with pytest.raises(DataError, match=r"no_depth\.h5: no dataset 'depth'"):
+        load_array(no_depth, str(no_depth), key="depth")
+
+    with pytest.raises(DataError, match=r"no_depth\.h5: cannot read 'testNdxs' \(KeyError"):
+        read_mat_indices(no_depth, "testNdxs")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import DepthDataset
 from .encodings import Encoding, get_encoding
-from .io import DataError, decode_or_raise, read_depth, read_rgb, rgb_from_array
+from .io import DataError, decode_or_raise, read_depth, read_rgb, reading, rgb_from_array
 
 __all__ = ["PairedDataset", "BtsDataset", "H5Dataset"]
 
@@ -182,18 +182,11 @@ class H5Dataset(DepthDataset):
         import h5py
 
         name = str(self.files[i])
-        try:
-            with h5py.File(self.files[i], "r") as f:
-                missing = [k for k in (self.rgb_key, self.depth_key) if k not in f]
-                if missing:
-                    raise DataError(f"{name}: missing datasets {missing} (has {sorted(f.keys())})")
-                rgb, depth = np.asarray(f[self.rgb_key]), np.asarray(f[self.depth_key])
-        except DataError:
-            raise
-        except FileNotFoundError as err:
-            raise DataError(f"{name}: file not found") from err
-        except Exception as err:
-            raise DataError(f"{name}: cannot read HDF5 ({type(err).__name__}: {err})") from err
+        with reading(name, "HDF5"), h5py.File(self.files[i], "r") as f:
+            missing = [k for k in (self.rgb_key, self.depth_key) if k not in f]
+            if missing:
+                raise DataError(f"{name}: missing datasets {missing} (has {sorted(f.keys())})")
+            rgb, depth = np.asarray(f[self.rgb_key]), np.asarray(f[self.depth_key])
         depth = np.squeeze(depth)
         if depth.ndim != 2:
             raise DataError(f"{name}: depth must be H x W, got shape {depth.shape}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +12,27 @@ from PIL import Image
 
 from .encodings import Encoding, decode_depth, get_encoding
 
-__all__ = ["DataError", "read_rgb", "read_depth", "read_depth_array", "decode_or_raise", "rgb_from_array", "load_array"]
+__all__ = ["DataError", "reading", "read_rgb", "read_depth", "read_depth_array", "decode_or_raise", "rgb_from_array", "load_array"]
 
 Source = str | Path | bytes
 
 
 class DataError(ValueError):
     """A sample cannot be used; the message names the file(s) and the problem."""
+
+
+@contextmanager
+def reading(name: str, what: str) -> Iterator[None]:
+    """Turn any failure inside the block into a DataError that names the file ``name`` and says
+    what could not be read (h5py, numpy and scipy raise many types); DataErrors pass as they are."""
+    try:
+        yield
+    except DataError:
+        raise
+    except FileNotFoundError as err:
+        raise DataError(f"{name}: file not found") from err
+    except Exception as err:
+        raise DataError(f"{name}: cannot read {what} ({type(err).__name__}: {err})") from err
 
 
 def _open(source: Source, name: str) -> Image.Image:
@@ -58,7 +74,7 @@ def read_rgb(source: Source, name: str) -> np.ndarray:
 def load_array(source: Source, name: str, key: str | None = None) -> np.ndarray:
     """Load a .npy array or one dataset of an .h5 file."""
     text = name if isinstance(source, bytes) else str(source)
-    try:
+    with reading(name, "array"):
         if text.endswith((".h5", ".hdf5")):
             import h5py
 
@@ -67,12 +83,6 @@ def load_array(source: Source, name: str, key: str | None = None) -> np.ndarray:
                     raise DataError(f"{name}: no dataset {key!r} (has {sorted(f.keys())})")
                 return np.asarray(f[key])
         return np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
-    except DataError:
-        raise
-    except FileNotFoundError as err:
-        raise DataError(f"{name}: file not found") from err
-    except Exception as err:
-        raise DataError(f"{name}: cannot read array ({type(err).__name__}: {err})") from err
 
 
 def read_depth_array(source: Source, name: str, key: str = "depth") -> np.ndarray:

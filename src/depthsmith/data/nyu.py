@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import DepthDataset
 from .encodings import decode_depth
-from .io import DataError, decode_or_raise, read_depth_array, read_rgb
+from .io import DataError, decode_or_raise, read_depth_array, read_rgb, reading
 
 __all__ = ["NyuZipDataset", "NyuMatDataset", "read_mat_indices"]
 
@@ -101,7 +101,7 @@ def read_mat_indices(path: str | Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: file not found")
     import h5py
 
-    try:
+    with reading(str(path), repr(key)):
         if h5py.is_hdf5(path):
             with h5py.File(path, "r") as f:
                 values = np.asarray(f[key])
@@ -111,10 +111,6 @@ def read_mat_indices(path: str | Path, key: str) -> np.ndarray:
             except ImportError as err:  # the official splits.mat is MATLAB v5
                 raise DataError(f"{path}: a MATLAB v5 file needs scipy (pip install scipy)") from err
             values = loadmat(path)[key]
-    except DataError:
-        raise
-    except Exception as err:
-        raise DataError(f"{path}: cannot read {key!r} ({type(err).__name__}: {err})") from err
     return np.asarray(values).astype(np.int64).ravel()
 
 
