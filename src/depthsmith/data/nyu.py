@@ -122,10 +122,17 @@ class NyuMatDataset(DepthDataset):
     Sample i is therefore ``images[i].transpose(2, 1, 0)`` (H, W, 3) and ``depths[i].T`` (H, W),
     as the public readers do. ``splits.mat`` holds 1-based ``trainNdxs`` (795) and ``testNdxs`` (654).
     ``depth="filled"`` reads the inpainted ``depths``, ``"raw"`` the ``rawDepths`` with holes (0).
+
+    ``split="seed_test"`` is the seed paper's test set: labeled-set indices 0-653 in file order
+    (its notebook's ``eigen_test_indices``), NOT ``testNdxs``. 386 of those 654 images are official
+    training images (only 268 are in ``testNdxs``), so numbers on it are not comparable with the
+    field; it exists to reproduce the paper's numbers. It needs no ``splits.mat``.
     """
 
     _handles = ("_file",)
     SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}
+    SPLITS = ("train", "test", "all", "seed_test")
+    SEED_TEST_SIZE = 654  # np.arange(654) in the seed notebook's evaluation cell
     DEPTH_KEYS = {"filled": "depths", "raw": "rawDepths"}
 
     def __init__(
@@ -137,8 +144,8 @@ class NyuMatDataset(DepthDataset):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"nyu_mat split must be 'train', 'test' or 'all', got {split!r}")
+        if split not in self.SPLITS:
+            raise ValueError(f"nyu_mat split must be one of {', '.join(self.SPLITS)}, got {split!r}")
         if depth not in self.DEPTH_KEYS:
             raise ValueError(f"nyu_mat depth must be one of {list(self.DEPTH_KEYS)}, got {depth!r}")
         self.path = Path(path)
@@ -157,6 +164,8 @@ class NyuMatDataset(DepthDataset):
             raise DataError(f"{self.path}: missing {missing}")
         if split == "all":
             self.indices = np.arange(count)
+        elif split == "seed_test":
+            self.indices = np.arange(min(self.SEED_TEST_SIZE, count))
         else:
             splits_path = Path(splits_path) if splits_path else self.path.with_name("splits.mat")
             one_based = read_mat_indices(splits_path, self.SPLIT_KEYS[split])
