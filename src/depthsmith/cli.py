@@ -41,7 +41,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     return evaluate_cli(args.model, args.data, protocol=args.protocol, flip_tta=args.flip_tta, align=args.align,
                         batch_size=args.batch_size, device=args.device, out_dir=args.out, report_dir=args.report,
-                        min_depth=args.min_depth, max_depth=args.max_depth)
+                        min_depth=args.min_depth, max_depth=args.max_depth, seed_input=args.seed_input)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-depth", type=float)
     s.add_argument("--out", default="eval_out", help="folder for metrics.json and per_image.csv")
     s.add_argument("--report", help="also write a report (Markdown + figures) into this folder")
+    s.add_argument("--seed-input", default="model", choices=["model", "raw"],
+                   help="protocol seed only: 'raw' feeds RGB x/255 without the model's normalisation, as the "
+                        "seed's evaluate.py did (labelled in the output)")
     s.set_defaults(func=_eval)
 
     s = sub.add_parser("report", help="tables and figures comparing models and training runs")

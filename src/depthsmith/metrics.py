@@ -48,6 +48,10 @@ CROPS: dict[str, tuple[int, int, int, int]] = {
     "eigen": (45, 471, 41, 601),
     # DenseDepth's crop, stored as `crop` with its NYU test zip (`[20:460, 24:616]`).
     "densedepth": (20, 460, 24, 616),
+    # The seed notebook's: it writes `crop = [20, 460, 24, 616]` itself and then slices
+    # `crop[0]:crop[1]+1, crop[2]:crop[3]+1` as DenseDepth's code does with DenseDepth's
+    # end-inclusive crop file, so it keeps one row and one column more than DenseDepth.
+    "seed": (20, 461, 24, 617),
 }
 
 ALIGN_MODES = ("none", "median", "lstsq")

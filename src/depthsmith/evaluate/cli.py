@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .core import evaluate
+from .core import check_seed_input, evaluate
 from .output import format_table, write_result
 from .protocols import get_protocol
 
@@ -24,16 +24,18 @@ def evaluate_cli(
     report_dir: str | Path | None = None,
     min_depth: float | None = None,
     max_depth: float | None = None,
+    seed_input: str = "model",
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
     try:  # argument mistakes get one line, not a traceback
-        get_protocol(protocol, min_depth, max_depth)
+        check_seed_input(get_protocol(protocol, min_depth, max_depth), seed_input)
     except ValueError as err:
         print(f"depthsmith eval: error: {err}", file=sys.stderr)
         return 2
     keep = 4 if report_dir else 0
     result = evaluate(model, data, protocol=protocol, flip_tta=flip_tta, align=align, batch_size=batch_size,
-                      device=device, min_depth=min_depth, max_depth=max_depth, keep_examples=keep)
+                      device=device, min_depth=min_depth, max_depth=max_depth, keep_examples=keep,
+                      seed_input=seed_input)
     print(format_table(result))
     json_path, csv_path = write_result(result, out_dir)
     print(f"wrote {json_path} and {csv_path}")

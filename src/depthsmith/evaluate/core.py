@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from depthsmith.metrics import (METRIC_KEYS, MetricAccumulator, align_prediction
 
 from .protocols import SEED_FACTOR, SEED_R2_POOL, SEED_RANGE_M, Protocol, describe, get_protocol
 
-__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to"]
+__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to", "SEED_INPUTS", "check_seed_input"]
 
 SUMMARY_KEYS = (*METRIC_KEYS, "r2")
 # The seed protocol has no clamp; this floor only keeps log() finite for an exact 0 prediction.
@@ -199,9 +200,11 @@ def _safe_r2(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -
 
 def _result(scorer: _Scorer, settings: dict[str, Any], flip_tta: bool, input_size: tuple[int, int] | None) -> EvalResult:
     proto = scorer.proto
-    text = describe(proto, scorer.align, flip_tta, scorer.output, input_size, settings["source"] == "predictions")
+    text = describe(proto, scorer.align, flip_tta, scorer.output, input_size, settings["source"] == "predictions",
+                    seed_input=settings.get("seed_input", "model"))
+    label = proto.label + (" [input as the seed's evaluate.py: RGB x/255]" if settings.get("seed_input") == "raw" else "")
     return EvalResult(
-        protocol=proto.name, standard=proto.standard, label=proto.label, description=text,
+        protocol=proto.name, standard=proto.standard, label=label, description=text,
         metrics=scorer.summary(), rows=scorer.rows, examples=scorer.examples,
         settings={"protocol": proto.name, "align": scorer.align, "flip_tta": flip_tta, "output": scorer.output,
                   "input_size": list(input_size) if input_size else None,
@@ -258,6 +261,27 @@ def _load_dataset(dataset: Any) -> Any:
     return dataset
 
 
+SEED_INPUTS = ("model", "raw")
+
+
+@contextmanager
+def _input_as(model: torch.nn.Module, seed_input: str) -> Iterator[None]:
+    """``raw``: feed RGB x/255 straight to the network, as the seed's evaluate.py does (no per-image
+    min-max, no BGR order), although the seed trained on BGR min-max input. ``model``: the model's
+    own input normalisation (what it was trained with)."""
+    if seed_input == "model":
+        yield
+        return
+    if not hasattr(model, "input_norm"):
+        raise ValueError("seed_input='raw' needs a depthsmith DepthModel (it bypasses the model's input_norm)")
+    norm = model.input_norm
+    model.input_norm = torch.nn.Identity()
+    try:
+        yield
+    finally:
+        model.input_norm = norm
+
+
 @torch.inference_mode()
 def _predict(model: torch.nn.Module, x: torch.Tensor, flip_tta: bool, input_size: tuple[int, int] | None) -> torch.Tensor:
     """Model output at the input's size; optionally averaged with the flipped prediction."""
@@ -285,17 +309,21 @@ def evaluate(
     num_workers: int = 0,
     keep_examples: int = 0,
     max_images: int | None = None,
+    seed_input: str = "model",
 ) -> EvalResult:
     """Evaluate a model (object, folder or Hub id) on a dataset (object or config) under a protocol.
 
     The network sees each image at its own size (or ``input_size``, or the protocol's: the
     seed resizes to 240 x 320); the prediction is upsampled bilinearly to the ground truth.
     Images of different sizes are batched separately, so any dataset works.
+    ``seed_input='raw'`` (protocol 'seed' only) reproduces the seed's evaluation input, RGB x/255
+    without the model's normalisation (see ``_input_as``).
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
     proto = get_protocol(protocol, min_depth, max_depth)
+    check_seed_input(proto, seed_input)
     model, data = _load_model(model), _load_dataset(dataset)
     if max_images is not None and max_images < len(data):
         data = Subset(data, range(max_images))
@@ -315,7 +343,8 @@ def evaluate(
             for members in groups.values():
                 x = torch.stack([samples[i]["image"] for i in members]).to(dev)
                 eval_size = eval_size or [int(x.shape[-2]), int(x.shape[-1])]
-                out = scorer.sanitize(_predict(model, x, flip_tta, size)).cpu()
+                with _input_as(model, seed_input):
+                    out = scorer.sanitize(_predict(model, x, flip_tta, size)).cpu()
                 preds.update(zip(members, out))
             for i, s in enumerate(samples):  # score in dataset order
                 depth, mask = s["depth"].numpy(), s["mask"].numpy()
@@ -324,5 +353,12 @@ def evaluate(
                 scorer.add(pred.numpy(), depth, mask, s["name"], image)
             bar.update(len(samples))
     settings = {"source": "model", "model": getattr(model, "name", type(model).__name__), "device": str(dev),
-                "batch_size": batch_size, "eval_size": eval_size}
+                "batch_size": batch_size, "eval_size": eval_size, "seed_input": seed_input}
     return _result(scorer, settings, flip_tta, size)
+
+
+def check_seed_input(proto: Protocol, seed_input: str) -> None:
+    if seed_input not in SEED_INPUTS:
+        raise ValueError(f"seed_input must be one of {', '.join(SEED_INPUTS)}, got {seed_input!r}")
+    if seed_input != "model" and proto.name != "seed":
+        raise ValueError("seed_input='raw' reproduces the seed's evaluation input: use it with protocol 'seed' only")

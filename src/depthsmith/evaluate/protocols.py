@@ -54,10 +54,13 @@ PROTOCOLS: dict[str, Protocol] = {
         name="densedepth", crop="densedepth", min_depth=1e-3, max_depth=10.0, pooled=True, clamp=True, masked=True,
         standard=True, label="standard variant (DenseDepth)",
         origin="DenseDepth's evaluation: its crop, metrics pooled over all pixels of the test set "
-        "(DenseDepth used the filled depth of its test zip; here the dataset's own ground truth is used)",
+        "(DenseDepth used the filled depth of its test zip; here the dataset's own ground truth is used). "
+        "Note: DenseDepth's evaluate() calls its compute_errors(gt, pred) as compute_errors(pred, gt), so "
+        "its published AbsRel is mean(|d - g| / d), divided by the prediction; here AbsRel is the standard "
+        "mean(|d - g| / g)",
     ),
     "seed": Protocol(
-        name="seed", crop="densedepth", min_depth=None, max_depth=None, pooled=False, clamp=False, masked=False,
+        name="seed", crop="seed", min_depth=None, max_depth=None, pooled=False, clamp=False, masked=False,
         standard=False, label="NON-STANDARD (seed paper)",
         origin="the seed paper's public evaluate.py, reproduced to explain its numbers; not comparable with the field",
         input_size=SEED_INPUT_SIZE,
@@ -110,7 +113,8 @@ def _range_text(lo: float | None, hi: float | None) -> str:
 
 
 def describe(proto: Protocol, align: str = "none", flip_tta: bool = False, output: str = "metric",
-             input_size: tuple[int, int] | None = None, from_predictions: bool = False) -> str:
+             input_size: tuple[int, int] | None = None, from_predictions: bool = False,
+             seed_input: str = "model") -> str:
     """One paragraph stating exactly what was computed (written into every output)."""
     size = input_size or proto.input_size
     parts = [f"Protocol '{proto.name}' [{proto.label}]: {proto.origin}."]
@@ -120,6 +124,10 @@ def describe(proto: Protocol, align: str = "none", flip_tta: bool = False, outpu
         source = "Network input: the image at its own size"
     else:
         source = f"Network input: the image resized to {size[0]}x{size[1]} (bilinear)"
+    if not from_predictions:
+        source += (", fed as RGB x/255 straight to the network, bypassing the model's own input "
+                   "normalisation, AS THE SEED'S evaluate.py DOES (it trained on BGR min-max input)"
+                   if seed_input == "raw" else ", normalised by the model itself (as in training)")
     parts.append(f"{source}; prediction upsampled bilinearly (align_corners=False) to the ground-truth size; "
                  "NaN/inf replaced.")
     if proto.name == "seed":
