@@ -19,16 +19,16 @@ RECIPES = ["enc-dec-irv2-nyu", "enc-dec-irv2-nyu-seed", "convnext-unet-report", 
 # What each recipe must say (issue text and field notes); checked against the files.
 EXPECTED = {
     "enc-dec-irv2-nyu": dict(model="enc-dec-irv2", output="metric", optim="adam", amsgrad=True, lrs=(1e-4, 1e-4),
-                             schedule="linear", epochs=15, batch=16, loss="paper", size=[240, 320]),
+                             schedule="linear", epochs=15, batch=16, loss="paper", size=[240, 320], flip="hflip"),
     "enc-dec-irv2-nyu-seed": dict(model="enc-dec-irv2", output="relative", optim="adam", amsgrad=True,
                                   lrs=(1e-4, 1e-4), schedule="linear", epochs=15, batch=16, loss="paper",
-                                  size=[240, 320]),
+                                  size=[240, 320], flip={"name": "hflip", "val": True}),
     "convnext-unet-report": dict(model="convnext-residual-unet", output="metric", optim="adamw", amsgrad=False,
                                  lrs=(1e-4, 1e-3), schedule="onecycle", epochs=80, batch=64, loss="report",
-                                 size=[144, 256]),
+                                 size=[144, 256], flip=None),  # the report names augmentation future work
     "resnet50-transposed-report": dict(model="resnet50-transposed", output="metric", optim="adamw", amsgrad=False,
                                        lrs=(1e-4, 1e-3), schedule="onecycle", epochs=80, batch=64, loss="report",
-                                       size=[144, 256]),
+                                       size=[144, 256], flip=None),
     "densedepth-nyu": dict(model="densedepth-densenet169", output="inverse", optim="adam", amsgrad=True,
                            lrs=(1e-4, 1e-4), schedule="none", epochs=20, batch=4, loss=None, size=None),
 }
@@ -68,7 +68,8 @@ def test_recipe_builds_its_model_and_optimiser_groups(name):
         if exp["size"]:
             resize = [t for t in cfg["data"]["transforms"] if isinstance(t, dict) and t.get("name") == "resize"]
             assert resize and resize[0]["size"] == exp["size"]
-            assert "hflip" in cfg["data"]["transforms"]
+            flips = [t for t in cfg["data"]["transforms"] if t == "hflip" or (isinstance(t, dict) and t["name"] == "hflip")]
+            assert flips == ([exp["flip"]] if exp["flip"] else [])
 
 
 def test_paper_model_has_the_published_parameter_count():
@@ -139,8 +140,8 @@ def test_missing_dataset_path_names_the_key_to_set():
     train, val = dataset_configs(resolve_config("enc-dec-irv2-nyu", ["data.root=/x/nyu_data.zip"]))
     assert train["path"] == val["path"] == "/x/nyu_data.zip"
     # 70/30 by a fixed seed: the two sides of one deterministic split.
-    assert train["holdout"] == {"fraction": 0.3, "seed": 0, "part": "train"}
-    assert val["holdout"] == {"fraction": 0.3, "seed": 0, "part": "val"}
+    assert train["holdout"] == {"fraction": 0.3, "seed": 0, "by": "scene", "part": "train"}
+    assert val["holdout"] == {"fraction": 0.3, "seed": 0, "by": "scene", "part": "val"}
 
 
 def test_yaml_file_and_dict_configs(tmp_path):

@@ -15,7 +15,7 @@ from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
 
-__all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split"]
+__all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
 
 DATASETS: dict[str, type[DepthDataset]] = {
     "synthetic": SyntheticScenes,
@@ -49,8 +49,8 @@ def build_dataset(cfg: Mapping[str, Any] | str | Path,
     """Build a dataset from ``{"type": ..., **options}``.
 
     Options are the reader's constructor arguments (path, split, encoding, min_depth, max_depth,
-    on_error, ...). One generic option more: ``holdout: {fraction: 0.3, part: train|val, seed: 0}``
-    keeps one side of a deterministic split by scene (see :func:`holdout_split`).
+    on_error, ...). One generic option more: ``holdout: {fraction: 0.3, part: train|val, seed: 0, by: scene|image}``
+    keeps one side of a deterministic split by scene or by image (see :func:`holdout_split`).
     """
     cfg = load_config(cfg)
     kind = cfg.pop("type", None)
@@ -78,21 +78,29 @@ def _parameters(cls: type) -> set[str]:
     return names - {"transform"}
 
 
-def holdout_split(dataset: DepthDataset, fraction: float, part: str = "val", seed: int = 0) -> DepthDataset:
-    """Keep the ``train`` or ``val`` side of a deterministic split that never cuts a scene in two.
+HOLDOUT_BY = ("scene", "image")
 
-    A scene is the folder of a sample's name (NYU's ``<scene>/<n>.jpg``); neighbouring video
-    frames are near-duplicates, so splitting frames at random would leak them into validation.
-    Datasets whose samples share one folder are split per sample. Scenes are shuffled with
-    ``seed`` and taken into ``val`` until ``fraction`` of the samples is reached.
+
+def holdout_split(dataset: DepthDataset, fraction: float, part: str = "val", seed: int = 0,
+                  by: str = "scene") -> DepthDataset:
+    """Keep the ``train`` or ``val`` side of a deterministic split.
+
+    ``by="scene"`` (default) never cuts a scene in two. A scene is the folder of a sample's name
+    (NYU's ``<scene>/<n>.jpg``); neighbouring video frames are near-duplicates, so splitting frames
+    at random would leak them into validation. Datasets whose samples share one folder are split
+    per sample. Scenes are shuffled with ``seed`` and taken into ``val`` until ``fraction`` of the
+    samples is reached. ``by="image"`` splits single images at random, as the seed notebook's
+    ``train_val_split`` does (its validation loss is therefore measured on near-duplicates).
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
     if part not in ("train", "val"):
         raise ValueError(f"holdout part must be 'train' or 'val', got {part!r}")
+    if by not in HOLDOUT_BY:
+        raise ValueError(f"holdout 'by' must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
     names = dataset.names()
     groups = [posixpath.dirname(n.replace("\\", "/")) for n in names]
-    if len(set(groups)) == 1:
+    if by == "image" or len(set(groups)) == 1:
         groups = names
     order = sorted(set(groups))
     np.random.default_rng(seed).shuffle(order)

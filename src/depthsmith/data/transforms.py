@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "Compose", "Resize", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
+    "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
     "RandomChannelSwap", "build_transforms", "TRANSFORMS", "minmax_normalize", "mean_std_normalize",
     "timm_mean_std", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
 ]
@@ -23,7 +23,7 @@ __all__ = [
 Sample = dict[str, Any]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TARGET_MODES = ("metric", "minmax", "inverse")
+TARGET_MODES = ("metric", "minmax", "inverse", "minmax_all")
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -47,29 +47,68 @@ class Compose:
         return f"Compose({self.transforms})"
 
 
-class Resize:
-    """Resize to ``size = (height, width)``: bilinear (antialiased) RGB; depth ``nearest`` or ``masked``.
+def area_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """n_out x n_in box-filter weights: output pixel j averages input [j * s, (j + 1) * s), s = n_in / n_out,
+    each input pixel weighted by its overlap. This is OpenCV's INTER_AREA for downscaling, at any
+    factor (torch's ``mode="area"`` is adaptive pooling, which equals it only for integer factors)."""
+    scale = n_in / n_out
+    lo = torch.arange(n_out, dtype=torch.float64)[:, None] * scale
+    left = torch.arange(n_in, dtype=torch.float64)[None, :]
+    overlap = (torch.minimum(lo + scale, left + 1) - torch.maximum(lo, left)).clamp_min(0.0)
+    return (overlap / scale).to(dtype)
 
+
+def area_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """INTER_AREA-style resize of ... x H x W down to ``size`` (see :func:`area_weights`).
+
+    Upscaling has no area to average: there OpenCV's INTER_AREA is bilinear, and so is this."""
+    h, w = x.shape[-2:]
+    if size[0] > h or size[1] > w:
+        flat = x.reshape(-1, 1, h, w).float()
+        out = F.interpolate(flat, size, mode="bilinear", align_corners=False)
+        return out.reshape(*x.shape[:-2], *size).to(x.dtype)
+    wh, ww = area_weights(h, size[0], x.dtype), area_weights(w, size[1], x.dtype)
+    return wh @ x @ ww.T
+
+
+class Resize:
+    """Resize to ``size = (height, width)``.
+
+    RGB: ``bilinear`` (antialiased, default) or ``area`` (OpenCV INTER_AREA, what the seed's
+    ``imutils.resize`` uses). Depth: ``nearest`` (default), ``masked`` or ``area``.
     ``nearest`` keeps measured values (no blending across edges or holes). ``masked`` averages the
     valid pixels under each output pixel, for sparse depth (KITTI LiDAR), whose holes would
     otherwise swallow most points; an output pixel is valid if any input pixel under it was.
+    ``area`` averages every pixel, holes (0) included, as the seed code's resize of its depth PNGs;
+    the mask is resized like ``masked``.
     """
 
-    def __init__(self, size: int | Sequence[int], depth_mode: str = "nearest") -> None:
-        if depth_mode not in ("nearest", "masked"):
-            raise ValueError(f"depth_mode must be 'nearest' or 'masked', got {depth_mode!r}")
-        self.size, self.depth_mode = _size(size), depth_mode
+    IMAGE_MODES = ("bilinear", "area")
+    DEPTH_MODES = ("nearest", "masked", "area")
+
+    def __init__(self, size: int | Sequence[int], depth_mode: str = "nearest", image_mode: str = "bilinear") -> None:
+        if depth_mode not in self.DEPTH_MODES:
+            raise ValueError(f"depth_mode must be one of {', '.join(self.DEPTH_MODES)}, got {depth_mode!r}")
+        if image_mode not in self.IMAGE_MODES:
+            raise ValueError(f"image_mode must be one of {', '.join(self.IMAGE_MODES)}, got {image_mode!r}")
+        self.size, self.depth_mode, self.image_mode = _size(size), depth_mode, image_mode
 
     def __call__(self, sample: Sample) -> Sample:
         if tuple(sample["image"].shape[-2:]) == self.size:
             return sample
         out = dict(sample)
-        out["image"] = F.interpolate(sample["image"][None], self.size, mode="bilinear",
-                                     align_corners=False, antialias=True)[0].clamp_(0.0, 1.0)
+        if self.image_mode == "area":
+            out["image"] = area_resize(sample["image"], self.size).clamp_(0.0, 1.0)
+        else:
+            out["image"] = F.interpolate(sample["image"][None], self.size, mode="bilinear",
+                                         align_corners=False, antialias=True)[0].clamp_(0.0, 1.0)
         depth, mask = sample["depth"][None], sample["mask"][None]
         if self.depth_mode == "nearest":
             out["depth"] = F.interpolate(depth, self.size, mode="nearest-exact")[0]
             out["mask"] = F.interpolate(mask.float(), self.size, mode="nearest-exact")[0] > 0.5
+        elif self.depth_mode == "area":
+            out["depth"] = area_resize(sample["depth"], self.size)
+            out["mask"] = area_resize(sample["mask"].to(sample["depth"].dtype), self.size) > 0
         else:
             weight = F.interpolate(mask.float(), self.size, mode="area")
             total = F.interpolate(depth * mask, self.size, mode="area")
@@ -79,7 +118,7 @@ class Resize:
         return out
 
     def __repr__(self) -> str:
-        return f"Resize({self.size}, depth_mode={self.depth_mode!r})"
+        return f"Resize({self.size}, depth_mode={self.depth_mode!r}, image_mode={self.image_mode!r})"
 
 
 class RandomHorizontalFlip:
@@ -180,7 +219,8 @@ RANDOM_TRANSFORMS = {"hflip", "random_crop", "color_jitter", "channel_swap"}
 def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
     """Build from config: a list of names / ``{"name": ..., **options}`` dicts, or a ``{name: options}`` dict.
 
-    With ``train=False`` the random transforms are left out (evaluation sees whole images).
+    With ``train=False`` the random transforms are left out (evaluation sees whole images), except
+    those given ``val: true``.
     """
     if cfg is None:
         items: list[tuple[str, dict]] = []
@@ -198,7 +238,10 @@ def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
     for name, opts in items:
         if name not in TRANSFORMS:
             raise ValueError(f"unknown transform {name!r}; valid: {', '.join(TRANSFORMS)}")
-        if train or name not in RANDOM_TRANSFORMS:
+        # ``val: true`` keeps a random transform in validation too (the seed flips its validation
+        # batches at random); evaluation (depthsmith eval) never uses these transforms.
+        also_val = bool(opts.pop("val", False))
+        if train or also_val or name not in RANDOM_TRANSFORMS:
             transforms.append(TRANSFORMS[name](**opts))
     return Compose(transforms)
 
@@ -252,11 +295,18 @@ def depth_to_target(depth: torch.Tensor, mask: torch.Tensor, mode: str = "metric
     """Metres -> training target in [0, 1] on valid pixels (0 elsewhere).
 
     ``metric``: depth / max_depth. ``minmax``: per image (d - min) / (max - min) over valid pixels,
-    the seed paper's relative target. ``inverse``: min_depth / d (DenseDepth-style), in
+    the relative target of the seed paper's text. ``inverse``: min_depth / d (DenseDepth-style), in
     (min_depth / max_depth, 1]. Depth is clamped to [min_depth, max_depth] first.
+    ``minmax_all``: what the seed's code does, per image (d - min) / (max - min) over EVERY pixel,
+    holes (0) included and not clamped, and a target on every pixel (the caller's loss must not
+    mask either: see ``target: seed_minmax`` in the training config).
     """
     if mode not in TARGET_MODES:
         raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+    if mode == "minmax_all":
+        d = depth.clamp(0.0, max_depth)
+        lo, hi = minmax_range(d, torch.ones_like(mask, dtype=torch.bool))
+        return ((d - lo) / (hi - lo).clamp_min(1e-12)).clamp(0.0, 1.0)
     d = depth.clamp(min_depth, max_depth)
     if mode == "metric":
         target = d / max_depth
@@ -279,7 +329,7 @@ def target_to_depth(target: torch.Tensor, mode: str = "metric", max_depth: float
         return target * max_depth
     if mode == "inverse":
         return min_depth / target.clamp(min_depth / max_depth, 1.0)
-    if depth_range is None:
+    if depth_range is None:  # minmax and minmax_all
         raise ValueError("minmax targets are relative depth: pass depth_range=(min, max) to get metres")
     lo, hi = depth_range
     return lo + target * (hi - lo)

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "val": None,  # dataset config, or None to split val_fraction off the training set
         "val_fraction": 0.0,
         "split_seed": 0,  # the train/val split is fixed by this seed, not by trainer.seed
+        "split_by": "scene",  # scene: no scene on both sides | image: random images (the seed code)
         "transforms": {},  # build_transforms config (train=True for train, False for val)
         "batch_size": 8,
         "val_batch_size": None,  # default: batch_size
@@ -86,6 +87,13 @@ DEFAULTS: dict[str, Any] = {
         "matmul_precision": None,  # torch.set_float32_matmul_precision: highest | high | medium
     },
     "freeze_encoder_epochs": 0,
+    # Training target: auto = from model.output (metric: d / max_depth, inverse, relative: per-image
+    # min-max over valid pixels); seed_minmax = the seed code's min-max over every pixel, holes
+    # included, with the loss on every pixel (no valid mask).
+    "target": "auto",
+    # Momentum of every BatchNorm (torch convention: new = (1 - m) * old + m * batch), None = as
+    # built. Keras' momentum=0.99 is torch's 0.01.
+    "bn_momentum": None,
     "checkpoint": {
         "monitor": "val/rmse",
         "mode": "min",
@@ -93,10 +101,13 @@ DEFAULTS: dict[str, Any] = {
     },
     "logging": {
         "tensorboard": True,
-        "wandb": False,
+        "wandb": False,  # true | false | auto (when wandb is installed); offline without a login
         "wandb_project": "depthsmith",
         "progress_bar": True,
         "train_metrics": True,  # RMSE/SSIM of the training batches (no extra forward pass)
+        # An evaluation pass over the training set (eval mode, no augmentation) at every validation,
+        # logged as train_eval/*: the report's "RMSE and SSIM on train and validation every 2 epochs".
+        "train_eval": False,
     },
     # Held-out evaluation after training (quickstart): a dataset config, evaluated with the
     # exported model and compared with the best constant-depth predictor.
@@ -106,6 +117,7 @@ DEFAULTS: dict[str, Any] = {
 # Sections whose keys are free (checked by the function they are handed to).
 _FREE = {("model",), ("loss",), ("data", "train"), ("data", "val"), ("data", "transforms"), ("final_eval",)}
 
+TARGETS = ("auto", "seed_minmax")
 PRECISION_ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed",
                      "16": "16-mixed"}
 
@@ -270,6 +282,15 @@ def normalise(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"schedule.interval must be step or epoch, got {config['schedule']['interval']!r}")
     if config["checkpoint"]["mode"] not in ("min", "max"):
         raise ConfigError(f"checkpoint.mode must be min or max, got {config['checkpoint']['mode']!r}")
+    if config["logging"]["wandb"] not in (True, False, "auto"):
+        raise ConfigError(f"logging.wandb must be true, false or auto, got {config['logging']['wandb']!r}")
+    if config["target"] not in TARGETS:
+        raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {config['target']!r}")
+    if config["data"]["split_by"] not in ("scene", "image"):
+        raise ConfigError(f"data.split_by must be scene or image, got {config['data']['split_by']!r}")
+    momentum = config["bn_momentum"]
+    if momentum is not None and not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
+        raise ConfigError(f"bn_momentum must be null or a number in [0, 1] (torch convention), got {momentum!r}")
     fraction = float(config["data"]["val_fraction"] or 0.0)
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {fraction}")

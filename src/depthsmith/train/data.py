@@ -116,8 +116,8 @@ def dataset_configs(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     if fraction > 0:
         if val is not None:
             raise ConfigError("set either data.val or data.val_fraction, not both")
-        # The same list split twice with one seed: disjoint train / val sides (by scene).
-        holdout = {"fraction": fraction, "seed": int(data["split_seed"])}
+        # The same list split twice with one seed: disjoint train / val sides (by scene or image).
+        holdout = {"fraction": fraction, "seed": int(data["split_seed"]), "by": str(data["split_by"])}
         val = {**train, "holdout": {**holdout, "part": "val"}}
         train = {**train, "holdout": {**holdout, "part": "train"}}
     return train, val
@@ -134,6 +134,9 @@ class DepthDataModule(pl.LightningDataModule):
         self.train_cfg, self.val_cfg = dataset_configs(config)  # fail before any process starts
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.train_eval_set: Dataset | None = None
+        # Metric prefix of each validation loader, in order (read by the module's validation_step).
+        self.val_prefixes: list[str] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -144,6 +147,9 @@ class DepthDataModule(pl.LightningDataModule):
                                      seed=self.seed)
         if self.val_cfg is not None:
             self.val_set = SampleCache(build_dataset(self.val_cfg), build_transforms(tcfg, train=False), cache)
+        if self.config["logging"].get("train_eval"):
+            # The training images again, through the validation transforms: an evaluation pass.
+            self.train_eval_set = SampleCache(self.train_set.dataset, build_transforms(tcfg, train=False), cache)
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         # The Trainer runs with use_distributed_sampler=False: we shard here, with the
@@ -170,6 +176,8 @@ class DepthDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup()
-        if self.val_set is None:
-            return []
-        return self._loader(self.val_set, int(self.data["val_batch_size"] or self.data["batch_size"]), train=False)
+        size = int(self.data["val_batch_size"] or self.data["batch_size"])
+        sets = [(p, d) for p, d in (("val", self.val_set), ("train_eval", self.train_eval_set)) if d is not None]
+        self.val_prefixes = [p for p, _ in sets]
+        loaders = [self._loader(d, size, train=False) for _, d in sets]
+        return loaders[0] if len(loaders) == 1 else loaders

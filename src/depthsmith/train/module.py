@@ -65,7 +65,16 @@ class DepthTrainModule(pl.LightningModule):
         self.config = config
         self.model = build_model(config["model"])
         self.loss = build_loss(config["loss"])
-        self.target_mode = TARGET_MODES[self.model.output]
+        # seed_minmax: the seed code's target (min-max over every pixel, loss on every pixel).
+        self.seed_target = config.get("target", "auto") == "seed_minmax"
+        self.target_mode = "minmax_all" if self.seed_target else TARGET_MODES[self.model.output]
+        if self.seed_target and self.model.output != "relative":
+            raise ValueError(f"target: seed_minmax trains relative depth; set model.output=relative "
+                             f"(got {self.model.output!r})")
+        if config.get("bn_momentum") is not None:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = float(config["bn_momentum"])
         self.freeze_encoder_epochs = int(config["freeze_encoder_epochs"] or 0)
         self.train_metrics = bool(config["logging"]["train_metrics"])
         self._last_batch_end: float | None = None
@@ -81,9 +90,10 @@ class DepthTrainModule(pl.LightningModule):
         # differences of the edge term lose too much in bf16.
         with torch.autocast(device_type=self.device.type, enabled=False):
             pred = pred.float()
-            target = depth_to_target(batch["depth"].float(), batch["mask"], self.target_mode,
+            mask = torch.ones_like(batch["mask"]) if self.seed_target else batch["mask"]
+            target = depth_to_target(batch["depth"].float(), mask, self.target_mode,
                                      max_depth=self.model.max_depth, min_depth=self.model.min_depth)
-            loss, terms = self.loss(pred, target, batch["mask"])
+            loss, terms = self.loss(pred, target, mask)
         return pred, loss, terms
 
     @torch.autocast("cpu", enabled=False)  # metrics in float32 whatever the training precision
@@ -130,15 +140,18 @@ class DepthTrainModule(pl.LightningModule):
                              sync_dist=True)
         return loss
 
-    def validation_step(self, batch: Mapping[str, Tensor] | None, batch_idx: int) -> None:
+    def validation_step(self, batch: Mapping[str, Tensor] | None, batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch is None:
             return
+        # Loader 0 is the validation set; with logging.train_eval a second loader runs the same
+        # evaluation pass (eval mode, no augmentation) over the training set, as the report does.
+        prefix = self.trainer.datamodule.val_prefixes[dataloader_idx] if self.trainer.datamodule else "val"
         pred, loss, _ = self._loss(batch)
         bs = batch["image"].shape[0]
-        self.log("val/loss", loss, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log(f"{prefix}/loss", loss, on_epoch=True, batch_size=bs, sync_dist=True, add_dataloader_idx=False)
         for name, value in self._depth_metrics(pred, batch).items():
-            self.log(f"val/{name}", value, on_epoch=True, batch_size=bs, sync_dist=True,
-                     prog_bar=name == "rmse")
+            self.log(f"{prefix}/{name}", value, on_epoch=True, batch_size=bs, sync_dist=True,
+                     prog_bar=name == "rmse" and prefix == "val", add_dataloader_idx=False)
 
     # -- throughput for the progress bar --------------------------------------------------
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

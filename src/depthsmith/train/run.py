@@ -100,9 +100,13 @@ def _loggers(config: Mapping[str, Any], run_dir: Path) -> list[Any]:
     loggers: list[Any] = [ResumableCSVLogger(run_dir)]
     if logging["tensorboard"]:
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False))
-    if logging["wandb"]:
-        import importlib.util
+    import importlib.util
 
+    # "auto": log to W&B when it is installed (the report's recipes), silently skip when not.
+    wandb = logging["wandb"]
+    if wandb == "auto":
+        wandb = importlib.util.find_spec("wandb") is not None
+    if wandb:
         if importlib.util.find_spec("wandb") is None:
             raise ConfigError(
                 "logging.wandb is true but wandb is not installed: pip install 'depthsmith[wandb]', "
