@@ -105,8 +105,11 @@ def test_network_input_size_then_upsampling_to_ground_truth() -> None:
 
 def test_relative_model_under_the_seed_protocol_gets_the_fixed_7_5() -> None:
     data = _samples([(240, 320)])
-    relative = evaluate(ColourDepth("relative"), data, protocol="seed", keep_examples=1, progress=False)
-    metric = evaluate(ColourDepth("metric"), data, protocol="seed", keep_examples=1, progress=False)
+    # 240 x 320 ground truth: the seed's 480 x 640 crop scaled (it must be asked for).
+    relative = evaluate(ColourDepth("relative"), data, protocol="seed", keep_examples=1, progress=False,
+                        crop_mode="scaled")
+    metric = evaluate(ColourDepth("metric"), data, protocol="seed", keep_examples=1, progress=False,
+                      crop_mode="scaled")
     with torch.no_grad():
         raw = ColourDepth()(data[0]["image"][None])[0, 0].numpy()
     np.testing.assert_allclose(relative.examples[0]["pred"], 7.5 * raw, rtol=1e-5)

@@ -160,7 +160,7 @@ def test_seed_protocol_equals_independent_numpy_on_real_nyu() -> None:
 
 
 def test_protocol_table_and_labels() -> None:
-    assert set(PROTOCOLS) == {"nyu-eigen", "densedepth", "seed", "none"}
+    assert {"nyu-eigen", "densedepth", "seed", "none", "kitti-garg", "kitti-eigen"} <= set(PROTOCOLS)
     assert PROTOCOLS["nyu-eigen"].crop == "eigen" and not PROTOCOLS["nyu-eigen"].pooled
     assert PROTOCOLS["densedepth"].pooled
     assert not PROTOCOLS["seed"].standard and not PROTOCOLS["seed"].masked

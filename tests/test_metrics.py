@@ -48,6 +48,8 @@ def reference_metrics(d: np.ndarray, g: np.ndarray) -> dict[str, float]:
         "d1": np.mean(ratio < 1.25),
         "d2": np.mean(ratio < 1.25**2),
         "d3": np.mean(ratio < 1.25**3),
+        # Depth-Anything-V2 metric_depth/util/metric.py: sqrt(mean(e^2) - 0.5 * mean(e)^2), no x100.
+        "silog_da": np.sqrt(np.mean(e**2) - 0.5 * np.mean(e) ** 2),
     }
 
 
@@ -176,8 +178,13 @@ def test_named_crops() -> None:
     assert CROPS["densedepth"] == (20, 460, 24, 616)
     assert crop_mask((480, 640), "densedepth").sum() == 440 * 592
     # Scaled proportionally (rounded half up) for other sizes: 22.5->23, 235.5->236, 20.5->21, 300.5->301.
-    rows, cols = np.nonzero(crop_mask((240, 320), "eigen"))
+    rows, cols = np.nonzero(crop_mask((240, 320), "eigen", crop_mode="scaled"))
     assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (23, 236, 21, 301)
+    # Literal, as BTS / ZoeDepth / MMSeg slice: gt[45:471, 41:601] of a 224 x 224 map is rows 45:224, cols 41:224.
+    rows, cols = np.nonzero(crop_mask((224, 224), "eigen", crop_mode="literal"))
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (45, 224, 41, 224)
+    with pytest.raises(ValueError, match="crop_mode='scaled'.*'literal'"):
+        crop_mask((224, 224), "eigen")  # the default refuses to guess
     with pytest.raises(ValueError, match="eigen"):
         crop_mask((480, 640), "garg")
     with pytest.raises(ValueError, match="does not fit"):

@@ -149,7 +149,8 @@ def test_report_end_to_end_from_two_quickstart_models(trained_runs: list[Path], 
 
 
 def test_eval_cli_with_report_and_the_seed_label(trained_runs: list[Path], tmp_path: Path) -> None:
-    code = evaluate_cli(str(trained_runs[0] / "model"), EVAL_DATA, protocol="seed", out_dir=tmp_path / "eval",
+    code = evaluate_cli(str(trained_runs[0] / "model"), EVAL_DATA, protocol="seed", crop_mode="scaled",
+                        out_dir=tmp_path / "eval",
                         report_dir=tmp_path / "report", device="cpu", batch_size=4)
     assert code == 0
     text = (tmp_path / "report" / "report.md").read_text()

@@ -10,6 +10,24 @@ import sys
 from typing import Sequence
 
 
+def _protocol_names() -> list[str]:
+    from .evaluate.protocols import PROTOCOLS
+
+    return list(PROTOCOLS)
+
+
+def _align_modes() -> list[str]:
+    from .metrics import ALIGN_MODES
+
+    return list(ALIGN_MODES)
+
+
+def _crop_modes() -> list[str]:
+    from .metrics import CROP_MODES
+
+    return list(CROP_MODES)
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models import list_decoders, list_models
     from .models.presets import PRESET_NOTES
@@ -41,7 +59,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     return evaluate_cli(args.model, args.data, protocol=args.protocol, flip_tta=args.flip_tta, align=args.align,
                         batch_size=args.batch_size, device=args.device, out_dir=args.out, report_dir=args.report,
-                        min_depth=args.min_depth, max_depth=args.max_depth, seed_input=args.seed_input)
+                        min_depth=args.min_depth, max_depth=args.max_depth, seed_input=args.seed_input,
+                        crop_mode=args.crop_mode)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -115,9 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
     s.add_argument("--model", required=True, help="saved model folder or Hugging Face Hub id")
     s.add_argument("--data", required=True, help="dataset config YAML (see docs) or a preset name")
-    s.add_argument("--protocol", default="nyu-eigen", choices=["nyu-eigen", "densedepth", "seed", "none"])
+    s.add_argument("--protocol", default="nyu-eigen", choices=_protocol_names(),
+                   help="evaluation protocol (see the README's protocol table)")
     s.add_argument("--flip-tta", action="store_true", help="average with the flipped prediction")
-    s.add_argument("--align", default="none", choices=["none", "median", "lstsq"])
+    s.add_argument("--align", default="none", choices=_align_modes(),
+                   help="relative models: median / lstsq in depth space, lstsq_disparity in disparity space")
+    s.add_argument("--crop-mode", default="exact", choices=_crop_modes(),
+                   help="a 480x640 crop on ground truth of another size: refuse (exact), scale it, or slice literally")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--device", default="auto")
     s.add_argument("--min-depth", type=float, help="valid ground-truth range (protocol 'none')")
@@ -133,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", action="append", default=[], help="model folder or hub id (repeatable)")
     s.add_argument("--data", help="dataset config for the metric table and qualitative grid")
     s.add_argument("--run", action="append", default=[], help="training run folder for curves (repeatable)")
-    s.add_argument("--protocol", default="nyu-eigen", choices=["nyu-eigen", "densedepth", "seed", "none"])
+    s.add_argument("--protocol", default="nyu-eigen", choices=_protocol_names())
     s.add_argument("--device", default="auto")
     s.add_argument("--error-maps", action="store_true", help="add absolute-error maps to the qualitative grid")
     s.add_argument("--out", required=True)

@@ -28,6 +28,10 @@ __all__ = [
     "METRIC_KEYS",
     "CROP_REFERENCE_SIZE",
     "CROPS",
+    "FRACTION_CROPS",
+    "CROP_MODES",
+    "crop_box",
+    "PRED_FLOOR",
     "crop_mask",
     "valid_mask",
     "align_prediction",
@@ -37,7 +41,7 @@ __all__ = [
     "MetricAccumulator",
 ]
 
-METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
+METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3", "silog_da")
 
 # Named evaluation crops, (top, bottom, left, right), 0-based, end-exclusive, defined on
 # 480 x 640 (height x width) NYU Depth V2 ground truth.
@@ -53,10 +57,20 @@ CROPS: dict[str, tuple[int, int, int, int]] = {
     # end-inclusive crop file, so it keeps one row and one column more than DenseDepth.
     "seed": (20, 461, 24, 617),
 }
+# Crops as fractions (top, bottom, left, right) of the ground truth's height and width, applied as
+# BTS's eval code does: rows int(top * H):int(bottom * H), cols int(left * W):int(right * W).
+FRACTION_CROPS: dict[str, tuple[float, float, float, float]] = {
+    # Garg et al. 2016, the crop of the 652-image KITTI Eigen test set with ground truth.
+    "kitti-garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+    # Eigen et al. 2014's own KITTI crop.
+    "kitti-eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
+}
 
-ALIGN_MODES = ("none", "median", "lstsq")
+ALIGN_MODES = ("none", "median", "lstsq", "lstsq_disparity")
 
 # Sufficient statistics of the metrics: sums over valid pixels (plus the count `n`).
+# Without a clamp, predictions are floored here so that log(pred) stays finite.
+PRED_FLOOR = 1e-12
 _SUM_KEYS = ("n", "abs_rel", "sq_rel", "sq_err", "log_sq", "log", "log10", "d1", "d2", "d3")
 
 
@@ -77,28 +91,56 @@ def _as_map(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     return arr
 
 
-def crop_mask(shape: tuple[int, int], crop: str | tuple[int, int, int, int] | None) -> np.ndarray:
+CROP_MODES = ("exact", "scaled", "literal")
+
+
+def crop_box(shape: tuple[int, int], crop: str | tuple[int, int, int, int], crop_mode: str = "exact") -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of a crop on an H x W ground truth (see :func:`crop_mask`)."""
+    height, width = shape
+    if not isinstance(crop, str):
+        return tuple(int(v) for v in crop)  # type: ignore[return-value]
+    if crop in FRACTION_CROPS:  # BTS / ZoeDepth: int(fraction * size), truncated
+        ft, fb, fl, fr = FRACTION_CROPS[crop]
+        return int(ft * height), int(fb * height), int(fl * width), int(fr * width)
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; valid crops: {sorted([*CROPS, *FRACTION_CROPS])} "
+                         "or a (top, bottom, left, right) tuple")
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
+    top, bottom, left, right = CROPS[crop]
+    if (height, width) == CROP_REFERENCE_SIZE:
+        return top, bottom, left, right
+    ref = "x".join(map(str, CROP_REFERENCE_SIZE))
+    if crop_mode == "exact":
+        raise ValueError(
+            f"crop {crop!r} is defined on {ref} ground truth, got {height}x{width}. Choose how to apply it: "
+            f"crop_mode='scaled' (bounds scaled per axis, the same fraction of the border removed) or "
+            f"'literal' (rows {top}:{bottom}, cols {left}:{right} sliced as is, as BTS, ZoeDepth and MMSeg do)"
+        )
+    if crop_mode == "literal":  # Python slicing: bounds past the edge stop at the edge
+        return min(top, height), min(bottom, height), min(left, width), min(right, width)
+    sy, sx = height / CROP_REFERENCE_SIZE[0], width / CROP_REFERENCE_SIZE[1]
+    return (math.floor(top * sy + 0.5), math.floor(bottom * sy + 0.5),
+            math.floor(left * sx + 0.5), math.floor(right * sx + 0.5))
+
+
+def crop_mask(shape: tuple[int, int], crop: str | tuple[int, int, int, int] | None,
+              crop_mode: str = "exact") -> np.ndarray:
     """Bool H x W mask, True inside the crop.
 
-    crop: None (everything), a name in CROPS, or an explicit (top, bottom, left, right)
-    pixel tuple used as is. A *named* crop is defined on 480 x 640; for another ground-truth
-    size its bounds are scaled proportionally per axis and rounded half up (e.g. eigen on
-    240 x 320 -> (23, 236, 21, 301)), so the same fraction of the border is removed.
+    crop: None (everything), a name in CROPS (pixel bounds on 480 x 640) or FRACTION_CROPS
+    (fractions of the height and width, as BTS computes KITTI's), or an explicit
+    (top, bottom, left, right) pixel tuple used as is. A pixel crop on ground truth of another
+    size needs ``crop_mode``: 'scaled' scales the bounds per axis, rounded half up (eigen on
+    240 x 320 -> (23, 236, 21, 301)); 'literal' slices the same indices as BTS / ZoeDepth / MMSeg
+    do; the default 'exact' refuses, because the two differ (RMSE 6% apart on 224 x 224).
     """
     height, width = shape
     mask = np.zeros(shape, dtype=bool)
     if crop is None:
         mask[:] = True
         return mask
-    if isinstance(crop, str):
-        if crop not in CROPS:
-            raise ValueError(f"unknown crop {crop!r}; valid crops: {sorted(CROPS)} or a (top, bottom, left, right) tuple")
-        top, bottom, left, right = CROPS[crop]
-        sy, sx = height / CROP_REFERENCE_SIZE[0], width / CROP_REFERENCE_SIZE[1]
-        top, bottom = math.floor(top * sy + 0.5), math.floor(bottom * sy + 0.5)
-        left, right = math.floor(left * sx + 0.5), math.floor(right * sx + 0.5)
-    else:
-        top, bottom, left, right = (int(v) for v in crop)
+    top, bottom, left, right = crop_box(shape, crop, crop_mode)
     if not (0 <= top < bottom <= height and 0 <= left < right <= width):
         raise ValueError(f"crop (top, bottom, left, right)={(top, bottom, left, right)} does not fit {shape}")
     mask[top:bottom, left:right] = True
@@ -111,12 +153,13 @@ def valid_mask(
     max_depth: float = 10.0,
     crop: str | tuple[int, int, int, int] | None = None,
     mask: np.ndarray | torch.Tensor | None = None,
+    crop_mode: str = "exact",
 ) -> np.ndarray:
     """Evaluation mask: finite, min_depth < gt < max_depth, inside the crop and the mask."""
     gt = _as_map(gt, "gt")
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
-    valid &= crop_mask(gt.shape, crop)
+    valid &= crop_mask(gt.shape, crop, crop_mode)
     if mask is not None:
         valid &= _as_map(mask, "mask").astype(bool)
     return valid
@@ -127,14 +170,16 @@ def align_prediction(
     gt: np.ndarray | torch.Tensor,
     mask: np.ndarray | torch.Tensor | None = None,
     mode: str = "none",
+    max_depth: float = math.inf,
 ) -> np.ndarray:
     """Align a relative-depth prediction to the ground truth on the masked pixels.
 
     mode 'none': unchanged; 'median': pred * median(gt) / median(pred) (scale only);
-    'lstsq': s * pred + t with (s, t) the least-squares fit to gt (scale and shift).
-    Alignment is done in depth space; models that predict disparity (MiDaS-like) must be
-    aligned in disparity space by the caller. Only for relative-depth models: metric
-    models are evaluated with mode='none'. Mask default: finite gt > 0 and finite pred.
+    'lstsq': s * pred + t with (s, t) the least-squares fit to gt (scale and shift, depth space);
+    'lstsq_disparity': the fit in disparity space, as MiDaS and Depth Anything evaluate relative
+    models: s / pred + t fitted to 1 / gt, floored at 1 / max_depth (or 1e-12), then inverted back
+    to depth. Only for relative-depth models: metric models are evaluated with mode='none'.
+    Mask default: finite gt > 0 and finite pred.
     """
     if mode not in ALIGN_MODES:
         raise ValueError(f"unknown align mode {mode!r}; valid modes: {list(ALIGN_MODES)}")
@@ -143,16 +188,28 @@ def align_prediction(
         return pred
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred)
+        if mode == "lstsq_disparity":
+            valid &= pred > 0
     if mask is not None:
         valid &= _as_map(mask, "mask").astype(bool)
     if not valid.any():
         raise ValueError("align_prediction: no valid pixel to align on")
-    p, g = pred[valid], gt[valid]
     if mode == "median":
-        return pred * (np.median(g) / np.median(p))
+        return pred * (np.median(gt[valid]) / np.median(pred[valid]))
+    if mode == "lstsq":
+        return _fit_scale_shift(pred, gt, valid)
+    with np.errstate(divide="ignore"):
+        disparity = _fit_scale_shift(1.0 / np.maximum(pred, PRED_FLOOR), 1.0 / np.where(valid, gt, 1.0), valid)
+    floor = 1.0 / max_depth if math.isfinite(max_depth) else PRED_FLOOR
+    return 1.0 / np.maximum(disparity, floor)
+
+
+def _fit_scale_shift(x: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """s * x + t with (s, t) the least-squares fit of x to target on the valid pixels."""
+    p, g = x[valid], target[valid]
     design = np.stack([p, np.ones_like(p)], axis=1)
     (scale, shift), *_ = np.linalg.lstsq(design, g, rcond=None)
-    return scale * pred + shift
+    return scale * x + shift
 
 
 def _sums(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -185,6 +242,8 @@ def _metrics_from_sums(s: Mapping[str, float]) -> dict[str, float]:
         "log10": s["log10"] / n,
         # max(., 0): rounding can make the variance a hair negative when all e are equal.
         "silog": 100.0 * math.sqrt(max(mean_log_sq - mean_log**2, 0.0)),
+        # Depth-Anything-V2 / MMSeg's SILog, named apart: lambda = 0.5 and no x100.
+        "silog_da": math.sqrt(max(mean_log_sq - 0.5 * mean_log**2, 0.0)),
         "d1": s["d1"] / n,
         "d2": s["d2"] / n,
         "d3": s["d3"] / n,
@@ -199,17 +258,22 @@ def _prepare(
     crop: str | tuple[int, int, int, int] | None,
     mask: np.ndarray | torch.Tensor | None,
     align: str,
+    crop_mode: str = "exact",
+    clamp: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """1-D arrays (pred, gt) of the valid pixels, pred sanitised, aligned and clamped."""
+    """1-D arrays (pred, gt) of the valid pixels, pred sanitised, aligned and clamped (``clamp``)
+    to [min_depth, max_depth]. Without the clamp the prediction is only floored at 1e-12, so that
+    its logarithm stays finite."""
     pred, gt = _as_map(pred, "pred"), _as_map(gt, "gt")
     if pred.shape != gt.shape:
         raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ: resize the prediction to the ground truth first")
-    valid = valid_mask(gt, min_depth, max_depth, crop, mask)
+    valid = valid_mask(gt, min_depth, max_depth, crop, mask, crop_mode)
     if not valid.any():
         raise ValueError("no valid ground-truth pixel (check min/max depth, crop and mask)")
-    pred = np.nan_to_num(pred, nan=min_depth, posinf=max_depth, neginf=min_depth)
-    pred = align_prediction(pred, gt, valid, align)
-    pred = np.clip(pred, min_depth, max_depth)
+    hi = max_depth if math.isfinite(max_depth) else np.finfo(np.float64).max
+    pred = np.nan_to_num(pred, nan=min_depth, posinf=hi, neginf=min_depth)
+    pred = align_prediction(pred, gt, valid, align, max_depth)
+    pred = np.clip(pred, max(min_depth, PRED_FLOOR), max_depth) if clamp else np.maximum(pred, PRED_FLOOR)
     return pred[valid], gt[valid]
 
 
@@ -222,6 +286,8 @@ def compute_metrics(
     mask: np.ndarray | torch.Tensor | None = None,
     *,
     align: str = "none",
+    crop_mode: str = "exact",
+    clamp: bool = True,
 ) -> dict[str, float]:
     """Standard depth metrics of one H x W prediction against its ground truth (metres).
 
@@ -229,7 +295,7 @@ def compute_metrics(
     and n_valid. `align` ('none' | 'median' | 'lstsq') is applied on the valid pixels
     before clamping, for relative-depth models. Raises ValueError if no pixel is valid.
     """
-    p, g = _prepare(pred, gt, min_depth, max_depth, crop, mask, align)
+    p, g = _prepare(pred, gt, min_depth, max_depth, crop, mask, align, crop_mode, clamp)
     result: dict[str, float] = _metrics_from_sums(_sums(p, g))
     result["n_valid"] = int(g.size)
     return result
@@ -289,7 +355,8 @@ def ssim_score(
 
 
 # Options of `compute_metrics` that MetricAccumulator accepts as defaults or per update.
-_EVAL_DEFAULTS: dict[str, Any] = {"min_depth": 1e-3, "max_depth": 10.0, "crop": None, "mask": None, "align": "none"}
+_EVAL_DEFAULTS: dict[str, Any] = {"min_depth": 1e-3, "max_depth": 10.0, "crop": None, "mask": None, "align": "none",
+                                  "crop_mode": "exact", "clamp": True}
 
 
 def _check_options(options: Mapping[str, Any]) -> None:

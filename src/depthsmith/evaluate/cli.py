@@ -25,6 +25,7 @@ def evaluate_cli(
     min_depth: float | None = None,
     max_depth: float | None = None,
     seed_input: str = "model",
+    crop_mode: str = "exact",
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
     try:  # argument mistakes get one line, not a traceback
@@ -35,7 +36,7 @@ def evaluate_cli(
     keep = 4 if report_dir else 0
     result = evaluate(model, data, protocol=protocol, flip_tta=flip_tta, align=align, batch_size=batch_size,
                       device=device, min_depth=min_depth, max_depth=max_depth, keep_examples=keep,
-                      seed_input=seed_input)
+                      seed_input=seed_input, crop_mode=crop_mode)
     print(format_table(result))
     json_path, csv_path = write_result(result, out_dir)
     print(f"wrote {json_path} and {csv_path}")

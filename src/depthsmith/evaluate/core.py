@@ -21,16 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from depthsmith.inference import resolve_device
-from depthsmith.metrics import (METRIC_KEYS, MetricAccumulator, align_prediction, compute_metrics, crop_mask,
+from depthsmith.metrics import (CROP_MODES, METRIC_KEYS, PRED_FLOOR, MetricAccumulator, align_prediction, crop_mask,
                                 r2_score, valid_mask)
 
-from .protocols import SEED_FACTOR, SEED_R2_POOL, SEED_RANGE_M, Protocol, describe, get_protocol
+from .protocols import PROTOCOLS, Protocol, describe, get_protocol
 
 __all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to", "SEED_INPUTS", "check_seed_input"]
 
 SUMMARY_KEYS = (*METRIC_KEYS, "r2")
-# The seed protocol has no clamp; this floor only keeps log() finite for an exact 0 prediction.
-_SEED_FLOOR = 1e-12
 
 
 @dataclass
@@ -76,22 +74,27 @@ def _squeeze_map(x: np.ndarray, name: str) -> np.ndarray:
 
 
 class _Scorer:
-    """Applies one protocol to one image at a time and keeps the rows."""
+    """Applies one protocol to one image at a time and keeps the rows. It reads the protocol's
+    fields only (never its name), so a registered protocol needs no code here."""
 
-    def __init__(self, proto: Protocol, align: str, output: str, keep_examples: int) -> None:
-        if proto.name == "seed" and align != "none":
-            raise ValueError("protocol 'seed' applies the seed's fixed scaling; use align='none' with it")
-        if proto.name != "seed" and output == "relative" and align == "none":
+    def __init__(self, proto: Protocol, align: str, output: str, keep_examples: int, crop_mode: str = "exact") -> None:
+        fixed = proto.fixed_scale is not None or proto.relative_range is not None
+        if fixed and align != "none":
+            raise ValueError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
+        if output == "relative" and align == "none" and proto.relative_range is None:
             raise ValueError(
-                "this model predicts relative (unitless) depth: evaluate it with align='median' or 'lstsq' "
-                "(or protocol 'seed', which reproduces the seed's fixed x7.5 scaling)"
+                "this model predicts relative (unitless) depth: evaluate it with align='median', 'lstsq' or "
+                "'lstsq_disparity' (or protocol 'seed', which reproduces the seed's fixed x7.5 scaling)"
             )
-        self.proto, self.align, self.output = proto, align, output
+        if crop_mode not in CROP_MODES:
+            raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
+        self.proto, self.align, self.output, self.crop_mode = proto, align, output, crop_mode
         self.keep_examples = keep_examples
         self.lo = proto.min_depth if proto.min_depth is not None else 0.0
         self.hi = proto.max_depth if proto.max_depth is not None else math.inf
-        self.acc = MetricAccumulator(pooled=proto.pooled, min_depth=self.lo, max_depth=self.hi,
-                                     crop=proto.crop, align=align)
+        self.factor = (proto.relative_range or 1.0 if output == "relative" else 1.0) * (proto.fixed_scale or 1.0)
+        self.acc = MetricAccumulator(pooled=proto.pooled, min_depth=self.lo, max_depth=self.hi, crop=proto.crop,
+                                     align=align, crop_mode=crop_mode, clamp=proto.clamp)
         self.rows: list[dict[str, Any]] = []
         self.examples: list[dict[str, Any]] = []
         self.skipped: list[str] = []  # images without any valid ground-truth pixel
@@ -101,92 +104,87 @@ class _Scorer:
         hi = self.hi if math.isfinite(self.hi) else None
         return torch.nan_to_num(pred, nan=self.lo, posinf=hi, neginf=self.lo)
 
+    def _usable(self, gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            if self.proto.masked:
+                return valid_mask(gt, self.lo, self.hi, self.proto.crop, mask, self.crop_mode)
+            return crop_mask(gt.shape, self.proto.crop, self.crop_mode) & np.isfinite(gt) & (gt > 0)
+
     def add(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None, name: str,
             image: np.ndarray | None = None) -> dict[str, Any]:
         """Score one H x W prediction (model output units, already at the GT size)."""
-        pred = _squeeze_map(np.asarray(pred, dtype=np.float64), "pred")
+        pred = _squeeze_map(np.asarray(pred, dtype=np.float64), "pred") * self.factor
         gt = _squeeze_map(np.asarray(gt, dtype=np.float64), "gt")
         if pred.shape != gt.shape:
             raise ValueError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")
-        with np.errstate(invalid="ignore"):
-            usable = (crop_mask(gt.shape, self.proto.crop) & np.isfinite(gt) & (gt > 0) if self.proto.name == "seed"
-                      else valid_mask(gt, self.lo, self.hi, self.proto.crop, mask))
+        usable = self._usable(gt, mask)
         if not usable.any():  # e.g. a frame without depth in range: skipped, counted, never silent
             warnings.warn(f"{name}: no valid ground-truth pixel under protocol '{self.proto.name}': skipped",
                           stacklevel=2)
             self.skipped.append(name)
             return {}
-        if self.proto.name == "seed":
-            row, evaluated = self._seed(pred, gt, name)
-        else:
-            row, evaluated = self._standard(pred, gt, mask, name)
+        row = {"name": name, **self.acc.update(pred, gt, mask=mask if self.proto.masked else None)}
+        # R^2 and the example map use the prediction exactly as the metrics saw it: sanitised,
+        # aligned on the valid pixels, clamped (the steps of metrics.compute_metrics).
+        evaluated = np.nan_to_num(pred, nan=self.lo, posinf=self.hi if math.isfinite(self.hi) else None,
+                                  neginf=self.lo)
+        evaluated = align_prediction(evaluated, gt, usable, self.align, max_depth=self.hi)
+        evaluated = (np.clip(evaluated, max(self.lo, PRED_FLOOR), self.hi) if self.proto.clamp
+                     else np.maximum(evaluated, PRED_FLOOR))
+        if not self.proto.masked:
+            self._fold_holes(row, evaluated, gt, usable)
+        row["r2"] = self._r2(evaluated, gt, usable)
         self.rows.append(row)
         if len(self.examples) < self.keep_examples:
             self.examples.append({"name": name, "image": image, "gt": gt, "pred": evaluated,
                                   "mask": valid_mask(gt, self.lo, self.hi, None, mask) if self.proto.masked else gt > 0})
         return row
 
-    def _standard(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None, name: str) -> tuple[dict, np.ndarray]:
-        row = dict(self.acc.update(pred, gt, name=name, mask=mask))
-        # R^2 and the example map use the prediction exactly as the metrics saw it:
-        # sanitised, aligned on the valid pixels, clamped (the steps of metrics.compute_metrics).
-        valid = valid_mask(gt, self.lo, self.hi, self.proto.crop, mask)
-        evaluated = np.nan_to_num(pred, nan=self.lo, posinf=self.hi, neginf=self.lo)
-        evaluated = np.clip(align_prediction(evaluated, gt, valid, self.align), self.lo, self.hi)
-        row["r2"] = _safe_r2(evaluated, gt, valid)
-        return row, evaluated
-
-    def _seed(self, pred: np.ndarray, gt: np.ndarray, name: str) -> tuple[dict, np.ndarray]:
-        # Fixed scaling of the seed's evaluate.py (see protocols.describe for the metric-model case).
-        factor = SEED_RANGE_M * SEED_FACTOR if self.output == "relative" else SEED_FACTOR
-        pred = pred * factor
-        inside = crop_mask(gt.shape, self.proto.crop)
-        with np.errstate(invalid="ignore"):
-            positive = inside & np.isfinite(gt) & (gt > 0)
+    def _fold_holes(self, row: dict[str, Any], pred: np.ndarray, gt: np.ndarray, positive: np.ndarray) -> None:
+        """An unmasked protocol counts the crop's holes (gt = 0) where its formulas stay finite:
+        in RMSE as a squared error pred^2, in delta as a failure (max(gt/pred, pred/gt) = inf)."""
+        inside = crop_mask(gt.shape, self.proto.crop, self.crop_mode)
         holes = inside & ~positive
-        # Pixels with gt > 0: the standard formulas with no range and no clamp.
-        row: dict[str, Any] = {"name": name, **compute_metrics(pred, gt, _SEED_FLOOR, math.inf, crop=self.proto.crop)}
         n_pos, n_all = row["n_valid"], int(inside.sum())
-        if n_all > n_pos:  # fold the holes (gt = 0) in where the seed's formulas stay finite
+        if n_all > n_pos:
             hole_sq = float(np.sum(pred[holes] ** 2))
             row["rmse"] = math.sqrt((row["rmse"] ** 2 * n_pos + hole_sq) / n_all)
-            for key in ("d1", "d2", "d3"):  # max(gt/pred, pred/gt) = inf at a hole: never < 1.25^k
+            for key in ("d1", "d2", "d3"):
                 row[key] = row[key] * n_pos / n_all
         row["n_valid"] = n_all
+
+    def _r2(self, pred: np.ndarray, gt: np.ndarray, usable: np.ndarray) -> float:
+        if self.proto.r2_pool is None:
+            return _safe_r2(pred, gt, usable)
+        # Pooled R^2 (the seed's): over the crop's bounding box, holes as 0, no mask.
+        inside = crop_mask(gt.shape, self.proto.crop, self.crop_mode)
         rows_idx, cols_idx = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
         box = (slice(rows_idx[0], rows_idx[-1] + 1), slice(cols_idx[0], cols_idx[-1] + 1))
-        gt_filled = np.where(positive, gt, 0.0)
-        row["r2"] = _safe_r2(*(_avg_pool(a[box]) for a in (pred, gt_filled)))
-        return row, pred
+        gt_filled = np.where(usable, gt, 0.0)
+        return _safe_r2(*(_avg_pool(a[box], *self.proto.r2_pool) for a in (pred, gt_filled)))
 
     def summary(self) -> dict[str, float]:
         if not self.rows:
             raise ValueError(f"no image could be evaluated ({len(self.skipped)} without a valid ground-truth pixel)")
-        metrics = self._seed_summary() if self.proto.name == "seed" else self._standard_summary()
+        metrics = dict(self.acc.compute())
+        if not self.proto.masked:  # per-image rows were adjusted for the holes: average those
+            metrics.update({k: float(np.mean([r[k] for r in self.rows])) for k in ("rmse", "d1", "d2", "d3")})
+            metrics["n_valid"] = int(sum(r["n_valid"] for r in self.rows))
+        r2 = np.array([r["r2"] for r in self.rows], dtype=float)
+        if self.proto.r2_keep is not None:
+            lo, hi = self.proto.r2_keep
+            kept = r2[(r2 >= lo) & (r2 <= hi)]
+            metrics["r2"] = float(kept.mean()) if kept.size else math.nan
+            metrics["r2_dropped"] = int(r2.size - kept.size)
+        else:
+            metrics["r2"] = float(np.nanmean(r2)) if np.isfinite(r2).any() else math.nan
         metrics["n_skipped"] = len(self.skipped)
         return metrics
 
-    def _seed_summary(self) -> dict[str, float]:
-        metrics = {k: float(np.mean([r[k] for r in self.rows])) for k in METRIC_KEYS}
-        metrics["n_images"] = len(self.rows)
-        metrics["n_valid"] = int(sum(r["n_valid"] for r in self.rows))
-        r2 = np.array([r["r2"] for r in self.rows])
-        kept = r2[(r2 >= 0) & (r2 <= 1)]  # the seed's notebook keeps 0 <= R^2 <= 1 only
-        metrics["r2"] = float(kept.mean()) if kept.size else math.nan
-        metrics["r2_dropped"] = int(r2.size - kept.size)
-        return metrics
 
-    def _standard_summary(self) -> dict[str, float]:
-        metrics = dict(self.acc.compute())
-        r2 = np.array([r["r2"] for r in self.rows])
-        metrics["r2"] = float(np.nanmean(r2)) if np.isfinite(r2).any() else math.nan
-        return metrics
-
-
-def _avg_pool(a: np.ndarray) -> np.ndarray:
-    k, s = SEED_R2_POOL
+def _avg_pool(a: np.ndarray, k: int, s: int) -> np.ndarray:
     if min(a.shape) < k:
-        raise ValueError(f"the seed's R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
+        raise ValueError(f"R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
     return F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(a))[None, None], k, s)[0, 0].numpy()
 
 
@@ -201,14 +199,15 @@ def _safe_r2(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -
 def _result(scorer: _Scorer, settings: dict[str, Any], flip_tta: bool, input_size: tuple[int, int] | None) -> EvalResult:
     proto = scorer.proto
     text = describe(proto, scorer.align, flip_tta, scorer.output, input_size, settings["source"] == "predictions",
-                    seed_input=settings.get("seed_input", "model"))
+                    seed_input=settings.get("seed_input", "model"), crop_mode=scorer.crop_mode)
     label = proto.label + (" [input as the seed's evaluate.py: RGB x/255]" if settings.get("seed_input") == "raw" else "")
     return EvalResult(
         protocol=proto.name, standard=proto.standard, label=label, description=text,
         metrics=scorer.summary(), rows=scorer.rows, examples=scorer.examples,
         settings={"protocol": proto.name, "align": scorer.align, "flip_tta": flip_tta, "output": scorer.output,
                   "input_size": list(input_size) if input_size else None,
-                  "min_depth": proto.min_depth, "max_depth": proto.max_depth, **settings},
+                  "min_depth": proto.min_depth, "max_depth": proto.max_depth, "crop_mode": scorer.crop_mode,
+                  **settings},
     )
 
 
@@ -224,15 +223,18 @@ def evaluate_predictions(
     max_depth: float | None = None,
     images: Iterable[Any] | None = None,
     keep_examples: int = 0,
+    crop_mode: str = "exact",
 ) -> EvalResult:
     """Evaluate saved or hand-made predictions.
 
     preds: H' x W' maps in the model's output units (metres; [0, 1] for ``output='relative'``),
     at any resolution: each is upsampled bilinearly to its ground truth's size.
     gts: H x W metres, 0 = invalid. masks: optional H x W bool (True = valid).
+    crop_mode: how a protocol's pixel crop (defined on 480 x 640) applies to ground truth of
+    another size: 'exact' (refuse), 'scaled' or 'literal' (see ``metrics.crop_mask``).
     """
     proto = get_protocol(protocol, min_depth, max_depth)
-    scorer = _Scorer(proto, align, output, keep_examples)
+    scorer = _Scorer(proto, align, output, keep_examples, crop_mode)
     masks_it = iter(masks) if masks is not None else None
     images_it = iter(images) if images is not None else None
     for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
@@ -310,6 +312,7 @@ def evaluate(
     keep_examples: int = 0,
     max_images: int | None = None,
     seed_input: str = "model",
+    crop_mode: str = "exact",
 ) -> EvalResult:
     """Evaluate a model (object, folder or Hub id) on a dataset (object or config) under a protocol.
 
@@ -330,7 +333,7 @@ def evaluate(
     dev = resolve_device(device)
     model = model.to(dev).eval()
     output = getattr(model, "output", "metric")
-    scorer = _Scorer(proto, align, output, keep_examples)
+    scorer = _Scorer(proto, align, output, keep_examples, crop_mode)
     size = input_size or proto.input_size
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
     eval_size: list[int] | None = list(size) if size else None  # network input size, for the report's GFLOPs
@@ -360,5 +363,7 @@ def evaluate(
 def check_seed_input(proto: Protocol, seed_input: str) -> None:
     if seed_input not in SEED_INPUTS:
         raise ValueError(f"seed_input must be one of {', '.join(SEED_INPUTS)}, got {seed_input!r}")
-    if seed_input != "model" and proto.name != "seed":
-        raise ValueError("seed_input='raw' reproduces the seed's evaluation input: use it with protocol 'seed' only")
+    if seed_input != "model" and not proto.raw_input:
+        raw = ", ".join(p.name for p in PROTOCOLS.values() if p.raw_input)
+        raise ValueError(f"seed_input='raw' reproduces the seed's evaluation input: use it with protocol {raw} only "
+                         f"(protocol 'seed' only), not {proto.name!r}")

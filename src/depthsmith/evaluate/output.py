@@ -19,7 +19,7 @@ __all__ = ["format_table", "write_result", "result_to_json", "METRIC_TITLES"]
 
 METRIC_TITLES = {
     "abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog", "log10": "log10",
-    "silog": "SILog", "d1": "d1", "d2": "d2", "d3": "d3", "r2": "R^2",
+    "silog": "SILog", "silog_da": "SILog_DA", "d1": "d1", "d2": "d2", "d3": "d3", "r2": "R^2",
 }
 
 
