@@ -132,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_train)
 
     s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
-    s.add_argument("--model", required=True, help="saved model folder or Hugging Face Hub id")
-    s.add_argument("--data", required=True, help="dataset config YAML (see docs) or a preset name")
+    s.add_argument("--model", required=True, action="append",
+                   help="saved model folder or Hugging Face Hub id (repeat for several models)")
+    s.add_argument("--data", required=True, action="append",
+                   help="dataset config YAML (repeat for several datasets: one table, a row per model and "
+                        "dataset; a config may set its own 'protocol' and 'crop_mode')")
     s.add_argument("--protocol", default="nyu-eigen", choices=_protocol_names(),
                    help="evaluation protocol (see the README's protocol table)")
     s.add_argument("--flip-tta", action="store_true", help="average with the flipped prediction")

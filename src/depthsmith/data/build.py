@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from .base import DepthDataset
+from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDataset, KittiDataset,
+                         SunRgbdDataset)
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
@@ -24,6 +26,12 @@ DATASETS: dict[str, type[DepthDataset]] = {
     "h5": H5Dataset,
     "bts": BtsDataset,
     "paired": PairedDataset,
+    "kitti": KittiDataset,
+    "diode": DiodeDataset,
+    "ibims": IbimsDataset,
+    "sunrgbd": SunRgbdDataset,
+    "eth3d": Eth3dDataset,
+    "cityscapes": CityscapesDataset,
 }
 
 

@@ -35,7 +35,9 @@ ENCODINGS: dict[str, Encoding] = {
         Encoding("png_sun", "uint16", 1000.0, 3, "16-bit PNG, millimetres rotated left by 3 bits (SUN RGB-D)"),
         # DenseDepth's nyu_data.zip training maps: 8 bits over 0-10 m (value / 255 * 10).
         Encoding("png8_densedepth", "uint8", 25.5, 0, "8-bit PNG, value / 255 * 10 m (DenseDepth train)"),
+        Encoding("png_ibims", "uint16", 65535.0 / 50.0, 0, "16-bit PNG, value / 65535 * 50 m (iBims-1)"),
         Encoding("npy_m", "float", 1.0, 0, "float .npy, metres"),
+        Encoding("eth3d_f32", "float", 1.0, 0, "raw float32 metres, inf = no depth (ETH3D ground_truth_depth)"),
         Encoding("h5_m", "float", 1.0, 0, "float HDF5 dataset, metres (sparse-to-dense / FastDepth)"),
         Encoding("mat_m", "float", 1.0, 0, "float MATLAB array, metres (nyu_depth_v2_labeled.mat)"),
     ]

@@ -1,20 +1,31 @@
-"""`depthsmith eval`: evaluate, print the table, write metrics.json + per_image.csv (+ a report)."""
+"""`depthsmith eval`: evaluate, print the table, write metrics.json + per_image.csv (+ a report).
+
+Several ``--model`` and ``--data`` give one combined table (a row per model and dataset) and one
+output folder per pair; each dataset config may name its own protocol and crop mode.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from .core import check_seed_input, evaluate
-from .output import format_table, write_result
+from .multi import dataset_entry, summary_table
+from .output import format_table, result_to_json, write_result
 from .protocols import get_protocol
 
 __all__ = ["evaluate_cli"]
 
 
+def _as_list(value: str | Path | Sequence) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def evaluate_cli(
-    model: str,
-    data: str,
+    model: str | Sequence[str],
+    data: str | dict | Sequence,
     protocol: str = "nyu-eigen",
     flip_tta: bool = False,
     align: str = "none",
@@ -28,26 +39,42 @@ def evaluate_cli(
     crop_mode: str = "exact",
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
+    models, entries = _as_list(model), [dataset_entry(d) for d in _as_list(data)]
     try:  # argument mistakes get one line, not a traceback
-        check_seed_input(get_protocol(protocol, min_depth, max_depth), seed_input)
+        for entry in entries:
+            check_seed_input(get_protocol(entry.protocol or protocol, min_depth, max_depth), seed_input)
     except ValueError as err:
         print(f"depthsmith eval: error: {err}", file=sys.stderr)
         return 2
+    single = len(models) == 1 and len(entries) == 1
     keep = 4 if report_dir else 0
-    result = evaluate(model, data, protocol=protocol, flip_tta=flip_tta, align=align, batch_size=batch_size,
-                      device=device, min_depth=min_depth, max_depth=max_depth, keep_examples=keep,
-                      seed_input=seed_input, crop_mode=crop_mode)
-    print(format_table(result))
-    json_path, csv_path = write_result(result, out_dir)
-    print(f"wrote {json_path} and {csv_path}")
+    rows = []
+    for m in models:
+        for entry in entries:
+            result = evaluate(m, entry.config, protocol=entry.protocol or protocol, flip_tta=flip_tta, align=align,
+                              batch_size=batch_size, device=device, min_depth=min_depth, max_depth=max_depth,
+                              keep_examples=keep, seed_input=seed_input, crop_mode=entry.crop_mode or crop_mode)
+            print(format_table(result))
+            folder = Path(out_dir) if single else Path(out_dir) / f"{_model_label(m)}__{entry.label}"
+            json_path, csv_path = write_result(result, folder)
+            print(f"wrote {json_path} and {csv_path}")
+            rows.append((_model_label(m), entry.label, result))
+    if not single:
+        table = summary_table(rows)
+        print("\n" + table)
+        out = Path(out_dir)
+        (out / "summary.md").write_text(table + "\n")
+        (out / "summary.json").write_text(json.dumps(
+            [{"model": m, "dataset": d, **result_to_json(r)} for m, d, r in rows], indent=2) + "\n")
+        print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
     if report_dir:
         from depthsmith.report import write_report
 
         # A model saved by `depthsmith train` sits in <run>/model: show that run's curves too.
-        run = Path(model).parent
-        runs = [run] if (run / "metrics.csv").is_file() else []
-        path = write_report({_model_label(model): (model, result)}, runs=runs, out_dir=report_dir,
-                            device=result.settings.get("device", device))
+        runs = [Path(m).parent for m in models if (Path(m).parent / "metrics.csv").is_file()]
+        results = {(label if single else f"{label} on {data}"): (m, r)
+                   for m, (label, data, r) in zip([m for m in models for _ in entries], rows)}
+        path = write_report(results, runs=runs, out_dir=report_dir, device=rows[0][2].settings.get("device", device))
         print(f"report written to {path}")
     return 0
 

@@ -73,7 +73,9 @@ class SampleCache(Dataset):
 
 
 # The argument of each reader that says where its data is; `data.root` fills it when unset.
-PATH_KEYS = {"nyu_zip": "path", "nyu_mat": "path", "h5": "path", "bts": "data_path", "paired": "csv_path"}
+PATH_KEYS = {"nyu_zip": "path", "nyu_mat": "path", "h5": "path", "bts": "data_path", "paired": "csv_path",
+             "kitti": "data_path", "diode": "path", "ibims": "path", "sunrgbd": "path", "eth3d": "path",
+             "cityscapes": "path"}
 
 
 def _path_key(cfg: Mapping[str, Any]) -> str | None:

@@ -1,0 +1,62 @@
+"""Several models on several datasets in one call: one table with a row per (model, dataset),
+as the zero-shot papers print it. Each dataset brings its protocol (a dataset config may say
+``protocol: kitti-garg`` and ``crop_mode: literal`` beside its reader options)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .core import EvalResult
+
+__all__ = ["DatasetEntry", "dataset_entry", "summary_table", "SUMMARY_COLUMNS"]
+
+# Columns of the combined table: the metrics every zero-shot table prints.
+SUMMARY_COLUMNS = ("abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3")
+
+
+@dataclass
+class DatasetEntry:
+    label: str
+    config: Any  # a build_dataset config dict, or a dataset object
+    protocol: str | None
+    crop_mode: str | None
+
+
+def dataset_entry(data: Any) -> DatasetEntry:
+    """A dataset argument (YAML path, config dict or dataset object) with its evaluation keys split off."""
+    if isinstance(data, (str, Path)):
+        from depthsmith.data import load_config
+
+        label, cfg = Path(data).stem, dict(load_config(data))
+    elif isinstance(data, Mapping):
+        cfg = copy.deepcopy(dict(data))
+        label = str(cfg.get("label") or cfg.get("type", "data"))
+    else:
+        return DatasetEntry(getattr(data, "name", type(data).__name__), data, None, None)
+    label = str(cfg.pop("label", label))
+    return DatasetEntry(label, cfg, cfg.pop("protocol", None), cfg.pop("crop_mode", None))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else "nan"
+    return str(value)
+
+
+def summary_table(rows: Sequence[tuple[str, str, EvalResult]]) -> str:
+    """Markdown table, one row per (model, dataset); NON-STANDARD protocols say so in their row."""
+    from .output import METRIC_TITLES
+
+    head = ["model", "dataset", "protocol", "images", *(METRIC_TITLES[k] for k in SUMMARY_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, data, result in rows:
+        status = "" if result.standard else " (NON-STANDARD)"
+        values = [_cell(result.metrics.get(k, math.nan)) for k in SUMMARY_COLUMNS]
+        lines.append("| " + " | ".join([model, data, f"{result.protocol}{status}",
+                                        str(int(result.metrics["n_images"])), *values]) + " |")
+    return "\n".join(lines)
