@@ -314,7 +314,28 @@ def test_eval_cli_prints_one_table_for_several_datasets(tmp_path, capsys):
     code = evaluate_cli([str(model_dir)], configs, out_dir=tmp_path / "out", device="cpu")
     assert code == 0
     table = (tmp_path / "out" / "summary.md").read_text()
-    rows = table.splitlines()[2:]  # below the header and the rule
+    rows = [r for r in table.splitlines() if r.endswith("| measured here |")]
     assert len(rows) == 2 and "| rooms | none | 2 |" in rows[0] and "| rooms-nyu | nyu-eigen | 2 |" in rows[1]
+    quoted = [r for r in table.splitlines() if r.endswith("| from the paper |")]
+    assert any(r.startswith("| BTS (DenseNet-161) | - | nyu-eigen |") and "| 0.110 |" in r for r in quoted)
     assert table in capsys.readouterr().out
     assert len(list((tmp_path / "out").glob("*__rooms/metrics.json"))) == 1  # one folder per (model, dataset)
+
+
+def test_published_results_are_per_registered_protocol_with_a_source():
+    from importlib import resources
+
+    from depthsmith.evaluate import published
+
+    files = [p for p in (resources.files("depthsmith") / "results").iterdir() if p.name.endswith(".csv")]
+    assert {p.name[:-4] for p in files} <= set(PROTOCOLS) and len(files) >= 3
+    for f in files:
+        rows = published(f.name[:-4])
+        assert rows, f.name
+        for row in rows:
+            assert row["source"] and row["method"]
+            for key in ("abs_rel", "rmse", "d1"):
+                assert row[key] is not None and 0 < row[key] < 10, (f.name, row["method"], key)
+            assert row["d1"] <= 1 and (row["d2"] is None or row["d1"] <= row["d2"] <= 1)
+    bts = next(r for r in published("nyu-eigen") if r["method"] == "BTS")
+    assert (bts["abs_rel"], bts["rmse"], bts["d1"]) == (0.110, 0.392, 0.885)  # field notes §3

@@ -148,6 +148,18 @@ def test_report_end_to_end_from_two_quickstart_models(trained_runs: list[Path], 
     assert "Protocol 'none'" in text and "NON-STANDARD" not in text
 
 
+def test_report_with_two_datasets_has_a_section_per_protocol_and_the_papers_numbers(trained_runs: list[Path],
+                                                                                   tmp_path: Path) -> None:
+    nyu_like = {**EVAL_DATA, "protocol": "nyu-eigen", "crop_mode": "scaled", "label": "rooms-nyu"}
+    path = make_report([trained_runs[0] / "model"], [EVAL_DATA, nyu_like], [], tmp_path / "r", protocol="none",
+                       device="cpu", progress=False)
+    text = path.read_text()
+    assert "Results (standard protocol 'none')" in text and "Results (standard protocol 'nyu-eigen')" in text
+    measured = [line for line in text.splitlines() if line.startswith("| quick0 on ")]
+    assert [line.split("|")[1].strip() for line in measured] == ["quick0 on synthetic", "quick0 on rooms-nyu"]
+    assert "| BTS (from the paper) | DenseNet-161 | 47.00 |" in text  # the field's numbers, marked as quoted
+
+
 def test_eval_cli_with_report_and_the_seed_label(trained_runs: list[Path], tmp_path: Path) -> None:
     code = evaluate_cli(str(trained_runs[0] / "model"), EVAL_DATA, protocol="seed", crop_mode="scaled",
                         out_dir=tmp_path / "eval",

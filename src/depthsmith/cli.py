@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="tables and figures comparing models and training runs")
     s.add_argument("--model", action="append", default=[], help="model folder or hub id (repeatable)")
-    s.add_argument("--data", help="dataset config for the metric table and qualitative grid")
+    s.add_argument("--data", action="append", help="dataset config for the metric table and qualitative grid "
+                                                   "(repeat for several datasets: a row per model and dataset)")
     s.add_argument("--run", action="append", default=[], help="training run folder for curves (repeatable)")
     s.add_argument("--protocol", default="nyu-eigen", choices=_protocol_names())
     s.add_argument("--device", default="auto")

@@ -1,4 +1,4 @@
-"""Evaluation under named protocols (`nyu-eigen`, `densedepth`, `seed`, `none`).
+"""Evaluation under named protocols (`nyu-eigen`, `densedepth`, `seed`, KITTI, zero-shot, `none`).
 
 >>> result = evaluate("runs/x/model", {"type": "synthetic", "num_samples": 8}, protocol="none")
 >>> print(format_table(result))
@@ -6,11 +6,12 @@
 
 from .cli import evaluate_cli
 from .core import EvalResult, evaluate, evaluate_predictions, upsample_to
+from .multi import published, summary_table
 from .output import format_table, result_to_json, write_result
-from .protocols import PROTOCOLS, Protocol, describe, get_protocol, protocol_table
+from .protocols import PROTOCOLS, Protocol, describe, get_protocol, protocol_table, register_protocol
 
 __all__ = [
     "EvalResult", "evaluate", "evaluate_predictions", "evaluate_cli", "upsample_to",
     "format_table", "result_to_json", "write_result", "PROTOCOLS", "Protocol", "describe", "get_protocol",
-    "protocol_table",
+    "protocol_table", "published", "summary_table", "register_protocol",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from .core import EvalResult
 
-__all__ = ["DatasetEntry", "dataset_entry", "summary_table", "SUMMARY_COLUMNS"]
+__all__ = ["DatasetEntry", "dataset_entry", "summary_table", "published", "SUMMARY_COLUMNS"]
 
 # Columns of the combined table: the metrics every zero-shot table prints.
 SUMMARY_COLUMNS = ("abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3")
@@ -42,21 +42,46 @@ def dataset_entry(data: Any) -> DatasetEntry:
     return DatasetEntry(label, cfg, cfg.pop("protocol", None), cfg.pop("crop_mode", None))
 
 
+def published(protocol: str) -> list[dict[str, Any]]:
+    """The field's published numbers under ``protocol`` (package data ``depthsmith/results/<protocol>.csv``),
+    one dict per method with float metrics (None where the paper gives none) and its ``source``."""
+    import csv
+    from importlib import resources
+
+    path = resources.files("depthsmith") / "results" / f"{protocol}.csv"
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (float(v) if v else None) if k not in ("method", "backbone", "source") else v
+                         for k, v in row.items()})
+    return rows
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if math.isfinite(value) else "nan"
     return str(value)
 
 
-def summary_table(rows: Sequence[tuple[str, str, EvalResult]]) -> str:
-    """Markdown table, one row per (model, dataset); NON-STANDARD protocols say so in their row."""
+def summary_table(rows: Sequence[tuple[str, str, EvalResult]], with_published: bool = True) -> str:
+    """Markdown table, one row per (model, dataset), marked "measured here"; below them, for each
+    protocol used, the published results of the field marked "from the paper". NON-STANDARD
+    protocols say so in their rows."""
     from .output import METRIC_TITLES
 
-    head = ["model", "dataset", "protocol", "images", *(METRIC_TITLES[k] for k in SUMMARY_COLUMNS)]
+    head = ["model", "dataset", "protocol", "images", *(METRIC_TITLES[k] for k in SUMMARY_COLUMNS), "numbers"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, data, result in rows:
         status = "" if result.standard else " (NON-STANDARD)"
         values = [_cell(result.metrics.get(k, math.nan)) for k in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join([model, data, f"{result.protocol}{status}",
-                                        str(int(result.metrics["n_images"])), *values]) + " |")
+                                        str(int(result.metrics["n_images"])), *values, "measured here"]) + " |")
+    if with_published:
+        for protocol in dict.fromkeys(r.protocol for _, _, r in rows):
+            for row in published(protocol):
+                values = ["-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_COLUMNS]
+                lines.append("| " + " | ".join([f"{row['method']} ({row['backbone']})", "-", protocol, "-", *values,
+                                                "from the paper"]) + " |")
     return "\n".join(lines)

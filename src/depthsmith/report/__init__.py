@@ -66,11 +66,17 @@ def make_report(
         raise ValueError("evaluating models for the report needs a dataset (--data)")
     if not models and not runs:
         raise ValueError("nothing to report: give at least one model (with --data) or one training run (--run)")
+    from depthsmith.evaluate.multi import dataset_entry
+
+    # Several datasets (a list): one row per (model, dataset), each dataset with its own protocol.
+    entries = [dataset_entry(d) for d in (data if isinstance(data, (list, tuple)) else [data])] if models else []
     results: dict[str, tuple[Any, EvalResult]] = {}
     for label, model in zip(_unique_labels(models), models):
-        result = evaluate(model, data, protocol=protocol, batch_size=batch_size, device=device,
-                          keep_examples=examples, max_images=max_images, progress=progress)
-        results[label] = (model, result)
+        for entry in entries:
+            result = evaluate(model, entry.config, protocol=entry.protocol or protocol, batch_size=batch_size,
+                              device=device, keep_examples=examples, max_images=max_images, progress=progress,
+                              crop_mode=entry.crop_mode or "exact")
+            results[label if len(entries) == 1 else f"{label} on {entry.label}"] = (model, result)
     return write_report(results, runs=runs, out_dir=out_dir, device=device, error_maps=error_maps)
 
 
@@ -108,31 +114,36 @@ def _evaluation_section(page: "_Page", results: dict[str, tuple[Any, EvalResult]
                         dev: torch.device, error_maps: bool) -> None:
     from depthsmith.models import load_model
 
-    evals = {label: result for label, (_, result) in results.items()}
-    first = next(iter(evals.values()))
-    if len({r.protocol for r in evals.values()}) > 1:
-        raise ValueError("all models of one report must be evaluated under the same protocol")
-    page.heading(2, "Evaluation protocol")
-    if not first.standard:
-        page.text("**NON-STANDARD PROTOCOL: the numbers below reproduce the seed paper's evaluation and are not "
-                  "comparable with published NYU Depth V2 results.**")
-    page.text(first.description)
-
+    all_evals = {label: result for label, (_, result) in results.items()}
     costs: dict[str, ModelCost] = {}
     for label, (model, result) in results.items():
         write_result(result, out / "eval" / label)  # metrics.json + per_image.csv per model
         net = load_model(model) if isinstance(model, (str, Path)) else model
         size = tuple(result.settings.get("eval_size") or (240, 320))
         costs[label] = measure_cost(net, size, dev)
-    sizes = {c.size for c in costs.values()}
-    size_text = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
-    status = "standard" if first.standard else "NON-STANDARD"
-    page.heading(2, f"Results ({status} protocol '{first.protocol}')")
-    page.table(metrics_table(evals, costs))
-    page.text(f"{int(first.metrics['n_images'])} images. Params counted from the weights; GFLOPs of one forward pass "
-              f"at the evaluation size {size_text} (a multiply-add counts as 2 FLOPs); latency: median of 10 "
-              f"batch-1 forward passes on `{dev}` after 2 warm-up passes, ms per image. Per-image values: "
-              "`eval/<model>/per_image.csv`.")
+    # One section per protocol (several datasets bring several); the figures show the first one.
+    groups: dict[str, dict[str, EvalResult]] = {}
+    for label, result in all_evals.items():
+        groups.setdefault(result.protocol, {})[label] = result
+    for protocol, group in groups.items():
+        first = next(iter(group.values()))
+        page.heading(2, "Evaluation protocol" + (f" '{protocol}'" if len(groups) > 1 else ""))
+        if not first.standard:
+            page.text("**NON-STANDARD PROTOCOL: the numbers below reproduce the seed paper's evaluation and are not "
+                      "comparable with published NYU Depth V2 results.**")
+        page.text(first.description)
+        sizes = {costs[label].size for label in group}
+        size_text = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
+        status = "standard" if first.standard else "NON-STANDARD"
+        page.heading(2, f"Results ({status} protocol '{first.protocol}')")
+        page.table(metrics_table(group, {label: costs[label] for label in group}))
+        page.text(f"{int(first.metrics['n_images'])} images. Params counted from the weights; GFLOPs of one forward "
+                  f"pass at the evaluation size {size_text} (a multiply-add counts as 2 FLOPs); latency: median of 10 "
+                  f"batch-1 forward passes on `{dev}` after 2 warm-up passes, ms per image. Rows marked "
+                  "'from the paper' are published numbers (depthsmith/results/), not measured here. Per-image "
+                  "values: `eval/<model>/per_image.csv`.")
+    evals = next(iter(groups.values()))
+    first = next(iter(evals.values()))
 
     path = r2_figure(evals, out / "r2.png")
     page.heading(2, "Per-image R²")

@@ -74,7 +74,8 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def metrics_table(results: dict[str, EvalResult], costs: dict[str, ModelCost]) -> str:
-    """Markdown table, one row per model: cost columns, then the metrics of its EvalResult."""
+    """Markdown table, one row per model: cost columns, then the metrics of its EvalResult (measured
+    here); then the published results under the same protocol, marked "from the paper"."""
     head = ["model", "architecture", "params (M)", "GFLOPs", "latency (ms/img)",
             *(title for _, title in TABLE_METRICS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -86,4 +87,13 @@ def metrics_table(results: dict[str, EvalResult], costs: dict[str, ModelCost]) -
                  _fmt(cost.latency_ms, 1) if cost else "-",
                  *(_fmt(m.get(key, math.nan), 3) for key, _ in TABLE_METRICS)]
         lines.append("| " + " | ".join(cells) + " |")
+    protocols = dict.fromkeys(r.protocol for r in results.values())
+    for protocol in protocols:  # the field's numbers under the same protocol, marked as quoted
+        from depthsmith.evaluate import published
+
+        for row in published(protocol):
+            cells = [f"{row['method']} (from the paper)", row["backbone"],
+                     _fmt(row["params_m"], 2) if row.get("params_m") else "-", "-", "-",
+                     *(_fmt(row.get(key) if row.get(key) is not None else math.nan, 3) for key, _ in TABLE_METRICS)]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
