@@ -339,3 +339,11 @@ def test_published_results_are_per_registered_protocol_with_a_source():
             assert row["d1"] <= 1 and (row["d2"] is None or row["d1"] <= row["d2"] <= 1)
     bts = next(r for r in published("nyu-eigen") if r["method"] == "BTS")
     assert (bts["abs_rel"], bts["rmse"], bts["d1"]) == (0.110, 0.392, 0.885)  # field notes §3
+
+
+def test_readme_protocol_table_is_the_registry():
+    from depthsmith.evaluate import protocol_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- protocol-table -->\n", 1)[1].split("\n<!-- /protocol-table -->", 1)[0]
+    assert block == protocol_table()  # regenerate README's table from the registry after adding a protocol
