@@ -347,3 +347,49 @@ def test_readme_protocol_table_is_the_registry():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- protocol-table -->\n", 1)[1].split("\n<!-- /protocol-table -->", 1)[0]
     assert block == protocol_table()  # regenerate README's table from the registry after adding a protocol
+
+
+def _kitti_fixture(root: Path, rng) -> dict:
+    """A KITTI Eigen-list layout at the LiDAR size, one frame with ground truth."""
+    drive = "2011_09_26_drive_0002_sync"
+    _png(root / "raw" / "2011_09_26" / drive / "image_02" / "data" / "0000000005.png", _rgb(rng, KITTI_SIZE))
+    _png(root / "gt" / "val" / drive / "proj_depth" / "groundtruth" / "image_02" / "0000000005.png",
+         np.round(_sparse_lidar(rng) * 256).astype(np.uint16))
+    (root / "eigen.txt").write_text(f"2011_09_26/{drive} 5 l\n")
+    return {"type": "kitti", "data_path": str(root / "raw"), "gt_path": str(root / "gt"),
+            "filenames_file": str(root / "eigen.txt"), "protocol": "kitti-garg"}
+
+
+def _diode_fixture(root: Path, rng) -> dict:
+    scan = root / "val" / "indoors" / "scene_00019" / "scan_00183"
+    _png(scan / "a.png", _rgb(rng, (768, 1024)))
+    np.save(scan / "a_depth.npy", rng.uniform(0.6, 9.0, (768, 1024, 1)).astype(np.float32))
+    np.save(scan / "a_depth_mask.npy", np.ones((768, 1024), np.float32))
+    return {"type": "diode", "path": str(root / "val"), "protocol": "diode-indoor", "crop_mode": "literal"}
+
+
+def test_cli_eval_on_nyu_kitti_and_diode_prints_one_table(tmp_path, capsys):
+    import torch
+    import yaml
+
+    import depthsmith
+    from depthsmith.cli import main
+    from test_data_fixtures import make_nyu_mat
+
+    rng = np.random.default_rng(12)
+    torch.manual_seed(0)
+    model_dir = tmp_path / "my-model"
+    depthsmith.create_model("test_resnet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]}).save_pretrained(model_dir)
+    pairs = [(_rgb(rng, (480, 640)), rng.integers(500, 9000, (480, 640)), "room")]
+    mat, _ = make_nyu_mat(tmp_path / "nyu", pairs, [1], [1])
+    configs = {"nyu": {"type": "nyu_mat", "path": str(mat), "split": "test", "protocol": "nyu-eigen"},
+               "kitti": _kitti_fixture(tmp_path / "kitti", rng), "diode": _diode_fixture(tmp_path / "diode", rng)}
+    args = ["eval", "--model", str(model_dir), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    for name, cfg in configs.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        args += ["--data", str(tmp_path / f"{name}.yaml")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    measured = [line for line in out.splitlines() if line.endswith("| measured here |")]
+    assert [line.split("|")[2].strip() for line in measured] == ["nyu", "kitti", "diode"]
+    assert [line.split("|")[3].strip() for line in measured] == ["nyu-eigen", "kitti-garg", "diode-indoor"]
