@@ -9,8 +9,7 @@ import torch
 from depthsmith.data import SyntheticScenes
 from depthsmith.data.transforms import (CenterCrop, ColorJitter, Compose, RandomChannelSwap, RandomCrop,
                                         RandomHorizontalFlip, Resize, build_transforms, depth_to_target,
-                                        mean_std_normalize, minmax_normalize, minmax_range, target_to_depth,
-                                        timm_mean_std)
+                                        minmax_range, target_to_depth)
 
 
 def toy_sample(h: int = 8, w: int = 12, seed: int = 0) -> dict:
@@ -108,24 +107,26 @@ def test_transforms_follow_torch_seed_in_datasets():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def test_minmax_normalize_is_equation_1_per_image():
+def test_model_minmax_input_norm_is_equation_1_per_image():
+    """What production runs: the model's own InputNorm (predict, export and the app all go through it)."""
+    import depthsmith
+
+    norm = depthsmith.create_model("test_resnet", input_norm="minmax").input_norm
     x = torch.rand(2, 3, 5, 7) * 0.5 + torch.tensor([0.1, 0.3]).view(2, 1, 1, 1)
-    out = minmax_normalize(x)
+    out = norm(x)
     for i in range(2):
         lo, hi = x[i].min(), x[i].max()
-        assert torch.allclose(out[i], (x[i] - lo) / (hi - lo))
-    assert torch.allclose(minmax_normalize(x[0]), out[0])
+        assert torch.allclose(out[i], (x[i] - lo) / (hi - lo), atol=1e-6)
 
 
-def test_mean_std_from_timm_data_config():
-    timm = pytest.importorskip("timm")
-    model = timm.create_model("resnet18", pretrained=False, num_classes=0)
-    mean, std = timm_mean_std(model)
-    assert mean == pytest.approx((0.485, 0.456, 0.406)) and std == pytest.approx((0.229, 0.224, 0.225))
-    assert timm_mean_std("inception_resnet_v2") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # IRv2 uses Inception's
-    x = torch.rand(3, 4, 4)
-    out = mean_std_normalize(x, mean, std)
-    assert torch.allclose(out[1], (x[1] - 0.456) / 0.224)
+def test_model_timm_input_norm_uses_the_encoders_own_mean_and_std():
+    import depthsmith
+
+    x = torch.rand(1, 3, 4, 4)
+    resnet = depthsmith.create_model("resnet18").input_norm(x)
+    assert torch.allclose(resnet[0, 1], (x[0, 1] - 0.456) / 0.224, atol=1e-6)  # ImageNet statistics
+    irv2 = depthsmith.create_model("inception_resnet_v2", decoder="transposed").input_norm(x)
+    assert torch.allclose(irv2, (x - 0.5) / 0.5, atol=1e-6)  # Inception's own mean / std, not ImageNet's
 
 
 @pytest.mark.parametrize("mode", ["metric", "minmax", "inverse"])

@@ -11,13 +11,13 @@ from .folders import BtsDataset, H5Dataset, PairedDataset
 from .io import DataError
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
-from .transforms import build_transforms, depth_to_target, minmax_normalize, mean_std_normalize, target_to_depth
+from .transforms import build_transforms, depth_to_target, target_to_depth
 
 __all__ = [
     "DataError", "DepthDataset", "make_sample", "DATASETS", "build_dataset", "load_config", "holdout_split",
     "ENCODINGS", "Encoding", "decode_depth", "encode_depth", "get_encoding",
     "BtsDataset", "H5Dataset", "PairedDataset", "NyuMatDataset", "NyuZipDataset", "SyntheticScenes",
-    "build_transforms", "depth_to_target", "target_to_depth", "minmax_normalize", "mean_std_normalize",
+    "build_transforms", "depth_to_target", "target_to_depth",
     "check_dataset", "format_report",
 ]
 

@@ -2,8 +2,8 @@
 
 Geometric transforms move image, depth and mask together. Random transforms draw from the
 ``torch.Generator`` they are given, or from torch's global RNG, which DataLoader seeds
-differently in every worker. The model normalises RGB inside its forward with
-:func:`minmax_normalize` or :func:`mean_std_normalize`; samples stay RGB in [0, 1].
+differently in every worker. Samples stay RGB in [0, 1]: the model normalises its input itself
+(``models.model.InputNorm``), so training, prediction and export cannot disagree.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import torch.nn.functional as F
 
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
-    "RandomChannelSwap", "build_transforms", "TRANSFORMS", "minmax_normalize", "mean_std_normalize",
-    "timm_mean_std", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
+    "RandomChannelSwap", "build_transforms", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
 ]
 
 Sample = dict[str, Any]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TARGET_MODES = ("metric", "minmax", "inverse", "minmax_all")
 
 
@@ -244,40 +241,6 @@ def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
         if train or also_val or name not in RANDOM_TRANSFORMS:
             transforms.append(TRANSFORMS[name](**opts))
     return Compose(transforms)
-
-
-# -- RGB normalisation (called by the model) ----------------------------------------------------
-def minmax_normalize(image: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-image min-max over all channels and pixels (the seed paper's eq. 1): (x - min) / (max - min).
-
-    Accepts 3 x H x W or B x 3 x H x W; each image is scaled on its own.
-    """
-    dims = (-3, -2, -1)
-    lo, hi = image.amin(dim=dims, keepdim=True), image.amax(dim=dims, keepdim=True)
-    return (image - lo) / (hi - lo).clamp_min(eps)
-
-
-def mean_std_normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-                       std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """(x - mean) / std per channel, for 3 x H x W or B x 3 x H x W RGB in [0, 1]."""
-    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    return (image - m) / s
-
-
-def timm_mean_std(model: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """An encoder's own mean / std from timm's data config (a timm model or a timm model name)."""
-    import timm
-    from timm.data import resolve_data_config
-
-    if isinstance(model, str):
-        pretrained = timm.models.get_pretrained_cfg(model)
-        if pretrained is None:
-            raise ValueError(f"timm has no pretrained config for {model!r}")
-        cfg = resolve_data_config({}, pretrained_cfg=pretrained.to_dict())
-    else:
-        cfg = resolve_data_config({}, model=model)
-    return tuple(cfg["mean"]), tuple(cfg["std"])
 
 
 # -- depth targets -------------------------------------------------------------------------------
