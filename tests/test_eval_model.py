@@ -119,9 +119,13 @@ def test_relative_model_under_the_seed_protocol_gets_the_fixed_7_5() -> None:
         evaluate(ColourDepth("relative"), data, protocol="nyu-eigen", progress=False)
 
 
-def test_device_selection() -> None:
+def test_device_selection(monkeypatch) -> None:
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for available, expected in ((True, "cuda"), (False, "cpu")):  # both branches, whatever this machine has
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+        assert resolve_device("auto").type == expected
+    with pytest.raises(RuntimeError):
+        resolve_device("not-a-device")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run manually on a GPU machine)")

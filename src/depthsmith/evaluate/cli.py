@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .core import check_seed_input, evaluate
-from .multi import dataset_entry, summary_table
+from .multi import dataset_entries, summary_table
 from .output import format_table, result_to_json, write_result
 from .protocols import get_protocol
 
@@ -39,7 +39,7 @@ def evaluate_cli(
     crop_mode: str = "exact",
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
-    models, entries = _as_list(model), [dataset_entry(d) for d in _as_list(data)]
+    models, entries = _as_list(model), dataset_entries(data)
     try:  # argument mistakes get one line, not a traceback
         for entry in entries:
             check_seed_input(get_protocol(entry.protocol or protocol, min_depth, max_depth), seed_input)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .core import EvalResult
 
-__all__ = ["DatasetEntry", "dataset_entry", "summary_table", "published", "SUMMARY_COLUMNS"]
+__all__ = ["DatasetEntry", "dataset_entry", "dataset_entries", "summary_table", "published", "SUMMARY_COLUMNS"]
 
 # Columns of the combined table: the metrics every zero-shot table prints.
 SUMMARY_COLUMNS = ("abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3")
@@ -25,6 +25,16 @@ class DatasetEntry:
     config: Any  # a build_dataset config dict, or a dataset object
     protocol: str | None
     crop_mode: str | None
+
+
+def dataset_entries(data: Any) -> list[DatasetEntry]:
+    """One entry per dataset: a list of configs (paths, or dicts with a 'type') is several datasets;
+    anything else (one config, or a dataset object, which may itself be a list of samples) is one."""
+    def is_config(d: Any) -> bool:
+        return isinstance(d, (str, Path)) or (isinstance(d, Mapping) and "type" in d)
+
+    several = isinstance(data, (list, tuple)) and data and all(is_config(d) for d in data)
+    return [dataset_entry(d) for d in (data if several else [data])]
 
 
 def dataset_entry(data: Any) -> DatasetEntry:

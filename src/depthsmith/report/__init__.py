@@ -66,10 +66,10 @@ def make_report(
         raise ValueError("evaluating models for the report needs a dataset (--data)")
     if not models and not runs:
         raise ValueError("nothing to report: give at least one model (with --data) or one training run (--run)")
-    from depthsmith.evaluate.multi import dataset_entry
+    from depthsmith.evaluate.multi import dataset_entries
 
-    # Several datasets (a list): one row per (model, dataset), each dataset with its own protocol.
-    entries = [dataset_entry(d) for d in (data if isinstance(data, (list, tuple)) else [data])] if models else []
+    # Several datasets (a list of configs): one row per (model, dataset), each with its own protocol.
+    entries = dataset_entries(data) if models else []
     results: dict[str, tuple[Any, EvalResult]] = {}
     for label, model in zip(_unique_labels(models), models):
         for entry in entries:
