@@ -276,3 +276,23 @@ def test_pad_align_crops_at_the_input_offset() -> None:
         assert dec.bottleneck_stride == 32  # 37x45 is padded to 64x64: 14 rows, 10 columns before
         logits = dec(model.encoder(x), (37, 45))
     torch.testing.assert_close(logits[0, 0], x[0, 0])
+
+
+def test_channel_order_bgr_feeds_the_encoder_bgr_and_is_saved(tmp_path) -> None:
+    x = torch.rand(1, 3, 40, 48)
+    rgb_timm = depthsmith.create_model("test_resnet").input_norm
+    bgr_timm = depthsmith.create_model("test_resnet", channel_order="bgr").input_norm
+    # normalised per colour first (timm's mean/std are RGB), then reordered for the encoder
+    torch.testing.assert_close(bgr_timm(x), rgb_timm(x).flip(1))
+    # min-max does not depend on the order: a BGR model on RGB = an RGB model on the BGR image
+    rgb = depthsmith.create_model("test_resnet", input_norm="minmax").eval()
+    bgr = depthsmith.create_model("test_resnet", input_norm="minmax", channel_order="bgr").eval()
+    bgr.load_state_dict(rgb.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(bgr(x), rgb(x[:, [2, 1, 0]]))
+        assert not torch.allclose(bgr(x), rgb(x))
+    bgr.save_pretrained(tmp_path)
+    assert '"channel_order": "bgr"' in (tmp_path / "config.json").read_text()
+    assert depthsmith.load_model(tmp_path).input_norm.channel_order == "bgr"
+    with pytest.raises(ValueError, match="rgb"):
+        depthsmith.create_model("test_resnet", channel_order="rbg")
