@@ -42,6 +42,7 @@ def upsampling_block(input_tensor, n_filters, name, concat_with):  # notebook ce
 
 def build(height, width, depth):  # notebook cell 5
     keras.backend.clear_session()  # the tap names below assume fresh name counters
+    keras.utils.set_random_seed(0)  # the same random kernels every run
     i = Input(shape=(height, width, depth))
     iresnet = InceptionResNetV2(include_top=False, weights=None, input_tensor=i)
     conv1 = iresnet.get_layer("input_layer").output

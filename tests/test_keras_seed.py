@@ -163,7 +163,8 @@ def test_another_architecture_names_the_first_layer_that_does_not_fit(tmp_path) 
     env = {**os.environ, "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    with pytest.raises(WeightFileError, match=r"other.keras: Keras layer 'wider' .* does not fit encoder module conv2d_2a"):
+    first_misfit = r"other.keras: Keras layer 'wider' .* does not fit encoder module conv2d_2a"
+    with pytest.raises(WeightFileError, match=first_misfit):
         depthsmith.load_model(path)
     # a zip with the right members but no functional graph in it
     with zipfile.ZipFile(tmp_path / "plain.keras", "w") as zf:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .decoders.common import size_at, split_padding
 from .model import DepthModel
 from .presets import PRESETS
 from .weights import WeightFileError
@@ -173,17 +174,12 @@ class _KerasGraph:
             src = self.layers[name].get("build_config", {}).get("input_shape") or [None] * 4
             if None in src[1:3]:
                 continue
-            expected = [_split(math.ceil(full / stride) * stride, have) for full, have in zip((height, width), src[1:3])]
+            tap_stride = 2 ** round(math.log2(height / src[1]))  # valid convs lose a few pixels
+            grid = [g * (stride // tap_stride) for g in size_at((height, width), stride)]
+            expected = [list(split_padding(g - have)) for g, have in zip(grid, src[1:3])]
             got = self.layers[name]["config"]["padding"]
             if [list(p) for p in got] != expected:
                 self.fail(f"layer {name!r} pads {src[1]}x{src[2]} by {got}, the seed rule by {expected}")
-
-
-def _split(grid: int, have: int) -> list[int]:
-    """The pad rule of UNetDecoder (align='pad'): the grid at this feature's stride, ceil before."""
-    stride = 2 ** round(math.log2(grid / have))
-    p = grid // stride - have
-    return [(p + 1) // 2, p // 2]
 
 
 def _inbound(layer: dict[str, Any]) -> list[str]:
@@ -192,7 +188,8 @@ def _inbound(layer: dict[str, Any]) -> list[str]:
 
     def walk(obj: Any) -> None:
         if isinstance(obj, dict):
-            history = obj.get("config", {}).get("keras_history") if obj.get("class_name") == "__keras_tensor__" else None
+            is_tensor = obj.get("class_name") == "__keras_tensor__"
+            history = obj.get("config", {}).get("keras_history") if is_tensor else None
             if history:
                 found.append(history[0])
                 return
@@ -252,7 +249,8 @@ def _pairs(graph: _KerasGraph, model: DepthModel) -> list[tuple[str, nn.Module]]
         parent = model.encoder.net.get_submodule(qualname.rpartition(".")[0])
         pairs += _with_batchnorm(graph, name, conv, getattr(parent, "bn", None), f"encoder module {qualname}")
     if len(keras_convs) != len(torch_convs):
-        first = torch_convs[len(keras_convs)][0] if len(keras_convs) < len(torch_convs) else keras_convs[len(torch_convs)]
+        n = min(len(keras_convs), len(torch_convs))
+        first = torch_convs[n][0] if n < len(torch_convs) else keras_convs[n]
         graph.fail(f"its encoder has {len(keras_convs)} conv layers, the truncated Inception-ResNet-v2 "
                    f"{len(torch_convs)} (the first without a match: {first!r})")
 

@@ -58,7 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 PRESET_NOTES: dict[str, str] = {
-    "enc-dec-irv2": "Paper's Enc-Dec-IRv2, truncated Inception-ResNet-v2 + U-Net decoder, the seed's tap padding (31.15M in Table 2)",
+    "enc-dec-irv2": ("Paper's Enc-Dec-IRv2, truncated Inception-ResNet-v2 + U-Net decoder, the seed's tap padding "
+                     "(31.15M in Table 2)"),
     "enc-dec-densenet201": "Paper Table 2 comparison (truncation not published; cut at stride 16)",
     "enc-dec-resnet152": "Paper Table 2 comparison (truncation not published; cut at stride 16)",
     "enc-dec-vgg19": "Paper Table 2 comparison (truncation not published; cut at stride 16)",
