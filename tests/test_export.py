@@ -78,3 +78,16 @@ def test_paper_model_exports_with_dynamic_height_and_width(tmp_path):
     result = export_onnx(model, tmp_path / "irv2.onnx", height=96, width=128)
     assert result.ok, result.summary()
     assert result.max_abs_diff < 1e-3
+
+
+def test_seed_options_export_with_dynamic_sizes(tmp_path):
+    """The seed's pad rule (sizes computed from symbolic H and W) and BGR reorder in ONNX."""
+    torch.manual_seed(0)
+    model = _varied(depthsmith.create_model("test_resnet", decoder_kwargs={"align": "pad"}, channel_order="bgr",
+                                            input_norm="minmax", encoder_kwargs={"include_input": True}))
+    result = export_onnx(model, tmp_path / "seed-options.onnx", height=64, width=96)
+    assert result.ok, result.summary()
+    x = torch.rand(1, 3, 77, 101)  # off every stride's grid: padded and cropped
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(OnnxRunner(result.path)(x.numpy()) - ref).max() < 1e-4

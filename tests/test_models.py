@@ -212,3 +212,87 @@ def test_deepcopy_keeps_eval_mode_of_fx_encoders() -> None:
         torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
     model.train()
     assert all(m.training for m in copy.deepcopy(model).modules())
+
+
+# The seed's ZeroPadding2D per tap at 240x320: (tap size, padded size, (top, left) padding before).
+SEED_PADDING = [((119, 159), (120, 160), (1, 1)), ((58, 78), (60, 80), (1, 1)),
+                ((27, 37), (30, 40), (2, 2)), ((13, 18), (15, 20), (1, 1))]
+
+
+def test_pad_rule_reproduces_the_seed_zero_padding(monkeypatch) -> None:
+    from depthsmith.models.decoders import common, unet
+
+    for size, grid, before in SEED_PADDING:
+        out = common.pad_centered(torch.ones(1, 1, *size), grid)
+        assert tuple(out.shape[-2:]) == grid
+        rows, cols = out[0, 0].sum(1).nonzero(), out[0, 0].sum(0).nonzero()
+        assert (int(rows[0]), int(cols[0])) == before  # ceil(p/2) before ...
+        assert (grid[0] - 1 - int(rows[-1]), grid[1] - 1 - int(cols[-1])) == (
+            (grid[0] - size[0]) // 2, (grid[1] - size[1]) // 2)  # ... floor(p/2) after
+    calls = []
+
+    def spy(x, size):
+        calls.append((tuple(x.shape[-2:]), tuple(size)))
+        return common.pad_centered(x, size)
+
+    monkeypatch.setattr(unet, "pad_centered", spy)
+    model = depthsmith.create_model("enc-dec-irv2").eval()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 240, 320))
+    # bottleneck first, then the skips at strides 8, 4, 2 and the input (already on the grid)
+    assert calls == [SEED_PADDING[3][:2], SEED_PADDING[2][:2], SEED_PADDING[1][:2], SEED_PADDING[0][:2],
+                     ((240, 320), (240, 320))]
+    calls.clear()
+    with torch.no_grad():  # off the grid of 16: the input skip is padded too, the output cropped back
+        assert model(torch.rand(1, 3, 231, 307)).shape == (1, 1, 231, 307)
+    assert calls[-1] == ((231, 307), (240, 320))
+
+
+def test_upsample_x2_is_half_pixel_bilinear() -> None:
+    from depthsmith.models.decoders.common import upsample_x2
+
+    # By hand, Keras/TF half-pixel centres: output x samples input (x + 0.5) / 2 - 0.5, clamped.
+    row = upsample_x2(torch.tensor([[[[0.0, 1.0]]]]))[0, 0, 0]
+    torch.testing.assert_close(row, torch.tensor([0.0, 0.25, 0.75, 1.0]))
+
+
+def test_pad_align_crops_at_the_input_offset() -> None:
+    # With align="pad" output pixel (i, j) must be input pixel (i, j): wire the last block and the
+    # head to pass the input skip's first channel straight through (everything else zero).
+    model = depthsmith.create_model("test_resnet", decoder_kwargs={"align": "pad"}, input_norm="none",
+                                    encoder_kwargs={"include_input": True}).eval()
+    dec, x = model.decoder, torch.rand(1, 3, 37, 45) + 0.1  # positive: LeakyReLU passes it unchanged
+    with torch.no_grad():
+        for m in dec.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.zero_(), m.bias.zero_()
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.reset_running_stats(), m.reset_parameters()
+                m.eps = 0.0
+        fuse = dec.blocks[-1].fuse
+        fuse[0].weight[0, fuse[0].out_channels, 1, 1] = 1.0  # the skip's channels follow the decoder's
+        fuse[3].weight[0, 0, 1, 1] = 1.0
+        dec.head.weight[0, 0, 1, 1] = 1.0
+        assert dec.bottleneck_stride == 32  # 37x45 is padded to 64x64: 14 rows, 10 columns before
+        logits = dec(model.encoder(x), (37, 45))
+    torch.testing.assert_close(logits[0, 0], x[0, 0])
+
+
+def test_channel_order_bgr_feeds_the_encoder_bgr_and_is_saved(tmp_path) -> None:
+    x = torch.rand(1, 3, 40, 48)
+    rgb_timm = depthsmith.create_model("test_resnet").input_norm
+    bgr_timm = depthsmith.create_model("test_resnet", channel_order="bgr").input_norm
+    # normalised per colour first (timm's mean/std are RGB), then reordered for the encoder
+    torch.testing.assert_close(bgr_timm(x), rgb_timm(x).flip(1))
+    # min-max does not depend on the order: a BGR model on RGB = an RGB model on the BGR image
+    rgb = depthsmith.create_model("test_resnet", input_norm="minmax").eval()
+    bgr = depthsmith.create_model("test_resnet", input_norm="minmax", channel_order="bgr").eval()
+    bgr.load_state_dict(rgb.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(bgr(x), rgb(x[:, [2, 1, 0]]))
+        assert not torch.allclose(bgr(x), rgb(x))
+    bgr.save_pretrained(tmp_path)
+    assert '"channel_order": "bgr"' in (tmp_path / "config.json").read_text()
+    assert depthsmith.load_model(tmp_path).input_norm.channel_order == "bgr"
+    with pytest.raises(ValueError, match="rgb"):
+        depthsmith.create_model("test_resnet", channel_order="rbg")

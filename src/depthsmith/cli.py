@@ -88,6 +88,13 @@ def _export(args: argparse.Namespace) -> int:
                       opset=args.opset)
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .models import convert_keras
+
+    print(f"wrote {convert_keras(args.checkpoint, args.out)} (load it with --model)")
+    return 0
+
+
 def _app(args: argparse.Namespace) -> int:
     from .app import launch
 
@@ -168,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
-    s.add_argument("--model", required=True, help="saved model folder, Hub id or exported .onnx file")
+    s.add_argument("--model", required=True, help="saved model folder, Hub id, seed .keras file or exported .onnx file")
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
@@ -193,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=320)
     s.add_argument("--opset", type=int, default=18)
     s.set_defaults(func=_export)
+
+    s = sub.add_parser("convert", help="the seed paper's Keras checkpoint (.keras) as a depthsmith model folder")
+    s.add_argument("checkpoint", help="a .keras file saved by the seed notebook (e.g. irv2_unet_15.keras)")
+    s.add_argument("--out", required=True, help="output folder (config.json + model.safetensors)")
+    s.set_defaults(func=_convert)
 
     s = sub.add_parser("app", help="web page: upload an image, get its depth")
     s.add_argument("--model", required=True)

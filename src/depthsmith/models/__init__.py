@@ -15,7 +15,8 @@ from .model import DepthModel
 from .presets import PRESET_NOTES, PRESETS
 from .weights import WeightFileError
 
-__all__ = ["DepthModel", "create_model", "list_models", "load_model", "list_decoders", "WeightFileError"]
+__all__ = ["DepthModel", "create_model", "list_models", "load_model", "convert_keras", "list_decoders",
+           "WeightFileError"]
 
 
 def list_models() -> list[str]:
@@ -59,12 +60,17 @@ def create_model(
 
 
 def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwargs: Any) -> DepthModel:
-    """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id).
+    """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), or
+    import the seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``).
 
-    Weights come from safetensors only and every tensor must match (strict): nothing is
-    unpickled, and the encoder's ImageNet weights are not fetched again.
+    Weights come from safetensors (or the .keras file's HDF5) only and every tensor must
+    match (strict): nothing is unpickled, and the encoder's ImageNet weights are not fetched again.
     """
     path = Path(path_or_hub_id)
+    if path.suffix == ".keras":  # before the Hub: a missing file must say so, not look like a repo id
+        from .keras_seed import load_keras_seed
+
+        return load_keras_seed(path).to(map_location)
     if path.exists():
         if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
             raise FileNotFoundError(
@@ -75,3 +81,10 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwar
     return DepthModel.from_pretrained(
         str(path_or_hub_id), encoder_weights=None, strict=True, map_location=map_location, **hub_kwargs
     )
+
+
+def convert_keras(path: str | Path, out_dir: str | Path) -> Path:
+    """The seed's ``.keras`` checkpoint as a ``save_pretrained`` folder that ``load_model`` reloads."""
+    from .keras_seed import convert_keras as _convert
+
+    return _convert(path, out_dir)

@@ -12,9 +12,12 @@ from torch import nn
 from .decoders import build_decoder
 from .encoders import Encoder
 
-__all__ = ["DepthModel", "INPUT_NORMS", "OUTPUTS"]
+__all__ = ["DepthModel", "INPUT_NORMS", "OUTPUTS", "CHANNEL_ORDERS"]
 
 INPUT_NORMS = ("timm", "minmax", "none")
+# The channel order the encoder was trained on; the model's input is RGB either way
+# (the seed reads images with cv2.imread, so its weights expect BGR).
+CHANNEL_ORDERS = ("rgb", "bgr")
 # metric: depth = sigmoid * max_depth (metres). inverse: depth = min_depth / sigmoid
 # (DenseDepth-style targets). relative: the sigmoid itself, unitless (seed-faithful
 # per-image min-max training); predictions of such a model are not in metres.
@@ -22,21 +25,29 @@ OUTPUTS = ("metric", "inverse", "relative")
 
 
 class InputNorm(nn.Module):
-    """Normalises RGB in [0, 1] the way the encoder was trained.
+    """Normalises RGB in [0, 1] the way the encoder was trained, then puts the channels in
+    the encoder's order (``channel_order``; ``mean``/``std`` are per colour, RGB order).
 
     Living inside the model (not in a data pipeline) means predict, ONNX export and
     the web app cannot forget it or apply the wrong one.
     """
 
-    def __init__(self, mode: str, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, mode: str, mean: tuple[float, ...], std: tuple[float, ...], channel_order: str = "rgb") -> None:
         super().__init__()
         if mode not in INPUT_NORMS:
             raise ValueError(f"input_norm={mode!r} is not valid; choose one of {INPUT_NORMS}.")
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel_order={channel_order!r} is not valid; choose one of {CHANNEL_ORDERS}.")
         self.mode = mode
+        self.channel_order = channel_order
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._normalize(x)
+        return x.flip(1) if self.channel_order == "bgr" else x
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "timm":
             return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         if self.mode == "minmax":  # paper eq. 1, per image over all channels
@@ -68,6 +79,7 @@ class DepthModel(
         encoder_kwargs: dict[str, Any] | None = None,
         decoder_kwargs: dict[str, Any] | None = None,
         input_norm: str = "timm",
+        channel_order: str = "rgb",
         output: str = "metric",
         max_depth: float = 10.0,
         min_depth: float = 0.1,
@@ -84,7 +96,8 @@ class DepthModel(
         self.min_depth = float(min_depth)
         self.encoder = Encoder(encoder, weights=encoder_weights, **(encoder_kwargs or {}))
         cfg = self.encoder.pretrained_cfg
-        self.input_norm = InputNorm(input_norm, cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
+        self.input_norm = InputNorm(input_norm, cfg.get("mean", (0.485, 0.456, 0.406)),
+                                    cfg.get("std", (0.229, 0.224, 0.225)), channel_order)
         self.decoder = build_decoder(decoder, self.encoder.channels, self.encoder.reductions, **(decoder_kwargs or {}))
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,24 +24,28 @@ DENSEDEPTH_TAPS = ["features.norm0", "features.pool0", "features.transition1.poo
 # so we cut them like IRv2 (deepest feature at stride 16, input image as the first skip).
 _STRIDE16 = {"out_indices": [0, 1, 2, 3], "include_input": True}
 
+# The seed's Keras decoder, shared by the paper's Enc-Dec models: its zero-padding rule
+# (UNetDecoder, align="pad") and Keras' BatchNorm defaults (eps 1e-3, momentum 0.99).
+SEED_DECODER = {"filters": [256, 128, 64, 32], "align": "pad", "bn_eps": 1e-3, "bn_momentum": 0.01}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "enc-dec-irv2": dict(
         encoder="inception_resnet_v2", decoder="unet",
         encoder_kwargs={"taps": IRV2_TAPS, "include_input": True},
-        decoder_kwargs={"filters": [256, 128, 64, 32]}, input_norm="minmax",
+        decoder_kwargs=SEED_DECODER, input_norm="minmax",
     ),
     "enc-dec-densenet201": dict(
         encoder="densenet201", decoder="unet", encoder_kwargs=_STRIDE16,
-        decoder_kwargs={"filters": [256, 128, 64, 32]}, input_norm="minmax",
+        decoder_kwargs=SEED_DECODER, input_norm="minmax",
     ),
     "enc-dec-resnet152": dict(
         encoder="resnet152", decoder="unet", encoder_kwargs=_STRIDE16,
-        decoder_kwargs={"filters": [256, 128, 64, 32]}, input_norm="minmax",
+        decoder_kwargs=SEED_DECODER, input_norm="minmax",
     ),
     "enc-dec-vgg19": dict(
         # timm's vgg19 features start at stride 1; index 4 is the last conv block (stride 16).
         encoder="vgg19", decoder="unet", encoder_kwargs={"out_indices": [0, 1, 2, 3, 4]},
-        decoder_kwargs={"filters": [256, 128, 64, 32]}, input_norm="minmax",
+        decoder_kwargs=SEED_DECODER, input_norm="minmax",
     ),
     "densedepth-densenet169": dict(
         encoder="densenet169", decoder="densedepth",
@@ -54,7 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 PRESET_NOTES: dict[str, str] = {
-    "enc-dec-irv2": "Paper's Enc-Dec-IRv2, truncated Inception-ResNet-v2 + U-Net decoder (31.15M in Table 2)",
+    "enc-dec-irv2": ("Paper's Enc-Dec-IRv2, truncated Inception-ResNet-v2 + U-Net decoder, the seed's tap padding "
+                     "(31.15M in Table 2)"),
     "enc-dec-densenet201": "Paper Table 2 comparison (truncation not published; cut at stride 16)",
     "enc-dec-resnet152": "Paper Table 2 comparison (truncation not published; cut at stride 16)",
     "enc-dec-vgg19": "Paper Table 2 comparison (truncation not published; cut at stride 16)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["upsample_to", "plan_stages", "size_at"]
+__all__ = ["upsample_to", "upsample_x2", "pad_centered", "split_padding", "plan_stages", "size_at"]
 
 
 def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -18,6 +18,32 @@ def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def upsample_x2(x: torch.Tensor) -> torch.Tensor:
+    """Exactly x2, half-pixel bilinear: Keras ``UpSampling2D(interpolation='bilinear')``."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def pad_centered(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad to ``size``, the extra pixel (odd padding) before: see ``UNetDecoder``.
+
+    A negative difference crops instead (F.pad takes negative amounts), so a feature map
+    larger than the grid still fits.
+    """
+    top, bottom = split_padding(size[0] - x.shape[-2])
+    left, right = split_padding(size[1] - x.shape[-1])
+    return F.pad(x, (left, right, top, bottom))
+
+
+def split_padding(p):
+    """``p`` pixels of padding as (before, after) = (ceil(p/2), floor(p/2)), the seed's split.
+
+    Works on ints and on symbolic sizes; (p + 1) // 2 is the ceil because ONNX turns // into
+    truncation, which agrees for p >= 0.
+    """
+    before = (p + 1) // 2
+    return before, p - before
 
 
 def size_at(out_size: tuple[int, int], stride: int) -> tuple[int, int]:
