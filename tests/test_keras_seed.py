@@ -172,3 +172,35 @@ def test_another_architecture_names_the_first_layer_that_does_not_fit(tmp_path) 
         zf.writestr("model.weights.h5", b"")
     with pytest.raises(WeightFileError, match="plain.keras: config.json describes a Sequential"):
         depthsmith.load_model(tmp_path / "plain.keras")
+
+
+def test_eval_of_the_keras_checkpoint_on_the_labeled_mat_under_seed_and_standard_protocols(reference, tmp_path,
+                                                                                           capsys) -> None:
+    """`depthsmith eval --model seed.keras --data <labeled mat> --protocol seed`, on a 2-image fixture of
+    nyu_depth_v2_labeled.mat read with the seed's test split (indices 0-653 in file order)."""
+    import yaml
+
+    from test_data_fixtures import make_nyu_mat
+
+    rng = np.random.default_rng(0)
+    pairs = [(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), rng.integers(700, 6000, (480, 640)), f"r{i}")
+             for i in range(2)]
+    mat, splits = make_nyu_mat(tmp_path / "nyu", pairs, train_ndx=[1], test_ndx=[2])
+    splits.unlink()  # seed_test needs no splits.mat
+    cfg = tmp_path / "labeled.yaml"
+    cfg.write_text(yaml.safe_dump({"type": "nyu_mat", "path": str(mat), "split": "seed_test"}))
+    runs = {"seed": ["--protocol", "seed"], "seed-raw": ["--protocol", "seed", "--seed-input", "raw"],
+            "standard": ["--protocol", "nyu-eigen", "--align", "lstsq"]}
+    metrics = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        assert main(["eval", "--model", str(reference["path"]), "--data", str(cfg), "--out", str(out),
+                     "--device", "cpu", *extra]) == 0
+        metrics[name] = json.loads((out / "metrics.json").read_text())
+    printed = capsys.readouterr().out
+    assert "NON-STANDARD EVALUATION" in printed
+    assert metrics["seed"]["status"] == "NON-STANDARD" and metrics["seed"]["metrics"]["n_images"] == 2
+    assert metrics["seed"]["metrics"]["n_valid"] == 2 * 441 * 593  # the seed's crop, no mask
+    assert "RGB x/255" in metrics["seed-raw"]["label"]
+    assert metrics["seed-raw"]["metrics"]["abs_rel"] != metrics["seed"]["metrics"]["abs_rel"]
+    assert metrics["standard"]["status"] == "standard" and "least-squares" in metrics["standard"]["description"]
