@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from .errors import InputError
 from .inference import Predictor
 from .io import load_image, render_color, save_png16, save_ply, scaled_intrinsics, to_float_rgb
 
@@ -27,7 +28,7 @@ __all__ = ["build_app", "launch", "check_limits", "LimitError", "make_handler"]
 MAX_OUTPUT_AGE_S = 3600  # downloads older than this are deleted from the app's temp folder
 
 
-class LimitError(ValueError):
+class LimitError(InputError):
     """An upload above the app's file-size or pixel limit."""
 
 

@@ -3,8 +3,11 @@
 Network input size: each image runs at its own size (the models take any height and
 width), except that an image whose longest side exceeds ``max_side`` (default 640) is
 downscaled for the network, and one whose shortest side is under ``MIN_SIDE`` is
-upscaled (Inception-ResNet-v2's valid convolutions need about 48 px). The prediction is
-always resized back bilinearly to the input's resolution, aspect ratio kept.
+upscaled (Inception-ResNet-v2's valid convolutions need about 48 px). Both sides then stay
+within [``MIN_SIDE``, ``max_side``]: for very thin images (2 x 40000) the aspect ratio gives
+way, or the upscale would run the network at 64 x 1,280,000. The prediction is always resized
+back bilinearly to the input's resolution. Images with a side under ``MIN_INPUT_SIDE`` are
+refused (naming the file): a one-pixel line holds nothing to estimate depth from.
 
 Precision ``"auto"``: on CPUs with native bf16 (AVX-512 BF16 or AMX) and on CUDA GPUs that
 support it, the encoder and decoder run in bf16 with channels-last memory, while the input
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,14 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError, check_intrinsics, check_positive_int
 from .io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
 from .packing import pack_convolutions
 
 __all__ = ["predict", "Predictor", "predict_cli", "resolve_precision", "cpu_has_native_bf16",
-           "fast_model", "fold_batchnorm", "load_any", "DEFAULT_MAX_SIDE", "MIN_SIDE"]
+           "fast_model", "fold_batchnorm", "load_any", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
 
 DEFAULT_MAX_SIDE = 640
 MIN_SIDE = 64
+MIN_INPUT_SIDE = 2
 K = TypeVar("K")
 
 
@@ -179,7 +184,8 @@ class Predictor:
             backend = "onnx"
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend={backend!r} is not valid; choose torch or onnx.")
-        self.backend, self.max_side = backend, int(max_side)
+        self.backend = backend
+        self.max_side = check_positive_int(max_side, "max_side", MIN_SIDE)
         if backend == "onnx":
             from .export import OnnxRunner, export_onnx
 
@@ -212,9 +218,10 @@ class Predictor:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the network sees for an image of ``height`` x ``width`` (see module docstring)."""
+        check_size(height, width)
         scale = min(1.0, self.max_side / max(height, width))
         scale = max(scale, MIN_SIDE / min(height, width))
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        return tuple(min(self.max_side, max(MIN_SIDE, round(side * scale))) for side in (height, width))
 
     @torch.inference_mode()
     def run(self, batch: torch.Tensor) -> torch.Tensor:
@@ -234,19 +241,44 @@ class Predictor:
 
     def predict(self, image: Any) -> np.ndarray:
         """H x W float32 depth of one image (path, PIL image or H x W x 3 array)."""
-        return self.run(_to_batch([load_image(image)]))[0].numpy()
+        rgb = load_image(image)
+        try:
+            check_size(*rgb.shape[:2])
+        except InputError as err:
+            raise InputError(f"{image}: {err}" if isinstance(image, (str, Path)) else str(err)) from err
+        return self.run(_to_batch([rgb]))[0].numpy()
 
     def predict_many(
-        self, items: Iterable[tuple[K, np.ndarray]], batch_size: int = 4
+        self, items: Iterable[tuple[K, np.ndarray]], batch_size: int = 4,
+        on_error: Callable[[K, Exception], None] | None = None,
     ) -> Iterator[tuple[K, np.ndarray, np.ndarray]]:
         """Yield (key, image, depth) for (key, image) pairs, in order, batching consecutive
-        images of the same size (video frames, a folder of one camera's photos)."""
+        images of the same size (video frames, a folder of one camera's photos).
+
+        ``on_error(key, error)``: when given, an image that cannot be run (too small, out of
+        memory) is reported through it and skipped, and the rest of its batch still runs;
+        without it the error is raised.
+        """
+        check_positive_int(batch_size, "batch_size")
         pending: list[tuple[K, np.ndarray]] = []
 
         def flush() -> Iterator[tuple[K, np.ndarray, np.ndarray]]:
-            depth = self.run(_to_batch([img for _, img in pending])).numpy()
-            yield from ((key, img, d) for (key, img), d in zip(pending, depth))
+            try:
+                depth = self.run(_to_batch([img for _, img in pending])).numpy()
+                done = [(key, img, d) for (key, img), d in zip(pending, depth)]
+            except (InputError, RuntimeError, MemoryError) as err:
+                if on_error is None:
+                    raise
+                done = []
+                for key, img in (pending if len(pending) > 1 else ()):  # one by one: only the culprit fails
+                    try:
+                        done.append((key, img, self.run(_to_batch([img])).numpy()[0]))
+                    except (InputError, RuntimeError, MemoryError) as single:
+                        on_error(key, single)
+                if len(pending) == 1:
+                    on_error(pending[0][0], err)
             pending.clear()
+            yield from done
 
         for key, image in items:
             if pending and (len(pending) >= batch_size or image.shape != pending[0][1].shape):
@@ -254,6 +286,13 @@ class Predictor:
             pending.append((key, image))
         if pending:
             yield from flush()
+
+
+def check_size(height: int, width: int) -> None:
+    """Refuse images with a side under MIN_INPUT_SIDE (see the module docstring)."""
+    if min(height, width) < MIN_INPUT_SIDE:
+        raise InputError(f"image is {width} x {height} pixels; depth needs at least "
+                         f"{MIN_INPUT_SIDE} x {MIN_INPUT_SIDE}.")
 
 
 def predict(
@@ -352,8 +391,15 @@ def predict_cli(
     Inputs that cannot be read are listed by name at the end and the exit code is 1;
     the others are still processed.
     """
+    check_positive_int(batch_size, "--batch-size")
+    intrinsics = check_intrinsics(intrinsics)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is an existing file; give a folder (it is created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file further up the path, no permission
+        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err}).") from err
     files, problems = expand_inputs(inputs)
     failures = [f"{name}: {reason}" for name, reason in problems]
     if backend == "onnx" and not str(model).endswith(".onnx"):
@@ -373,15 +419,23 @@ def predict_cli(
     def readable() -> Iterator[tuple[Path, np.ndarray]]:
         for f in images:
             try:
-                yield f, load_image(f)
+                rgb = load_image(f)
+                check_size(*rgb.shape[:2])
+                yield f, rgb
             except ReadError as err:
                 failures.append(str(err))
+            except InputError as err:
+                failures.append(f"{f}: {err}")
 
-    for f, rgb, depth in _progress(predictor.predict_many(readable(), batch_size), len(images), "img", "images"):
+    def failed(f: Path, err: Exception) -> None:  # one image that cannot run: named, the rest go on
+        failures.append(f"{f}: cannot predict ({type(err).__name__}: {str(err).splitlines()[0][:300]})")
+
+    stream = predictor.predict_many(readable(), batch_size, on_error=failed)
+    for f, rgb, depth in _progress(stream, len(images), "img", "images"):
         try:
             write_outputs(out, stems[f], rgb, depth, outputs, cmap, intrinsics, predictor.units)
             done += 1
-        except OSError as err:
+        except (OSError, ValueError) as err:
             failures.append(f"{f}: cannot write outputs ({err})")
     for f in (f for f in files if is_video(f)):
         try:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
+
 from .encodings import Encoding, decode_depth, get_encoding
 
 __all__ = ["DataError", "reading", "read_rgb", "read_depth", "read_depth_array", "decode_or_raise", "rgb_from_array", "load_array"]
@@ -17,7 +19,7 @@ __all__ = ["DataError", "reading", "read_rgb", "read_depth", "read_depth_array",
 Source = str | Path | bytes
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A sample cannot be used; the message names the file(s) and the problem."""
 
 
