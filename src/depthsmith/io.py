@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import InputError
+from .errors import InputError, check_intrinsics
 from .paths import glob_files
 
 __all__ = [
@@ -259,7 +259,7 @@ def depth_to_points(
     X = (u - cx) * z / fx, Y = (v - cy) * z / fy, Z = z. Returns (N x 3 float32 points of the
     valid pixels, H x W bool mask of those pixels).
     """
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    fx, fy, cx, cy = check_intrinsics(intrinsics)
     z = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(z) & (z > 0)
     v, u = np.nonzero(valid)
