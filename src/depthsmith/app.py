@@ -73,7 +73,10 @@ def make_handler(
         try:
             return run(path)
         except InputError as err:  # the page shows the message: the user's file name, not our temp folder
-            raise type(err)(_public(str(err), path)) from err
+            message = _public(str(err), path)
+            if not isinstance(err, LimitError) and not message.startswith(Path(path).name):
+                message = f"{Path(path).name}: {message}"
+            raise type(err)(message) from err
 
     def run(path: str) -> tuple[np.ndarray, np.ndarray, str, str, str]:
         check_limits(path, max_pixels, max_file_mb)

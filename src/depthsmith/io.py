@@ -11,6 +11,7 @@ point clouds (PLY) and depth videos (mp4).
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -110,7 +111,10 @@ def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
         except (OSError, ValueError) as err:
             raise ReadError(f"{path}: cannot read array ({err})") from err
     try:
-        with Image.open(path) as image:  # lazy: only the header is read here
+        with warnings.catch_warnings():  # Pillow's bomb warning: check_pixels refuses these itself
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # lazy: only the header is read here
+        with image:
             check_pixels(image.size, path)
             image.load()  # decode now so a truncated file fails here, naming it
             return _pil_to_float(image, str(path))

@@ -47,6 +47,21 @@ def _pattern_regex(parts: list[str]) -> re.Pattern:
     return re.compile("".join(pieces))
 
 
+def _parents(folder: str) -> frozenset:
+    """(device, inode) of every folder above ``folder``: a link back up to one of them is a loop too."""
+    ids, path = set(), os.path.realpath(folder)
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return frozenset(ids)
+        path = parent
+        try:
+            st = os.stat(path)
+        except OSError:
+            return frozenset(ids)
+        ids.add((st.st_dev, st.st_ino))
+
+
 def glob_files(pattern: str) -> list[str]:
     """Sorted paths matching ``pattern`` (``**`` = any number of folders), loops skipped."""
     if "**" not in pattern:
@@ -58,7 +73,7 @@ def glob_files(pattern: str) -> list[str]:
         base = "/"
     regex = _pattern_regex(parts[first:])
     found: list[str] = []
-    ancestors: dict[str, frozenset] = {}
+    ancestors: dict[str, frozenset] = {base: _parents(base)}
     for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
         try:
             st = os.stat(dirpath)

@@ -50,7 +50,7 @@ def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         if isinstance(loaded, Mapping) and "type" not in loaded and isinstance(loaded.get("dataset"), Mapping):
             loaded = loaded["dataset"]
         if not isinstance(loaded, Mapping):
-            raise ValueError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
+            raise DataError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
         cfg = loaded
     return dict(cfg)
 
