@@ -7,12 +7,15 @@ reader bug cannot hide in a matching writer bug. Each image builder takes a path
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 SIZE = (40, 52)  # (height, width) of the good images: small, and not a multiple of 32
 
@@ -144,4 +147,93 @@ VALID_IMAGES = {
     "png16_grey": (png16_grey, ".png"),
     "float_tiff": (float_tiff, ".tif"),
     "thin_2x40000": (thin_2x40000, ".png"),
+}
+
+
+# ----------------------------------------------------------------------------- dataset pairs
+
+
+def pair_files(root: Path, stem: str, depth_mm: np.ndarray | None = None, shape=SIZE) -> tuple[str, str]:
+    """rgb/<stem>.png and depth/<stem>.png (16-bit millimetres, 2.5 m unless given) under ``root``."""
+    (root / "rgb").mkdir(exist_ok=True)
+    (root / "depth").mkdir(exist_ok=True)
+    good_png(root / "rgb" / f"{stem}.png", *shape)
+    mm = np.full(shape, 2500, np.uint16) if depth_mm is None else depth_mm
+    Image.fromarray(mm).save(root / "depth" / f"{stem}.png")
+    return f"rgb/{stem}.png", f"depth/{stem}.png"
+
+
+# ----------------------------------------------------------------------------- model folders
+# Each corrupts a copy of a save_pretrained folder and returns (what to load, text the error must hold).
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _corrupt_body(f: Path) -> tuple[Path, str]:
+    data = (f / "model.safetensors").read_bytes()
+    (f / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return f, "model.safetensors: cannot read safetensors"
+
+
+def _corrupt_header(f: Path) -> tuple[Path, str]:
+    data = bytearray((f / "model.safetensors").read_bytes())
+    data[8:40] = b"\xff" * 32  # inside the JSON header
+    (f / "model.safetensors").write_bytes(bytes(data))
+    return f, "model.safetensors: cannot read safetensors"
+
+
+def _wrong_shape(f: Path) -> tuple[Path, str]:
+    sd = _weights(f)
+    key = next(k for k, v in sd.items() if v.ndim == 4)
+    sd[key] = torch.zeros(*sd[key].shape[:-1], sd[key].shape[-1] + 1)
+    save_file(sd, str(f / "model.safetensors"))
+    return f, "model.safetensors: does not fit the model of"
+
+
+def _config(text: str, expected: str):
+    def build(f: Path) -> tuple[Path, str]:
+        (f / "config.json").write_text(text)
+        return f, expected
+    return build
+
+
+def _config_key(key: str, value, expected: str):
+    def build(f: Path) -> tuple[Path, str]:
+        cfg = json.loads((f / "config.json").read_text())
+        cfg[key] = value
+        (f / "config.json").write_text(json.dumps(cfg))
+        return f, expected
+    return build
+
+
+def _checkpoint_as_config(f: Path) -> tuple[Path, str]:
+    torch.save({"state_dict": _weights(f)}, f / "config.json")
+    return f, "config.json: not a text file"
+
+
+def _missing(name: str):
+    def build(f: Path) -> tuple[Path, str]:
+        (f / name).unlink()
+        return f, f"{name} missing"
+    return build
+
+
+MODEL_CASES = {
+    "safetensors_body_truncated": _corrupt_body,
+    "safetensors_header_corrupt": _corrupt_header,
+    "weight_of_wrong_shape": _wrong_shape,
+    "config_json_list": _config("[1, 2, 3]", "config.json: holds a JSON list; expected an object"),
+    "config_json_malformed": _config('{"encoder": "test_resnet",', "config.json: invalid JSON at line 1"),
+    "config_json_is_a_checkpoint": _checkpoint_as_config,
+    "config_unknown_key": _config_key("colour", "red", "config.json: unknown key(s) ['colour']"),
+    "encoder_kwargs_checkpoint_path": _config_key("encoder_kwargs", {"checkpoint_path": "/etc/passwd"},
+                                                  "config.json: encoder_kwargs key(s) ['checkpoint_path'] are not allowed"),
+    "encoder_kwargs_weights": _config_key("encoder_kwargs", {"weights": "x.pth"}, "['weights'] are not allowed"),
+    "decoder_kwargs_unknown": _config_key("decoder_kwargs", {"bogus": 1}, "config.json: does not describe a valid model"),
+    "unknown_encoder": _config_key("encoder", "no_such_net", "config.json: does not describe a valid model"),
+    "weights_missing": _missing("model.safetensors"),
+    "config_missing": _missing("config.json"),
+    "path_is_the_weight_file": lambda f: (f / "model.safetensors", "model.safetensors is a file; give the folder"),
 }

@@ -21,13 +21,7 @@ from depthsmith.errors import InputError
 from depthsmith.inference import Predictor
 
 
-def _pair(root: Path, stem: str, depth_mm: np.ndarray | None = None, shape=fc.SIZE) -> tuple[str, str]:
-    (root / "rgb").mkdir(exist_ok=True)
-    (root / "depth").mkdir(exist_ok=True)
-    fc.good_png(root / "rgb" / f"{stem}.png", *shape)
-    mm = np.full(shape, 2500, np.uint16) if depth_mm is None else depth_mm
-    Image.fromarray(mm).save(root / "depth" / f"{stem}.png")
-    return f"rgb/{stem}.png", f"depth/{stem}.png"
+_pair = fc.pair_files
 
 
 # ----------------------------------------------------------------------------- CSV edge cases
