@@ -11,7 +11,7 @@ import timm
 from ..errors import MissingInputError
 from .decoders import list_decoders
 from .encoders import WEIGHT_CHOICES
-from .loading import ModelConfigError, load_local, looks_like_path
+from .loading import ModelConfigError, load_hub, load_local, looks_like_path
 from .model import DepthModel
 from .presets import PRESET_NOTES, PRESETS
 from .weights import WeightFileError
@@ -75,6 +75,4 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwar
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
             "give a folder written by save_pretrained, or a Hub repo id."
         )
-    return DepthModel.from_pretrained(
-        str(path_or_hub_id), encoder_weights=None, strict=True, map_location=map_location, **hub_kwargs
-    )
+    return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)

@@ -21,7 +21,7 @@ from .encoders import check_encoder_kwargs
 from .model import DepthModel
 from .weights import WeightFileError
 
-__all__ = ["ModelConfigError", "load_local", "looks_like_path", "CONFIG_KEYS"]
+__all__ = ["ModelConfigError", "load_local", "load_hub", "looks_like_path", "CONFIG_KEYS"]
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 # The config is DepthModel's __init__ arguments, nothing else (save_pretrained writes exactly these).
@@ -116,3 +116,13 @@ def load_local(folder: Path, map_location: str | torch.device = "cpu") -> DepthM
                               "The weights and config.json must come from the same save_pretrained.")
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval()  # as from_pretrained does: a loaded model is for inference
+
+
+def load_hub(repo_id: str, map_location: str | torch.device = "cpu", **hub_kwargs: Any) -> DepthModel:
+    """Download (or find in the Hub cache) a repo's config.json and model.safetensors, then load
+    them with the same checks as a local folder: a config from the internet is no more trusted
+    than one on disk. ``hub_kwargs`` go to ``hf_hub_download`` (revision, cache_dir, token, ...)."""
+    from huggingface_hub import hf_hub_download
+
+    files = [Path(hf_hub_download(repo_id, name, **hub_kwargs)) for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    return load_local(files[0].parent, map_location)
