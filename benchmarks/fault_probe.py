@@ -154,6 +154,10 @@ def data_cases(tmp: Path, model: Path) -> list[dict]:
         d = dataset(label.replace(" ", "_"), ok, depth=depth)
         cases.append(dict(name=f"data check: {label}", argv=["data", "check", str(d / "data.yaml"), "--out", str(d / "c")],
                           expect="error", token="depth/b.png"))
+    d = dataset("bomb_depth", ok)
+    fc.bomb_above_limit(d / "depth" / "b.png")  # Pillow alone would warn, then decode 100 megapixels
+    cases.append(dict(name="data check: decompression-bomb depth file", argv=["data", "check", str(d / "data.yaml"),
+                      "--out", str(d / "c")], expect="error", token="depth/b.png"))
     d = dataset("missing_depth", ok)
     (d / "depth" / "b.png").unlink()
     cases.append(dict(name="data check: missing depth file", argv=["data", "check", str(d / "data.yaml"), "--out", str(d / "c")],

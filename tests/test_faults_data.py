@@ -74,6 +74,7 @@ def test_nan_inf_and_negative_depth_are_masked_not_passed_on(tmp_path):
     ("size_mismatch", "depth/b.png: RGB is 40x52 but depth is 30x52"),
     ("missing_depth", "depth/b.png: file not found"),
     ("corrupt_depth", "depth/b.png: cannot decode image"),
+    ("decompression_bomb_depth", "depth/b.png: image is 10000 x 10000 pixels, above the 89.5 megapixel limit"),
 ])
 def test_bad_sample_names_the_depth_file(case, expected, tmp_path):
     a = _pair(tmp_path, "a")
@@ -84,6 +85,8 @@ def test_bad_sample_names_the_depth_file(case, expected, tmp_path):
         (tmp_path / b[1]).unlink()
     elif case == "corrupt_depth":
         fc.truncated_png(tmp_path / b[1])
+    elif case == "decompression_bomb_depth":  # Pillow alone would only warn, then decode 100 megapixels
+        fc.bomb_above_limit(tmp_path / b[1])
     (tmp_path / "list.csv").write_text(f"{','.join(a)}\n{','.join(b)}\n")
     ds = PairedDataset(csv_path=tmp_path / "list.csv", encoding="png_mm")
     ds[0]
