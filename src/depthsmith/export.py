@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError, MissingInputError
+
 __all__ = ["export_onnx", "check_onnx", "onnx_session", "OnnxRunner", "ExportResult", "export_cli"]
 
 # Largest |ONNX Runtime - PyTorch| accepted: 1 mm for a metric model (fp32 vs fp32 differs by
@@ -177,8 +179,6 @@ class OnnxRunner:
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path)
-        from .errors import InputError, MissingInputError
-
         if not self.path.is_file():
             raise MissingInputError(f"ONNX file {self.path} does not exist (write one with `depthsmith export`).")
         try:

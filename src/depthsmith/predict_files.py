@@ -139,7 +139,7 @@ def predict_cli(
         try:
             predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size)
             done += 1
-        except (ReadError, OSError, RuntimeError) as err:
+        except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
             failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
 
     info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
