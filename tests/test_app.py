@@ -111,6 +111,11 @@ def test_page_in_headless_chromium(model, tmp_path):
             page.reload()
             page.locator("#upload input[type=file]").set_input_files(str(too_heavy))
             page.get_by_text("exceed the maximum allowed size").wait_for(timeout=30_000)
+
+            page.reload()  # after two refusals the server still serves a good upload
+            page.locator("#upload input[type=file]").set_input_files(str(good))
+            page.locator("#depth-image img").wait_for(timeout=60_000)
+            assert "160 x 120" in page.locator("#depth-info").inner_text()
             browser.close()
     finally:
         demo.close()

@@ -14,11 +14,11 @@ HALF_MM = 0.0005
 
 
 def reference_m(folder: str) -> np.ndarray:
-    return np.asarray(Image.open(need_real() / folder / "00000_depth.png")).astype(np.float64) / 1000.0
+    return np.asarray(Image.open(need_real(folder) / folder / "00000_depth.png")).astype(np.float64) / 1000.0
 
 
 def raw_png(folder: str, *parts: str) -> np.ndarray:
-    return np.asarray(Image.open(need_real().joinpath(folder, "raw", *parts)))
+    return np.asarray(Image.open(need_real(folder).joinpath(folder, "raw", *parts)))
 
 
 def test_tum_raw_over_5000_matches_millimetres():

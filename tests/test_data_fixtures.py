@@ -1,4 +1,5 @@
-"""Builders of tiny datasets in each packaging, made from the real RGB-D pairs in shared/data/real.
+"""Builders of tiny datasets in each packaging, made from the real RGB-D pairs in tests/data/real
+(vendored: TUM, CC BY 4.0, and a Kinect v2 capture, Apache-2.0) or ../shared/data/real (the rest).
 
 Written independently of depthsmith's readers (plain PIL / h5py / zipfile / scipy calls, the
 layouts as the original packagers wrote them), so that the reader tests compare the readers
@@ -17,15 +18,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
+VENDORED = Path(__file__).resolve().parent / "data" / "real"  # shipped with the tests (licences inside)
+# ../shared/data/real from the repository root: NYU, SUN, KITTI; a public clone does not have it.
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 NYU_FOLDERS = ["metric3d_nyu", "open3d_nyu_raw_registered", "open3d_tum", "open3d_sun"]  # all 480x640
 NYU_FOCAL = 518.8579  # BTS file lists carry the focal length of the NYU Kinect
 
 
-def need_real() -> Path:
-    if not (REAL / "metric3d_nyu").is_dir():
-        pytest.skip(f"real RGB-D samples not found at {REAL}")
-    return REAL
+def real_root(folder: str) -> Path:
+    """The folder holding ``folder``: tests/data/real when it is vendored, else ../shared/data/real."""
+    return VENDORED if (VENDORED / folder).is_dir() else REAL
+
+
+def real_dir(folder: str) -> Path:
+    return real_root(folder) / folder
+
+
+def need_real(folder: str = "metric3d_nyu") -> Path:
+    """``real_root(folder)``, or a skip saying why when neither place has it."""
+    if not real_dir(folder).is_dir():
+        pytest.skip(f"real RGB-D samples {folder} not found in {VENDORED} or {REAL} "
+                    "(only TUM and Kinect v2 pairs are vendored; the others live outside the repository)")
+    return real_root(folder)
 
 
 def real_pairs(folders: list[str] | None = None, size: tuple[int, int] | None = None):
@@ -35,7 +49,7 @@ def real_pairs(folders: list[str] | None = None, size: tuple[int, int] | None = 
     """
     pairs = []
     for folder in folders or NYU_FOLDERS:
-        for rgb_path in sorted((REAL / folder).glob("*_rgb.png")):
+        for rgb_path in sorted((need_real(folder) / folder).glob("*_rgb.png")):
             rgb = Image.open(rgb_path).convert("RGB")
             depth = Image.open(rgb_path.with_name(rgb_path.name.replace("_rgb", "_depth")))
             if size is not None:

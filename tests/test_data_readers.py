@@ -13,7 +13,7 @@ from PIL import Image
 
 from depthsmith.data import (BtsDataset, H5Dataset, NyuMatDataset, NyuZipDataset, PairedDataset,
                              build_dataset)
-from test_data_fixtures import (REAL, make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip,
+from test_data_fixtures import (make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip,
                                 make_paired_csv, need_real, real_pairs)
 
 HALF_MM = 0.0005
@@ -146,16 +146,29 @@ def test_paired_png_without_encoding_is_refused(tmp_path, nyu_pairs):
     ("fastdepth_nyu", "rgb.npy", "depth.npy", "npy_m"),
 ])
 def test_paired_on_native_raw_files(tmp_path, folder, rgb, depth, encoding):
-    raw = need_real() / folder / "raw"
+    raw = need_real(folder) / folder / "raw"
     (tmp_path / "list.csv").write_text(f"{raw / rgb},{raw / depth}\n")
     s = PairedDataset(csv_path=tmp_path / "list.csv", encoding=encoding)[0]
-    ref_rgb = np.asarray(Image.open(REAL / folder / "00000_rgb.png"))
-    ref_mm = np.asarray(Image.open(REAL / folder / "00000_depth.png"))
+    ref_rgb = np.asarray(Image.open(raw.parent / "00000_rgb.png"))
+    ref_mm = np.asarray(Image.open(raw.parent / "00000_depth.png"))
     check_sample(s, ref_rgb, ref_mm, rgb_tol=1.0 / 255)
 
 
+def test_paired_on_the_kinect2_capture(tmp_path):
+    folder = need_real("tui_kinect2") / "tui_kinect2"  # vendored: 1440 x 1080, 16-bit millimetres
+    (tmp_path / "list.csv").write_text(f"{folder / '00000_rgb.png'},{folder / '00000_depth.png'}\n")
+    s = PairedDataset(csv_path=tmp_path / "list.csv", encoding="png_mm")[0]
+    rgb = np.asarray(Image.open(folder / "00000_rgb.png"))
+    mm = np.asarray(Image.open(folder / "00000_depth.png")).astype(np.float64)
+    assert s["image"].shape == (3, 1080, 1440) and mm.shape == (1080, 1440)
+    assert np.array_equal((s["image"] * 255).round().byte().permute(1, 2, 0).numpy(), rgb)
+    assert np.array_equal(s["mask"][0].numpy(), mm > 0)
+    assert np.abs(s["depth"][0].numpy() - mm / 1000.0).max() < 1e-6  # float32 rounding of <= 13.2 m
+    assert 0.94 < s["mask"].float().mean() < 0.95  # SOURCE.txt: 94.6% valid
+
+
 def test_paired_kitti_sparse_from_raw(tmp_path):
-    raw = need_real() / "metric3d_kitti" / "raw"
+    raw = need_real("metric3d_kitti") / "metric3d_kitti" / "raw"
     for sub in ("rgb", "depth"):  # copied to tmp only: KITTI must not enter the repository
         shutil.copytree(raw / sub, tmp_path / sub)
     ds = PairedDataset(rgb_glob="rgb/*.png", depth_glob="depth/*.png", root=tmp_path, encoding="png_kitti",

@@ -176,7 +176,8 @@ def test_load_model_refuses_incomplete_or_mismatched_folders(tmp_path) -> None:
     model.save_pretrained(tmp_path)
     cfg = (tmp_path / "config.json").read_text().replace('"unet"', '"residual_unet"')
     (tmp_path / "config.json").write_text(cfg)
-    with pytest.raises(RuntimeError):  # strict: weights of another architecture are not silently skipped
+    # strict: weights of another architecture are not silently skipped; the error names the file
+    with pytest.raises(depthsmith.models.WeightFileError, match=r"model\.safetensors: does not fit"):
         depthsmith.load_model(tmp_path)
 
 

@@ -19,15 +19,16 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from .errors import InputError
 from .inference import Predictor
 from .io import load_image, render_color, save_png16, save_ply, scaled_intrinsics, to_float_rgb
 
-__all__ = ["build_app", "launch", "check_limits", "LimitError", "make_handler"]
+__all__ = ["build_app", "launch", "check_limits", "LimitError", "make_handler", "upload_callback"]
 
 MAX_OUTPUT_AGE_S = 3600  # downloads older than this are deleted from the app's temp folder
 
 
-class LimitError(ValueError):
+class LimitError(InputError):
     """An upload above the app's file-size or pixel limit."""
 
 
@@ -69,6 +70,15 @@ def make_handler(
     out_dir = out_dir or Path(tempfile.mkdtemp(prefix="depthsmith-app-"))
 
     def handle(path: str) -> tuple[np.ndarray, np.ndarray, str, str, str]:
+        try:
+            return run(path)
+        except InputError as err:  # the page shows the message: the user's file name, not our temp folder
+            message = _public(str(err), path)
+            if not isinstance(err, LimitError) and not message.startswith(Path(path).name):
+                message = f"{Path(path).name}: {message}"
+            raise type(err)(message) from err
+
+    def run(path: str) -> tuple[np.ndarray, np.ndarray, str, str, str]:
         check_limits(path, max_pixels, max_file_mb)
         start = time.perf_counter()
         rgb = load_image(path)
@@ -94,6 +104,33 @@ def make_handler(
     return handle
 
 
+def _public(message: str, path: str | Path) -> str:
+    """``message`` with the upload's server-side path replaced by its file name."""
+    path = Path(path)
+    return message.replace(str(path), path.name).replace(str(path.parent) + "/", "")
+
+
+def upload_callback(handle: Callable[[str], tuple]) -> Callable[[str | None], tuple]:
+    """The page's upload event: refusals and failures become a gradio error message (no path,
+    no traceback) and the server goes on serving the next request."""
+    import gradio as gr
+
+    def on_upload(path: str | None):
+        if not path:
+            return None, None, None, None, ""
+        try:
+            return handle(path)
+        except LimitError as err:
+            raise gr.Error(str(err), title="Upload refused") from err
+        except InputError as err:
+            raise gr.Error(str(err), title="Cannot read this image") from err
+        except Exception as err:  # not the user's fault; say so without internals
+            raise gr.Error(f"{Path(path).name}: the depth could not be computed ({type(err).__name__}).",
+                           title="Server error") from err
+
+    return on_upload
+
+
 def build_app(
     model: Any,
     max_pixels: int = 4096 * 4096,
@@ -105,15 +142,7 @@ def build_app(
     import gradio as gr
 
     predictor = predictor or Predictor(model)
-    handle = make_handler(predictor, max_pixels, max_file_mb, cmap)
-
-    def on_upload(path: str | None):
-        if not path:
-            return None, None, None, None, ""
-        try:
-            return handle(path)
-        except LimitError as err:
-            raise gr.Error(str(err), title="Upload refused") from err
+    on_upload = upload_callback(make_handler(predictor, max_pixels, max_file_mb, cmap))
 
     with gr.Blocks(title="depthsmith", delete_cache=(600, MAX_OUTPUT_AGE_S)) as demo:
         gr.Markdown(

@@ -28,6 +28,21 @@ def _crop_modes() -> list[str]:
     return list(CROP_MODES)
 
 
+def _int_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``, refused with the valid range otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (give one >= {minimum})") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small: give an integer >= {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # what argparse prints for a bad value
+    return parse
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models import list_decoders, list_models
     from .models.presets import PRESET_NOTES
@@ -73,7 +88,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inference import predict_cli
+    from .predict_files import predict_cli
 
     return predict_cli(args.inputs, model=args.model, out_dir=args.out, outputs=args.save, cmap=args.cmap,
                        backend=args.backend, batch_size=args.batch_size, device=args.device,
@@ -151,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative models: median / lstsq in depth space, lstsq_disparity in disparity space")
     s.add_argument("--crop-mode", default="exact", choices=_crop_modes(),
                    help="a 480x640 crop on ground truth of another size: refuse (exact), scale it, or slice literally")
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=_int_at_least(1), default=8)
     s.add_argument("--device", default="auto")
     s.add_argument("--min-depth", type=float, help="valid ground-truth range (protocol 'none')")
     s.add_argument("--max-depth", type=float)
@@ -183,10 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 on CPUs/GPUs that have it, else fp32")
-    s.add_argument("--max-side", type=int, default=640,
-                   help="network input cap; the depth is resized back to each image's resolution")
+    s.add_argument("--max-side", type=_int_at_least(64), default=640,
+                   help="network input cap (>= 64); the depth is resized back to each image's resolution")
     s.add_argument("--compile", action="store_true", help="torch.compile (faster after a long first call per size)")
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--batch-size", type=_int_at_least(1), default=4)
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
@@ -196,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True, help="output file, e.g. model.onnx")
     s.add_argument("--format", default="onnx", choices=["onnx"])
-    s.add_argument("--height", type=int, default=240, help="example input height used for tracing/checking")
-    s.add_argument("--width", type=int, default=320)
+    s.add_argument("--height", type=_int_at_least(1), default=240, help="example input height used for tracing/checking")
+    s.add_argument("--width", type=_int_at_least(1), default=320)
     s.add_argument("--opset", type=int, default=18)
     s.set_defaults(func=_export)
 
@@ -210,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=7860)
-    s.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    s.add_argument("--max-pixels", type=_int_at_least(1), default=4096 * 4096)
     s.add_argument("--max-file-mb", type=float, default=20.0)
     s.set_defaults(func=_app)
 
@@ -229,16 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = dsub.add_parser("check", help="statistics, unreadable files and a preview grid of a dataset")
     s.add_argument("config", help="dataset config YAML")
     s.add_argument("--out", default="data_check")
-    s.add_argument("--max-samples", type=int)
+    s.add_argument("--max-samples", type=_int_at_least(1))
     s.set_defaults(func=_data_check)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command. Bad input ends with ``error: <message>`` and exit code 2, never a
+    traceback: every reader and loader raises ``depthsmith.errors.InputError`` (a ValueError)
+    naming the file, the problem and what is valid; file-system errors name their path too."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         # Bad config, unknown names, unreadable files: the message already says what to fix.
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError, MissingInputError
+
 __all__ = ["export_onnx", "check_onnx", "onnx_session", "OnnxRunner", "ExportResult", "export_cli"]
 
 # Largest |ONNX Runtime - PyTorch| accepted: 1 mm for a metric model (fp32 vs fp32 differs by
@@ -178,8 +180,16 @@ class OnnxRunner:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX file {self.path} does not exist (write one with `depthsmith export`).")
-        self.session = onnx_session(self.path, threads)
+            raise MissingInputError(f"ONNX file {self.path} does not exist (write one with `depthsmith export`).")
+        try:
+            self.session = onnx_session(self.path, threads)
+        except Exception as err:  # ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...) for bad files
+            raise InputError(f"{self.path}: not a valid ONNX model ({type(err).__name__}: {str(err)[:300]}); "
+                             "expected a file written by `depthsmith export`.") from err
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise InputError(f"{self.path}: an ONNX model with inputs {[(i.name, i.shape) for i in inputs]}; a depth "
+                             "model written by `depthsmith export` takes one B x 3 x H x W input.")
         meta = self.session.get_modelmeta().custom_metadata_map
         self.name = meta.get("depthsmith.name", self.path.stem)
         self.is_metric = meta.get("depthsmith.is_metric", "True") == "True"

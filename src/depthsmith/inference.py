@@ -3,8 +3,11 @@
 Network input size: each image runs at its own size (the models take any height and
 width), except that an image whose longest side exceeds ``max_side`` (default 640) is
 downscaled for the network, and one whose shortest side is under ``MIN_SIDE`` is
-upscaled (Inception-ResNet-v2's valid convolutions need about 48 px). The prediction is
-always resized back bilinearly to the input's resolution, aspect ratio kept.
+upscaled (Inception-ResNet-v2's valid convolutions need about 48 px). Both sides then stay
+within [``MIN_SIDE``, ``max_side``]: for very thin images (2 x 40000) the aspect ratio gives
+way, or the upscale would run the network at 64 x 1,280,000. The prediction is always resized
+back bilinearly to the input's resolution. Images with a side under ``MIN_INPUT_SIDE`` are
+refused (naming the file): a one-pixel line holds nothing to estimate depth from.
 
 Precision ``"auto"``: on CPUs with native bf16 (AVX-512 BF16 or AMX) and on CUDA GPUs that
 support it, the encoder and decoder run in bf16 with channels-last memory, while the input
@@ -17,8 +20,7 @@ accuracy cost of this against fp32 eager PyTorch.
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,14 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
+from .errors import InputError, check_positive_int
+from .io import load_image
 from .packing import pack_convolutions
 
 __all__ = ["predict", "Predictor", "predict_cli", "resolve_precision", "cpu_has_native_bf16",
-           "fast_model", "fold_batchnorm", "load_any", "DEFAULT_MAX_SIDE", "MIN_SIDE"]
+           "fast_model", "fold_batchnorm", "load_any", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
 
 DEFAULT_MAX_SIDE = 640
 MIN_SIDE = 64
+MIN_INPUT_SIDE = 2
 K = TypeVar("K")
 
 
@@ -179,7 +183,8 @@ class Predictor:
             backend = "onnx"
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend={backend!r} is not valid; choose torch or onnx.")
-        self.backend, self.max_side = backend, int(max_side)
+        self.backend = backend
+        self.max_side = check_positive_int(max_side, "max_side", MIN_SIDE)
         if backend == "onnx":
             from .export import OnnxRunner, export_onnx
 
@@ -212,9 +217,10 @@ class Predictor:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the network sees for an image of ``height`` x ``width`` (see module docstring)."""
+        check_size(height, width)
         scale = min(1.0, self.max_side / max(height, width))
         scale = max(scale, MIN_SIDE / min(height, width))
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        return tuple(min(self.max_side, max(MIN_SIDE, round(side * scale))) for side in (height, width))
 
     @torch.inference_mode()
     def run(self, batch: torch.Tensor) -> torch.Tensor:
@@ -234,19 +240,44 @@ class Predictor:
 
     def predict(self, image: Any) -> np.ndarray:
         """H x W float32 depth of one image (path, PIL image or H x W x 3 array)."""
-        return self.run(_to_batch([load_image(image)]))[0].numpy()
+        rgb = load_image(image)
+        try:
+            check_size(*rgb.shape[:2])
+        except InputError as err:
+            raise InputError(f"{image}: {err}" if isinstance(image, (str, Path)) else str(err)) from err
+        return self.run(_to_batch([rgb]))[0].numpy()
 
     def predict_many(
-        self, items: Iterable[tuple[K, np.ndarray]], batch_size: int = 4
+        self, items: Iterable[tuple[K, np.ndarray]], batch_size: int = 4,
+        on_error: Callable[[K, Exception], None] | None = None,
     ) -> Iterator[tuple[K, np.ndarray, np.ndarray]]:
         """Yield (key, image, depth) for (key, image) pairs, in order, batching consecutive
-        images of the same size (video frames, a folder of one camera's photos)."""
+        images of the same size (video frames, a folder of one camera's photos).
+
+        ``on_error(key, error)``: when given, an image that cannot be run (too small, out of
+        memory) is reported through it and skipped, and the rest of its batch still runs;
+        without it the error is raised.
+        """
+        check_positive_int(batch_size, "batch_size")
         pending: list[tuple[K, np.ndarray]] = []
 
         def flush() -> Iterator[tuple[K, np.ndarray, np.ndarray]]:
-            depth = self.run(_to_batch([img for _, img in pending])).numpy()
-            yield from ((key, img, d) for (key, img), d in zip(pending, depth))
+            try:
+                depth = self.run(_to_batch([img for _, img in pending])).numpy()
+                done = [(key, img, d) for (key, img), d in zip(pending, depth)]
+            except (InputError, RuntimeError, MemoryError) as err:
+                if on_error is None:
+                    raise
+                done = []
+                for key, img in (pending if len(pending) > 1 else ()):  # one by one: only the culprit fails
+                    try:
+                        done.append((key, img, self.run(_to_batch([img])).numpy()[0]))
+                    except (InputError, RuntimeError, MemoryError) as single:
+                        on_error(key, single)
+                if len(pending) == 1:
+                    on_error(pending[0][0], err)
             pending.clear()
+            yield from done
 
         for key, image in items:
             if pending and (len(pending) >= batch_size or image.shape != pending[0][1].shape):
@@ -254,6 +285,13 @@ class Predictor:
             pending.append((key, image))
         if pending:
             yield from flush()
+
+
+def check_size(height: int, width: int) -> None:
+    """Refuse images with a side under MIN_INPUT_SIDE (see the module docstring)."""
+    if min(height, width) < MIN_INPUT_SIDE:
+        raise InputError(f"image is {width} x {height} pixels; depth needs at least "
+                         f"{MIN_INPUT_SIDE} x {MIN_INPUT_SIDE}.")
 
 
 def predict(
@@ -281,137 +319,8 @@ def predict(
 # ----------------------------------------------------------------------------- command line
 
 
-def _stems(files: Sequence[Path]) -> dict[Path, str]:
-    """Output name per input: its stem, prefixed by its folder when two inputs share a stem."""
-    counts: dict[str, int] = {}
-    for f in files:
-        counts[f.stem] = counts.get(f.stem, 0) + 1
-    stems = {f: f.stem if counts[f.stem] == 1 else f"{f.parent.name}_{f.stem}" for f in files}
-    seen: dict[str, int] = {}
-    for f, s in stems.items():  # still clashing (same folder name too): number them
-        seen[s] = seen.get(s, 0) + 1
-        if seen[s] > 1:
-            stems[f] = f"{s}_{seen[s]}"
-    return stems
+def predict_cli(*args: Any, **kwargs: Any) -> int:
+    """``depthsmith predict``; lives in :mod:`depthsmith.predict_files` (kept here for old imports)."""
+    from .predict_files import predict_cli as run
 
-
-def _progress(iterable: Iterable, total: int | None, unit: str, desc: str) -> Iterable:
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, unit=unit, desc=desc, dynamic_ncols=True)
-
-
-def predict_video(
-    predictor: Predictor, path: Path, out_dir: Path, stem: str, outputs: Sequence[str],
-    cmap: str = "inferno_r", batch_size: int = 4,
-) -> None:
-    """Depth video(s) for a video: ``color`` -> <stem>_depth.mp4, ``side`` -> <stem>_side.mp4,
-    ``png16``/``npy`` -> one file per frame in <stem>_frames/. Frames are batched."""
-    from .io import VideoWriter, render_color, side_by_side
-
-    frames, info = read_video(path)
-    writers = {kind: VideoWriter(out_dir / f"{stem}_{'depth' if kind == 'color' else kind}.mp4", info["fps"])
-               for kind in ("color", "side") if kind in outputs}
-    frame_outputs = [o for o in outputs if o in ("png16", "npy")]
-    if frame_outputs:
-        (out_dir / f"{stem}_frames").mkdir(exist_ok=True)
-    vrange: tuple[float, float] | None = None
-    try:
-        stream = predictor.predict_many(enumerate(frames), batch_size)
-        for i, frame, depth in _progress(stream, info["n_frames"], "frame", path.name):
-            if vrange is None:  # one colour scale for the whole video: per-frame scales flicker
-                lo, hi = np.percentile(depth[np.isfinite(depth)], [1, 99])
-                vrange = (float(lo), float(hi) if hi > lo else float(lo) + 1e-6)
-            if frame_outputs:
-                write_outputs(out_dir / f"{stem}_frames", f"{i:06d}", frame, depth, frame_outputs, cmap)
-            if writers:
-                colored = render_color(depth, cmap, vrange)
-                for kind, writer in writers.items():
-                    writer.write(colored if kind == "color" else side_by_side(frame, colored))
-    finally:
-        for writer in writers.values():
-            writer.close()
-
-
-def predict_cli(
-    inputs: Sequence[str],
-    model: str,
-    out_dir: str | Path,
-    outputs: Sequence[str] = ("png16", "color"),
-    cmap: str = "inferno_r",
-    backend: str = "torch",
-    batch_size: int = 4,
-    device: str = "auto",
-    intrinsics: Sequence[float] | None = None,
-    precision: str = "auto",
-    max_side: int = DEFAULT_MAX_SIDE,
-    compile: bool = False,
-) -> int:
-    """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
-
-    Inputs that cannot be read are listed by name at the end and the exit code is 1;
-    the others are still processed.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files, problems = expand_inputs(inputs)
-    failures = [f"{name}: {reason}" for name, reason in problems]
-    if backend == "onnx" and not str(model).endswith(".onnx"):
-        model = _onnx_file_for(model, out)
-    predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
-                          compile=compile)
-    print(f"model {predictor.describe()}")
-    if not predictor.is_metric:
-        print("note: relative model: depth files hold unitless values (16-bit PNG: value x 1000), not metres")
-    if "ply" in outputs and intrinsics is None:
-        print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
-
-    stems = _stems(files)
-    images = [f for f in files if not is_video(f)]
-    done = 0
-
-    def readable() -> Iterator[tuple[Path, np.ndarray]]:
-        for f in images:
-            try:
-                yield f, load_image(f)
-            except ReadError as err:
-                failures.append(str(err))
-
-    for f, rgb, depth in _progress(predictor.predict_many(readable(), batch_size), len(images), "img", "images"):
-        try:
-            write_outputs(out, stems[f], rgb, depth, outputs, cmap, intrinsics, predictor.units)
-            done += 1
-        except OSError as err:
-            failures.append(f"{f}: cannot write outputs ({err})")
-    for f in (f for f in files if is_video(f)):
-        try:
-            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size)
-            done += 1
-        except (ReadError, OSError, RuntimeError) as err:
-            failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
-
-    info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
-            "precision": predictor.precision, "max_side": max_side}
-    (out / "depth_info.json").write_text(json.dumps(info, indent=2))
-    print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
-    if failures:
-        print(f"{len(failures)} input(s) failed:")
-        for message in failures:
-            print(f"  {message}")
-        return 1
-    return 0
-
-
-def _onnx_file_for(model: str, out: Path) -> Path:
-    """The ONNX file for ``predict --backend onnx``: <model dir>/model.onnx if it exists, else an
-    export written to <out>/model.onnx (checked against PyTorch)."""
-    folder_file = Path(model) / "model.onnx"
-    if folder_file.is_file():
-        return folder_file
-    from .export import export_onnx
-    from .models import load_model
-
-    print(f"exporting {model} to {out / 'model.onnx'} for ONNX Runtime ...")
-    result = export_onnx(load_model(model), out / "model.onnx")
-    print(result.summary())
-    return result.path
+    return run(*args, **kwargs)

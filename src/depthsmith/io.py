@@ -11,17 +11,21 @@ point clouds (PLY) and depth videos (mp4).
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import InputError, check_intrinsics
+from .paths import glob_files
+
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ReadError", "load_image", "to_float_rgb", "expand_inputs",
     "is_video", "read_video", "VideoWriter", "save_png16", "read_png16", "side_by_side",
     "NYU_KINECT", "scaled_intrinsics", "depth_to_points", "save_ply", "render_color", "write_outputs",
-    "OUTPUT_SUFFIXES",
+    "OUTPUT_SUFFIXES", "check_pixels",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -35,7 +39,7 @@ NYU_KINECT = {"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362, "w
 PNG16_SCALE = 1000.0
 
 
-class ReadError(ValueError):
+class ReadError(InputError):
     """An input that cannot be decoded; the message names the file and the reason."""
 
 
@@ -77,6 +81,20 @@ def _pil_to_float(image: Image.Image, name: str) -> np.ndarray:
     return to_float_rgb(np.asarray(image), name)
 
 
+def check_pixels(size: tuple[int, int], name: object) -> None:
+    """Refuse an image whose header says it has more than ``Image.MAX_IMAGE_PIXELS`` pixels,
+    before anything is decoded: Pillow itself only warns below twice that limit, and a file of a
+    few kilobytes can decode to gigabytes (a decompression bomb)."""
+    width, height = size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise ReadError(
+            f"{name}: image is {width} x {height} = {width * height / 1e6:.1f} megapixels, above the "
+            f"{limit / 1e6:.1f} megapixel limit (PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression "
+            "bombs); downscale it first, or raise the limit if you trust the file."
+        )
+
+
 def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
     """Any image as H x W x 3 float32 RGB in [0, 1]: a path, a PIL image or an array.
 
@@ -93,7 +111,11 @@ def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
         except (OSError, ValueError) as err:
             raise ReadError(f"{path}: cannot read array ({err})") from err
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow's bomb warning: check_pixels refuses these itself
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # lazy: only the header is read here
+        with image:
+            check_pixels(image.size, path)
             image.load()  # decode now so a truncated file fails here, naming it
             return _pil_to_float(image, str(path))
     except FileNotFoundError as err:
@@ -127,7 +149,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
         elif path.is_file():
             files.append(path)
         elif glob.has_magic(str(item)):
-            found = sorted(Path(p) for p in glob.glob(str(item), recursive=True)
+            found = sorted(Path(p) for p in glob_files(str(item))  # symlink loops skipped, not followed
                            if Path(p).is_file() and Path(p).suffix.lower() in wanted)
             if not found:
                 problems.append((str(item), "pattern matches no images or videos"))
@@ -241,7 +263,7 @@ def depth_to_points(
     X = (u - cx) * z / fx, Y = (v - cy) * z / fy, Z = z. Returns (N x 3 float32 points of the
     valid pixels, H x W bool mask of those pixels).
     """
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    fx, fy, cx, cy = check_intrinsics(intrinsics)
     z = np.asarray(depth, dtype=np.float32)
     valid = np.isfinite(z) & (z > 0)
     v, u = np.nonzero(valid)

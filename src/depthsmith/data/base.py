@@ -38,15 +38,18 @@ def make_sample(
     name: str,
     min_depth: float | None = None,
     max_depth: float | None = None,
+    depth_name: str | None = None,
 ) -> Sample:
     """Build the sample dict from H x W x 3 RGB (uint8 or float in [0, 1]) and H x W metres.
 
     Valid pixels are finite, > 0, > ``min_depth`` and <= ``max_depth``; all others get depth 0
-    so that a loss never sees NaN/inf. Raises DataError on a size mismatch or no valid pixel.
+    so that a loss never sees NaN/inf. Raises DataError on a size mismatch or no valid pixel;
+    ``depth_name``, the depth file when it is not ``name`` (the RGB file), is the file those name.
     """
     if rgb.shape[:2] != depth.shape[:2]:
         raise DataError(
-            f"{name}: RGB is {rgb.shape[0]}x{rgb.shape[1]} but depth is {depth.shape[0]}x{depth.shape[1]}"
+            f"{depth_name or name}: RGB is {rgb.shape[0]}x{rgb.shape[1]} but depth is {depth.shape[0]}x{depth.shape[1]}"
+            f"{f' (RGB {name})' if depth_name else ''}; they must be the same size"
         )
     depth = np.asarray(depth, dtype=np.float32)
     with np.errstate(invalid="ignore"):
@@ -54,7 +57,9 @@ def make_sample(
         if max_depth is not None:
             mask &= depth <= max_depth
     if not mask.any():
-        raise DataError(f"{name}: depth map has no valid pixel")
+        valid = f"finite, > {min_depth or 0.0:g}" + (f" and <= {max_depth:g}" if max_depth is not None else "")
+        raise DataError(f"{depth_name or name}: depth map has no valid pixel (valid depth is {valid} metres"
+                        f"{f'; RGB {name}' if depth_name else ''})")
     depth = np.where(mask, depth, np.float32(0.0))
     # Conversions stay in NumPy: tiny torch ops can cost more in thread-pool wake-ups than in work.
     chw = rgb.transpose(2, 0, 1)
@@ -110,6 +115,10 @@ class DepthDataset(Dataset):
     def _name(self, i: int) -> str:
         return f"{type(self).__name__}[{i}]"
 
+    def _depth_name(self, i: int) -> str | None:
+        """The depth file of sample ``i`` when it is not the file ``_name`` gives (loose pairs)."""
+        return None
+
     # -- public -------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._index) if self._index is not None else self._count()
@@ -127,8 +136,9 @@ class DepthDataset(Dataset):
     def read(self, index: int) -> Sample:
         """Read one sample without transform or skip policy (raises DataError)."""
         self._check_process()
-        rgb, depth, name = self._load(self._source(index))
-        return make_sample(rgb, depth, name, self.min_depth, self.max_depth)
+        source = self._source(index)
+        rgb, depth, name = self._load(source)
+        return make_sample(rgb, depth, name, self.min_depth, self.max_depth, self._depth_name(source))
 
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):

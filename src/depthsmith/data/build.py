@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MissingInputError
 from .base import DepthDataset
 from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDataset, KittiDataset,
                          SunRgbdDataset)
+from .io import DataError
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
@@ -42,12 +44,21 @@ def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
 
         path = Path(cfg)
         if not path.is_file():
-            raise FileNotFoundError(f"dataset config {path} not found")
-        loaded = yaml.safe_load(path.read_text())
+            raise MissingInputError(f"dataset config {path} not found (give a YAML file or a mapping)")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:  # syntax errors carry the position of the problem
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise DataError(f"{where}: YAML syntax error ({problem}); expected a mapping such as "
+                            "'type: paired' with one option per line") from err
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not a UTF-8 text file; expected a YAML dataset config") from err
         if isinstance(loaded, Mapping) and "type" not in loaded and isinstance(loaded.get("dataset"), Mapping):
             loaded = loaded["dataset"]
         if not isinstance(loaded, Mapping):
-            raise ValueError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
+            raise DataError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
         cfg = loaded
     return dict(cfg)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import glob
 from pathlib import Path
 
 import numpy as np
 
+from ..paths import glob_files
 from .base import DepthDataset
 from .encodings import Encoding, get_encoding
 from .io import DataError, decode_or_raise, read_depth, read_rgb, reading, rgb_from_array
@@ -47,6 +47,9 @@ class _PairDataset(DepthDataset):
     def _name(self, i: int) -> str:
         return str(self.pairs[i][0])
 
+    def _depth_name(self, i: int) -> str:
+        return str(self.pairs[i][1])
+
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
         rgb_path, depth_path = self.pairs[i]
         rgb = read_rgb(rgb_path, str(rgb_path))
@@ -80,8 +83,8 @@ class PairedDataset(_PairDataset):
             self.pairs = self._read_csv(Path(csv_path), Path(root) if root else Path(csv_path).parent)
         else:
             base = Path(root) if root else Path()
-            rgbs = sorted(glob.glob(str(base / rgb_glob), recursive=True))
-            depths = sorted(glob.glob(str(base / depth_glob), recursive=True))
+            rgbs = glob_files(str(base / rgb_glob))  # symlink loops skipped, not followed
+            depths = glob_files(str(base / depth_glob))
             if len(rgbs) != len(depths) or not rgbs:
                 raise DataError(
                     f"globs {base / rgb_glob} ({len(rgbs)} files) and {base / depth_glob} "
@@ -92,16 +95,39 @@ class PairedDataset(_PairDataset):
 
     @staticmethod
     def _read_csv(path: Path, root: Path) -> list[tuple[Path, Path]]:
+        """``rgb,depth`` lines; a UTF-8 byte-order mark (Excel's CSVs) and one header row are accepted.
+
+        The first row is a header when neither cell names a file of a known suffix or an existing
+        file (so "rgb.path,depth.path" is a header, "a.png,a_depth.png" is data).
+        """
+        expected = "two comma-separated columns 'rgb,depth' (paths relative to the CSV's folder or root)"
         try:
-            with open(path, newline="") as f:
-                rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+            with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: strips a BOM if there is one
+                lines = [(n, line) for n, line in enumerate(f.read().splitlines(), 1) if line.strip()]
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text (byte {err.start}); expected {expected}") from err
         except OSError as err:
             raise DataError(f"{path}: cannot read ({err})") from err
-        if rows and not Path(rows[0][0].strip()).suffix:  # a header such as "rgb,depth"
+        rows = [(n, [c.strip() for c in next(csv.reader([line]))]) for n, line in lines]
+        if rows and _is_header(rows[0][1], root):
             rows = rows[1:]
-        if not rows or any(len(r) < 2 for r in rows):
-            raise DataError(f"{path}: expected 'rgb,depth' lines")
-        return [(root / r[0].strip(), root / r[1].strip()) for r in rows]
+        if not rows:
+            raise DataError(f"{path}: no data lines; expected {expected}")
+        pairs = []
+        for number, cells in rows:
+            if len(cells) < 2 or not cells[0] or not cells[1]:
+                hint = " (it looks semicolon-separated: use commas)" if ";" in ",".join(cells) else ""
+                raise DataError(f"{path}:{number}: expected {expected}, got {','.join(cells)!r}{hint}")
+            pairs.append((root / cells[0], root / cells[1]))
+        return pairs
+
+
+# Suffixes a CSV's data cells name; a first row without any is a header such as "rgb,depth".
+_DATA_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy", ".h5", ".hdf5"}
+
+
+def _is_header(cells: list[str], root: Path) -> bool:
+    return not any(Path(c).suffix.lower() in _DATA_SUFFIXES or (root / c).is_file() for c in cells if c)
 
 
 class BtsDataset(_PairDataset):
@@ -164,7 +190,7 @@ class H5Dataset(DepthDataset):
         if isinstance(path, (list, tuple)):
             self.files = [Path(p) for p in path]
         elif Path(path).is_dir():
-            self.files = sorted(Path(p) for p in glob.glob(str(Path(path) / pattern), recursive=True))
+            self.files = [Path(p) for p in glob_files(str(Path(path) / pattern))]
         else:
             self.files = [Path(path)]
         if not self.files:

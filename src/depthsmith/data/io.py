@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..errors import InputError
 
 from .encodings import Encoding, decode_depth, get_encoding
 
@@ -17,7 +20,7 @@ __all__ = ["DataError", "reading", "read_rgb", "read_depth", "read_depth_array",
 Source = str | Path | bytes
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A sample cannot be used; the message names the file(s) and the problem."""
 
 
@@ -37,8 +40,16 @@ def reading(name: str, what: str) -> Iterator[None]:
 
 def _open(source: Source, name: str) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with warnings.catch_warnings():  # Pillow only warns below twice its limit: refused below instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        width, height = image.size  # from the header: nothing decoded yet
+        if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+            raise DataError(f"{name}: image is {width} x {height} pixels, above the {Image.MAX_IMAGE_PIXELS / 1e6:.1f} "
+                            "megapixel limit (PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression bombs)")
         image.load()  # decode now so a truncated file fails here, not later in numpy
+    except DataError:
+        raise
     except FileNotFoundError as err:
         raise DataError(f"{name}: file not found") from err
     except Exception as err:  # PIL raises many types for corrupt data

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import timm
 
+from ..errors import MissingInputError
 from .decoders import list_decoders
 from .encoders import WEIGHT_CHOICES
+from .loading import ModelConfigError, load_hub, load_local, looks_like_path
 from .model import DepthModel
 from .presets import PRESET_NOTES, PRESETS
 from .weights import WeightFileError
 
 __all__ = ["DepthModel", "create_model", "list_models", "load_model", "convert_keras", "list_decoders",
-           "WeightFileError"]
+           "WeightFileError", "ModelConfigError"]
 
 
 def list_models() -> list[str]:
@@ -63,24 +64,24 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwar
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), or
     import the seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``).
 
-    Weights come from safetensors (or the .keras file's HDF5) only and every tensor must
-    match (strict): nothing is unpickled, and the encoder's ImageNet weights are not fetched again.
+    Weights come from safetensors (or the .keras file's HDF5) only and every tensor must match
+    (strict): nothing is unpickled, and the encoder's ImageNet weights are not fetched again. A bad
+    local folder raises ModelConfigError (config.json) or WeightFileError (model.safetensors)
+    naming the file.
     """
-    path = Path(path_or_hub_id)
+    path = Path(path_or_hub_id).expanduser()
     if path.suffix == ".keras":  # before the Hub: a missing file must say so, not look like a repo id
         from .keras_seed import load_keras_seed
 
         return load_keras_seed(path).to(map_location)
     if path.exists():
-        if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-            raise FileNotFoundError(
-                f"{path} is not a saved depthsmith model: it needs config.json and model.safetensors "
-                "(written by model.save_pretrained or depthsmith train)."
-            )
-        json.loads((path / "config.json").read_text())  # fail early, naming the file, on bad JSON
-    return DepthModel.from_pretrained(
-        str(path_or_hub_id), encoder_weights=None, strict=True, map_location=map_location, **hub_kwargs
-    )
+        return load_local(path, map_location)
+    if looks_like_path(str(path_or_hub_id)):
+        raise MissingInputError(
+            f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
+            "give a folder written by save_pretrained, or a Hub repo id."
+        )
+    return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
 
 
 def convert_keras(path: str | Path, out_dir: str | Path) -> Path:

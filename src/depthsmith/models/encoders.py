@@ -23,11 +23,30 @@ import timm
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .weights import load_encoder_file
 
-__all__ = ["Encoder", "WEIGHT_CHOICES"]
+__all__ = ["Encoder", "WEIGHT_CHOICES", "ENCODER_KWARGS", "check_encoder_kwargs"]
 
 WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to a .safetensors/.pth state dict"
+
+
+# What ``encoder_kwargs`` may hold: our own options and the timm options that only shape the
+# network. Anything else would reach ``timm.create_model`` unchecked, and some timm options
+# open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
+# the internet must not be able to make the loader read, or unpickle, an arbitrary file.
+ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input")
+TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size")
+ENCODER_KWARGS = ENCODER_OWN_KWARGS + TIMM_SHAPE_KWARGS
+
+
+def check_encoder_kwargs(kwargs: dict, where: str = "encoder_kwargs") -> None:
+    """Refuse any key outside ``ENCODER_KWARGS``, naming it (``where`` says which file or argument)."""
+    unknown = sorted(set(kwargs) - set(ENCODER_KWARGS))
+    if unknown:
+        raise InputError(
+            f"{where}: encoder_kwargs key(s) {unknown} are not allowed; valid keys: {', '.join(ENCODER_KWARGS)}."
+        )
 
 
 def _check_encoder_name(name: str) -> None:
@@ -58,6 +77,7 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         _check_encoder_name(name)
+        check_encoder_kwargs(timm_kwargs)
         if weights not in (None, "imagenet") and not isinstance(weights, (str, Path)):
             raise ValueError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
         self.name = name

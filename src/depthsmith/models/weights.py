@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 __all__ = ["read_state_dict", "load_encoder_file", "WeightFileError"]
 
 # Wrappers that training code puts around a model, and what they add to every key.
@@ -14,7 +16,7 @@ _PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.net.", "net.")
 _NESTED = ("state_dict", "model", "model_state_dict", "ema")
 
 
-class WeightFileError(ValueError):
+class WeightFileError(InputError):
     """A weight file that cannot be read or does not fit the network."""
 
 

@@ -1,0 +1,43 @@
+"""The one error type for bad input, whatever the entry point.
+
+Every reader, loader and argument check raises a subclass of :class:`InputError` whose
+message names the file (or argument), says what is wrong with it and what would be valid.
+It is a ``ValueError`` so code that caught ``ValueError`` before keeps working; the CLI
+catches it and prints ``error: <message>`` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["InputError", "MissingInputError", "check_positive_int", "check_intrinsics"]
+
+
+class InputError(ValueError):
+    """Bad input (a file, a config, an argument); the message says which, what is wrong and what is valid."""
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A named file or folder that does not exist (also a FileNotFoundError, for older callers)."""
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, or an InputError naming the argument and the valid range."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name}={value!r} is not valid: give an integer >= {minimum}.")
+    return value
+
+
+def check_intrinsics(intrinsics: Sequence[float] | None) -> tuple[float, float, float, float] | None:
+    """(fx, fy, cx, cy) in pixels: four finite numbers, focal lengths > 0 and a principal point >= 0."""
+    if intrinsics is None:
+        return None
+    values = tuple(float(v) for v in intrinsics)
+    if (len(values) != 4 or not all(math.isfinite(v) for v in values)
+            or values[0] <= 0 or values[1] <= 0 or values[2] < 0 or values[3] < 0):
+        raise InputError(
+            f"intrinsics {list(intrinsics)} are not valid: give FX FY CX CY in pixels, "
+            "focal lengths FX, FY > 0 and principal point CX, CY >= 0 (finite numbers)."
+        )
+    return values  # type: ignore[return-value]

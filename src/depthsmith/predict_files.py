@@ -1,0 +1,169 @@
+"""``depthsmith predict``: depth files for many images, folders, globs and videos.
+
+Every input that cannot be read or run is named in a summary at the end (exit code 1) while
+the others are still written; bad arguments raise ``InputError`` before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, check_intrinsics, check_positive_int
+from .inference import DEFAULT_MAX_SIDE, Predictor, check_size
+from .io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
+
+__all__ = ["predict_cli", "predict_video"]
+
+def _stems(files: Sequence[Path]) -> dict[Path, str]:
+    """Output name per input: its stem, prefixed by its folder when two inputs share a stem."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.stem] = counts.get(f.stem, 0) + 1
+    stems = {f: f.stem if counts[f.stem] == 1 else f"{f.parent.name}_{f.stem}" for f in files}
+    seen: dict[str, int] = {}
+    for f, s in stems.items():  # still clashing (same folder name too): number them
+        seen[s] = seen.get(s, 0) + 1
+        if seen[s] > 1:
+            stems[f] = f"{s}_{seen[s]}"
+    return stems
+
+
+def _progress(iterable: Iterable, total: int | None, unit: str, desc: str) -> Iterable:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, unit=unit, desc=desc, dynamic_ncols=True)
+
+
+def predict_video(
+    predictor: Predictor, path: Path, out_dir: Path, stem: str, outputs: Sequence[str],
+    cmap: str = "inferno_r", batch_size: int = 4,
+) -> None:
+    """Depth video(s) for a video: ``color`` -> <stem>_depth.mp4, ``side`` -> <stem>_side.mp4,
+    ``png16``/``npy`` -> one file per frame in <stem>_frames/. Frames are batched."""
+    from .io import VideoWriter, render_color, side_by_side
+
+    frames, info = read_video(path)
+    writers = {kind: VideoWriter(out_dir / f"{stem}_{'depth' if kind == 'color' else kind}.mp4", info["fps"])
+               for kind in ("color", "side") if kind in outputs}
+    frame_outputs = [o for o in outputs if o in ("png16", "npy")]
+    if frame_outputs:
+        (out_dir / f"{stem}_frames").mkdir(exist_ok=True)
+    vrange: tuple[float, float] | None = None
+    try:
+        stream = predictor.predict_many(enumerate(frames), batch_size)
+        for i, frame, depth in _progress(stream, info["n_frames"], "frame", path.name):
+            if vrange is None:  # one colour scale for the whole video: per-frame scales flicker
+                lo, hi = np.percentile(depth[np.isfinite(depth)], [1, 99])
+                vrange = (float(lo), float(hi) if hi > lo else float(lo) + 1e-6)
+            if frame_outputs:
+                write_outputs(out_dir / f"{stem}_frames", f"{i:06d}", frame, depth, frame_outputs, cmap)
+            if writers:
+                colored = render_color(depth, cmap, vrange)
+                for kind, writer in writers.items():
+                    writer.write(colored if kind == "color" else side_by_side(frame, colored))
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def predict_cli(
+    inputs: Sequence[str],
+    model: str,
+    out_dir: str | Path,
+    outputs: Sequence[str] = ("png16", "color"),
+    cmap: str = "inferno_r",
+    backend: str = "torch",
+    batch_size: int = 4,
+    device: str = "auto",
+    intrinsics: Sequence[float] | None = None,
+    precision: str = "auto",
+    max_side: int = DEFAULT_MAX_SIDE,
+    compile: bool = False,
+) -> int:
+    """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
+
+    Inputs that cannot be read are listed by name at the end and the exit code is 1;
+    the others are still processed.
+    """
+    check_positive_int(batch_size, "--batch-size")
+    intrinsics = check_intrinsics(intrinsics)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is an existing file; give a folder (it is created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file further up the path, no permission
+        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err}).") from err
+    files, problems = expand_inputs(inputs)
+    failures = [f"{name}: {reason}" for name, reason in problems]
+    if backend == "onnx" and not str(model).endswith(".onnx"):
+        model = _onnx_file_for(model, out)
+    predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
+                          compile=compile)
+    print(f"model {predictor.describe()}")
+    if not predictor.is_metric:
+        print("note: relative model: depth files hold unitless values (16-bit PNG: value x 1000), not metres")
+    if "ply" in outputs and intrinsics is None:
+        print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
+
+    stems = _stems(files)
+    images = [f for f in files if not is_video(f)]
+    done = 0
+
+    def readable() -> Iterator[tuple[Path, np.ndarray]]:
+        for f in images:
+            try:
+                rgb = load_image(f)
+                check_size(*rgb.shape[:2])
+                yield f, rgb
+            except ReadError as err:
+                failures.append(str(err))
+            except InputError as err:
+                failures.append(f"{f}: {err}")
+
+    def failed(f: Path, err: Exception) -> None:  # one image that cannot run: named, the rest go on
+        failures.append(f"{f}: cannot predict ({type(err).__name__}: {str(err).splitlines()[0][:300]})")
+
+    stream = predictor.predict_many(readable(), batch_size, on_error=failed)
+    for f, rgb, depth in _progress(stream, len(images), "img", "images"):
+        try:
+            write_outputs(out, stems[f], rgb, depth, outputs, cmap, intrinsics, predictor.units)
+            done += 1
+        except (OSError, ValueError) as err:
+            failures.append(f"{f}: cannot write outputs ({err})")
+    for f in (f for f in files if is_video(f)):
+        try:
+            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size)
+            done += 1
+        except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
+            failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
+
+    info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
+            "precision": predictor.precision, "max_side": max_side}
+    (out / "depth_info.json").write_text(json.dumps(info, indent=2))
+    print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
+    if failures:
+        print(f"{len(failures)} input(s) failed:")
+        for message in failures:
+            print(f"  {message}")
+        return 1
+    return 0
+
+
+def _onnx_file_for(model: str, out: Path) -> Path:
+    """The ONNX file for ``predict --backend onnx``: <model dir>/model.onnx if it exists, else an
+    export written to <out>/model.onnx (checked against PyTorch)."""
+    folder_file = Path(model) / "model.onnx"
+    if folder_file.is_file():
+        return folder_file
+    from .export import export_onnx
+    from .models import load_model
+
+    print(f"exporting {model} to {out / 'model.onnx'} for ONNX Runtime ...")
+    result = export_onnx(load_model(model), out / "model.onnx")
+    print(result.summary())
+    return result.path
