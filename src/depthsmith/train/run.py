@@ -126,6 +126,15 @@ def _loggers(config: Mapping[str, Any], run_dir: Path) -> list[Any]:
     return loggers
 
 
+def _close_wandb(loggers: list[Any]) -> None:
+    """End this run's W&B run: wandb keeps one run per process, and a second train() in the same
+    process (a notebook, the test suite) would otherwise log into the first one's run."""
+    if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+        import wandb
+
+        wandb.finish()
+
+
 def _wandb_logged_in() -> bool:
     netrc = Path.home() / ".netrc"
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
@@ -329,6 +338,7 @@ def train(
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous_env
+        _close_wandb(loggers)
     if trainer.interrupted and error is None:
         error = f"Training interrupted; {resume_hint}"
     if not trainer.is_global_zero:
