@@ -11,6 +11,11 @@
   cases. (Augmentations are seeded per sample in train/data.py.)
 - ResumableCSVLogger: Lightning's CSVLogger deletes an existing metrics.csv when it starts;
   a resumed run must append to it instead.
+- FiniteStateGuard: the loss check in the module misses weights and buffers that overflow
+  while the loss stays finite (at a huge learning rate BatchNorm's running_var becomes inf,
+  the sigmoid output saturates, the loss does not): every checkpoint is checked first, and
+  a bad state stops the run with the previous checkpoint left as it was.
+- clean_orphans: a kill during an atomic write leaves its temp file; they are removed on start.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import csv
 import os
 import random
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "StepReseed", "ResumableCSVLogger", "atomic_write_text"]
+__all__ = ["AtomicCheckpointIO", "StepReseed", "ResumableCSVLogger", "atomic_write_text", "FiniteStateGuard",
+           "NonFiniteStateError", "non_finite_report", "clean_orphans"]
 
 
 _UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
@@ -135,3 +142,60 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class NonFiniteStateError(RuntimeError):
+    """A weight or buffer became NaN or inf; the message names the step and the first bad tensor."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+def non_finite_report(state: Mapping[str, Any]) -> str | None:
+    """None when every floating tensor of ``state`` is finite; else which ones are not."""
+    bad = []
+    for name, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad.append((name, count, value.numel()))
+    if not bad:
+        return None
+    name, count, total = bad[0]
+    more = f"; {len(bad)} tensors in all are not finite" if len(bad) > 1 else ""
+    return f"first bad tensor {name} ({count} of {total} values NaN or inf){more}"
+
+
+class FiniteStateGuard(pl.Callback):
+    """Refuse to checkpoint (and so to export) a model whose weights or buffers are not finite."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        report = non_finite_report(checkpoint["state_dict"])
+        # Every DDP rank decides together (BatchNorm buffers are per rank), or one would hang.
+        if trainer.strategy.reduce_boolean_decision(report is not None, all=False):
+            raise NonFiniteStateError(
+                f"the model's weights or buffers are not finite at global step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}): {report or 'on another rank'}. The loss may still look finite. "
+                "Try a lower optim.lr or trainer.gradient_clip_val=1.0.",
+                step=trainer.global_step,
+            )
+
+
+def clean_orphans(*folders: Path) -> list[Path]:
+    """Delete the temp files that killed atomic writes left in ``folders``; return them.
+
+    Only names our own writers make (``.<target>.<random>.tmp``, see _mkstemp); a run
+    folder is used by one run at a time, so none of them can belong to a live write.
+    """
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp"):
+            if path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed

@@ -36,7 +36,8 @@ from lightning.fabric.utilities.rank_zero import _get_rank
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from .callbacks import AtomicCheckpointIO, StepReseed, ResumableCSVLogger, atomic_write_text
+from .callbacks import (AtomicCheckpointIO, FiniteStateGuard, NonFiniteStateError, ResumableCSVLogger, StepReseed,
+                        atomic_write_text, clean_orphans, non_finite_report)
 from .config import ConfigError, dump_config, resolve_config, yaml_load
 from .data import DepthDataModule
 from .holdout import evaluate_holdout, format_holdout
@@ -135,6 +136,7 @@ def _callbacks(config: Mapping[str, Any], run_dir: Path, has_val: bool) -> tuple
         ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                         enable_version_counter=False),
         StepReseed(int(config["trainer"]["seed"] or 0)),
+        FiniteStateGuard(),
         LearningRateMonitor(),
     ]
     if ckpt["every_n_train_steps"]:
@@ -211,7 +213,11 @@ def _export(config: Mapping[str, Any], checkpoint: Path, model_dir: Path) -> tor
     """Rebuild the model on CPU (no ImageNet download), load the checkpoint, save_pretrained."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model = build_model(config["model"], encoder_weights=None)
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    report = non_finite_report(state)
+    if report is not None:  # every checkpoint is checked when saved; this covers older ones
+        raise NonFiniteStateError(f"{checkpoint}: the model's weights or buffers are not finite: {report}.", step=-1)
+    model.load_state_dict(state)
     partial = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -311,7 +317,7 @@ def train(
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
                         weights_only=True)
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, NonFiniteStateError) as err:
         last = run_dir / "checkpoints" / "last.ckpt"
         keep = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
         error = f"Training stopped: {err} Nothing was overwritten: {keep}."
@@ -330,11 +336,15 @@ def train(
     if not trainer.is_global_zero:
         return TrainResult(ok=error is None, run_dir=run_dir, error=error)
     if error is not None:
-        print(error, file=sys.stderr)
-        summary = {"status": "failed", "error": error, "run_dir": str(run_dir)}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-        return TrainResult(ok=False, run_dir=run_dir, error=error, summary=summary)
+        return _failed(run_dir, error)
     return _finish(cfg, run_dir, trainer, best_cb, started)
+
+
+def _failed(run_dir: Path, error: str) -> TrainResult:
+    print(error, file=sys.stderr)
+    summary = {"status": "failed", "error": error, "run_dir": str(run_dir)}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return TrainResult(ok=False, run_dir=run_dir, error=error, summary=summary)
 
 
 def _finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb: ModelCheckpoint | None,
@@ -343,7 +353,10 @@ def _finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb:
     best_ckpt = Path(best_cb.best_model_path) if best_cb is not None and best_cb.best_model_path else None
     source = best_ckpt if best_ckpt is not None and best_ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     model_dir = run_dir / "model"
-    model = _export(cfg, source, model_dir)
+    try:
+        model = _export(cfg, source, model_dir)
+    except NonFiniteStateError as err:
+        return _failed(run_dir, f"Training stopped: {err} No model was exported.")
     monitor, mode = cfg["checkpoint"]["monitor"], cfg["checkpoint"]["mode"]
     best = _best_metrics(_read_metrics(run_dir / "metrics.csv"), monitor, mode)
     summary: dict[str, Any] = {

@@ -1,0 +1,45 @@
+"""What a training run refuses to write or keep: non-finite weights and buffers, a bad
+``--set`` value, orphaned temp files, and a run folder that could not be continued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from depthsmith.train import ConfigError, train
+
+TINY = [
+    "data.train={type: synthetic, num_samples: 8, size: [32, 48], seed: 0}",
+    "data.val={type: synthetic, num_samples: 2, size: [32, 48], seed: 1}",
+    "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1", "trainer.precision=fp32",
+    "trainer.accelerator=cpu", "trainer.devices=1", "trainer.log_every_n_steps=1", "logging.progress_bar=false",
+    "logging.tensorboard=false", "model.name=test_resnet", "model.encoder_weights=null",
+    "model.decoder_kwargs={filters: [16, 8, 8, 8, 8]}", "final_eval=null",
+]
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def _finite(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_a_finite_loss_with_inf_batchnorm_buffers_stops_the_run(tmp_path, capsys):
+    # At lr=1e6 the loss stays finite (the sigmoid output saturates) while BatchNorm's
+    # running statistics overflow: the exported model would predict a constant depth.
+    run = tmp_path / "run"
+    result = train("quickstart", TINY + ["optim.lr=1e6", "trainer.max_epochs=2", "checkpoint.every_n_train_steps=1"],
+                   run_dir=run)
+    assert not result.ok
+    assert "not finite" in result.error and "global step" in result.error
+    assert "first bad tensor model." in result.error  # by name
+    step = int(result.error.split("global step ")[1].split()[0])
+    last = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] < step  # the checkpoint before the bad state was kept
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    assert not (run / "model").exists()
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):  # whatever was kept is the last good state
+        assert _finite(ckpt), ckpt
