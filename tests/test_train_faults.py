@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -50,13 +49,42 @@ from depthsmith.train import train
 args = json.loads(sys.argv[1])
 
 class PauseAt(pl.Callback):
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == args["pause_at"]:
+    def _pause(self, trainer, hook):
+        if [hook, trainer.global_step] == args["pause_at"]:
             open(args["marker"], "w").close()
             time.sleep(600)
 
-train("quickstart", args["overrides"], run_dir=args["run_dir"], callbacks=[PauseAt()])
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._pause(trainer, "batch")
+
+    def on_validation_start(self, trainer, pl_module):
+        self._pause(trainer, "val")
+
+
+class DiskFullAt(pl.Callback):
+    # From global step N on, no file may grow past `limit` bytes: the next checkpoint write
+    # fails with EFBIG (SIGXFSZ ignored), as on a full disk.
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == args["disk_full_at"]:
+            import resource, signal
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (args["limit"], resource.RLIM_INFINITY))
+
+
+callbacks = [PauseAt()] if "pause_at" in args else [DiskFullAt()]
+result = train("quickstart", args["overrides"], run_dir=args["run_dir"], resume=args["resume"], callbacks=callbacks)
+sys.exit(0 if result.ok else 1)
 """
+
+
+# Random kills per test run; the README numbers come from longer runs of the same loop.
+KILLS = int(os.environ.get("DEPTHSMITH_FAULT_KILLS", "3"))
+
+
+def _snapshot(folder: Path) -> set[tuple[str, int]]:
+    if not folder.is_dir():
+        return set()
+    return {(e.name, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file()}
 
 
 def _env() -> dict[str, str]:
@@ -81,9 +109,11 @@ def _ok(done: subprocess.CompletedProcess) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def _kill_at(run_dir: Path, step: int, cwd: Path) -> None:
-    marker = cwd / f"paused-{step}"
-    args = {"overrides": ARGS, "run_dir": str(run_dir), "pause_at": step, "marker": str(marker)}
+def _kill_at(run_dir: Path, hook: str, step: int, cwd: Path, resume: bool = False) -> None:
+    """Start (or resume) the run and SIGKILL it at the start of `hook` ("batch" or "val") at `step`."""
+    marker = cwd / f"paused-{hook}-{step}"
+    args = {"overrides": [] if resume else ARGS, "run_dir": str(run_dir), "pause_at": [hook, step],
+            "marker": str(marker), "resume": resume}
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], env=_env(), cwd=cwd,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -119,16 +149,82 @@ def reference(tmp_path_factory):
     return root / "run"
 
 
-@pytest.mark.parametrize("kill_step", [5, STEPS_PER_EPOCH], ids=["mid-epoch", "epoch-boundary"])
-def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(kill_step, reference, tmp_path):
-    # mid-epoch: last.ckpt is the step-3 checkpoint, steps 3-4 were trained and are lost.
-    # epoch boundary: last.ckpt is the end of epoch 0 (after validation).
-    run = tmp_path / "run"
-    _kill_at(run, kill_step, tmp_path)
-    saved = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
-    assert saved["global_step"] == (3 if kill_step == 5 else STEPS_PER_EPOCH)
-    _ok(_run(_cli(run, "--resume", overrides=()), cwd=tmp_path))
+def _assert_same_as(reference: Path, run: Path) -> None:
     a, b = _tensors(reference / "checkpoints/last.ckpt"), _tensors(run / "checkpoints/last.ckpt")
     bad = _differences(a, b)
     assert not bad, f"{len(bad)} of {len(a)} tensors differ, e.g. {bad[:3]}"
     assert not _differences(load_file(reference / "model/model.safetensors"), load_file(run / "model/model.safetensors"))
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(reference, tmp_path):
+    # last.ckpt is the step-3 checkpoint; steps 3-4 were trained and are lost. Before the
+    # loader kept its position, the resumed epoch started again from its first batch.
+    run = tmp_path / "run"
+    _kill_at(run, "batch", 5, tmp_path)
+    assert torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 3
+    _ok(_run(_cli(run, "--resume", overrides=()), cwd=tmp_path))
+    _assert_same_as(reference, run)
+
+
+def test_sigkill_before_the_first_checkpoint_at_an_epoch_boundary_and_in_validation(reference, tmp_path):
+    """One run killed four times, resumed after each kill; it ends as the uninterrupted run."""
+    run, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # Before any checkpoint only config.yaml is there: --resume starts the run afresh.
+    _kill_at(run, "batch", 0, tmp_path)
+    assert (run / "config.yaml").is_file() and not last.exists()
+    # In epoch 0's validation: resumes from the step-6 checkpoint (none after an epoch's last
+    # batch: Lightning resumes that one with its epoch counters one short, and a second kill
+    # in epoch 1's validation then made the resumed run train a 17th step).
+    _kill_at(run, "val", STEPS_PER_EPOCH, tmp_path, resume=True)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
+    # Right after the epoch boundary: last.ckpt is the end of epoch 0, after its validation.
+    _kill_at(run, "batch", STEPS_PER_EPOCH, tmp_path, resume=True)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == STEPS_PER_EPOCH
+    _kill_at(run, "val", 2 * STEPS_PER_EPOCH, tmp_path, resume=True)
+    _ok(_run(_cli(run, "--resume", overrides=()), cwd=tmp_path))
+    _assert_same_as(reference, run)
+
+
+def test_sigkill_at_random_times_during_checkpoint_writes(reference, tmp_path):
+    """Checkpoint every step and kill at random moments while they are written; after each
+    kill the checkpoint on disk loads and --resume goes on; the end is the uninterrupted run."""
+    run, folder = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    rng = random.Random(int(os.environ.get("DEPTHSMITH_FAULT_SEED", "0")))
+    history = []
+    args = ARGS + ["checkpoint.every_n_train_steps=1"]  # training itself is the same as the reference's
+    mid_write = 0
+    for trial in range(KILLS):
+        command = _cli(run, "--resume", overrides=()) if trial else _cli(run, overrides=args)
+        before = _snapshot(folder)
+        child = subprocess.Popen(command, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while _snapshot(folder) == before:  # wait until this process is writing checkpoints
+            assert child.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.4))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        mid_write += any(p.name.endswith(".tmp") for p in folder.iterdir())
+        ckpt = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)  # never truncated
+        progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+        history.append((ckpt["global_step"], progress["processed"], progress["completed"]))
+    done = _run(_cli(run, "--resume", overrides=()), cwd=tmp_path)
+    assert done.returncode == 0, f"after kills at (step, processed, completed) {history}: {done.stderr[-2000:]}"
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # orphans cleaned on start
+    _assert_same_as(reference, run)
+    print(f"{KILLS} kills, {mid_write} of them during a checkpoint write (temp file left); all resumed")
+
+
+def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
+    run = tmp_path / "run"
+    # The step-3 checkpoint is written; from step 4 on no file may grow past 64 kB.
+    args = {"overrides": ARGS, "run_dir": str(run), "disk_full_at": 4, "limit": 64_000, "resume": False}
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], env=_env(), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert "File too large" in done.stderr and "last.ckpt is unchanged" in done.stderr, done.stderr[-2000:]
+    folder = run / "checkpoints"
+    assert torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 3
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]

@@ -43,3 +43,40 @@ def test_a_finite_loss_with_inf_batchnorm_buffers_stops_the_run(tmp_path, capsys
     assert not (run / "model").exists()
     for ckpt in (run / "checkpoints").glob("*.ckpt"):  # whatever was kept is the last good state
         assert _finite(ckpt), ckpt
+
+
+def test_a_failed_resume_does_not_keep_its_overrides(tmp_path):
+    run = tmp_path / "run"
+    # No OneCycle: its total step count is fixed in the checkpoint, so it cannot be extended.
+    assert train("quickstart", TINY + ["schedule.name=none"], run_dir=run).ok
+    saved = (run / "config.yaml").read_text()
+    # A decoder of another width cannot load the checkpoint: this resume fails...
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        train("quickstart", ["model.decoder_kwargs={filters: [32, 16, 16, 8, 8]}"], run_dir=run, resume=True)
+    # ...and leaves config.yaml as it was, so the next plain --resume is not the same failure.
+    assert (run / "config.yaml").read_text() == saved
+    extended = train("quickstart", ["trainer.max_epochs=2"], run_dir=run, resume=True)
+    assert extended.ok and extended.summary["epochs"] == 2
+    assert "max_epochs: 2" in (run / "config.yaml").read_text()  # a resume that trained keeps its overrides
+
+
+def test_orphaned_temp_files_are_removed_on_start_and_an_empty_run_resumes(tmp_path, capsys):
+    run = tmp_path / "run"
+    # What a kill during the first checkpoint write leaves: config.yaml, a temp file, no checkpoint.
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("stale")  # replaced below by a config that parses
+    orphan = run / "checkpoints" / ".last.ckpt.k2j3h4.tmp"
+    orphan.write_bytes(b"\0" * 1_000_000)
+    keep = run / "checkpoints" / "notes.txt"  # not ours: left alone
+    keep.write_text("mine")
+    assert train("quickstart", TINY, run_dir=tmp_path / "seed").ok
+    (run / "config.yaml").write_text((tmp_path / "seed" / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"already holds a run; continue it from the beginning \(it has no "
+                                          r"checkpoint yet\) with --resume"):
+        train("quickstart", TINY, run_dir=run)
+    result = train("quickstart", run_dir=run, resume=True)
+    assert result.ok, result.error
+    err = capsys.readouterr().err
+    assert "removed 1 temporary file(s) (1.0 MB)" in err and "starting it from the beginning" in err
+    assert not orphan.exists() and keep.read_text() == "mine"
+    assert (run / "checkpoints" / "last.ckpt").is_file()

@@ -36,8 +36,8 @@ from lightning.fabric.utilities.rank_zero import _get_rank
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from .callbacks import (AtomicCheckpointIO, FiniteStateGuard, NonFiniteStateError, ResumableCSVLogger, StepReseed,
-                        atomic_write_text, clean_orphans, non_finite_report)
+from .callbacks import (AtomicCheckpointIO, FiniteStateGuard, NonFiniteStateError, ResumableCSVLogger, StepCheckpoint,
+                        StepReseed, WriteAtFirstCheckpoint, atomic_write_text, clean_orphans, non_finite_report)
 from .config import ConfigError, dump_config, resolve_config, yaml_load
 from .data import DepthDataModule
 from .holdout import evaluate_holdout, format_holdout
@@ -140,9 +140,9 @@ def _callbacks(config: Mapping[str, Any], run_dir: Path, has_val: bool) -> tuple
         LearningRateMonitor(),
     ]
     if ckpt["every_n_train_steps"]:
-        callbacks.append(ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1,
-                                         every_n_train_steps=int(ckpt["every_n_train_steps"]),
-                                         enable_version_counter=False))
+        callbacks.append(StepCheckpoint(dirpath=folder, filename="last", save_top_k=1,
+                                        every_n_train_steps=int(ckpt["every_n_train_steps"]),
+                                        enable_version_counter=False))
     best = None
     if has_val:
         best = ModelCheckpoint(dirpath=folder, filename="best", monitor=ckpt["monitor"], mode=ckpt["mode"],
@@ -244,19 +244,34 @@ def _truncate_metrics(path: Path, global_step: int) -> None:
 
 
 def _prepare_run_dir(config: Mapping[str, Any], run_dir: Path, resume: bool) -> Path | None:
-    """Check the folder (rank 0 only) and return the checkpoint to resume from."""
+    """Check the folder (rank 0 only) and return the checkpoint to resume from.
+
+    ``--resume`` on a folder without a checkpoint (the run stopped, or was killed, before its
+    first one) starts the saved run from the beginning: that is exactly where it stood.
+    """
     last = run_dir / "checkpoints" / "last.ckpt"
+    rank0 = _get_rank() in (None, 0)
+    if rank0:
+        count, size = clean_orphans(run_dir, run_dir / "checkpoints")
+        if count:
+            print(f"removed {count} temporary file(s) ({size / 1e6:.1f} MB) left by interrupted writes in {run_dir}",
+                  file=sys.stderr)
     if resume:
         if not last.is_file():
-            raise ConfigError(f"cannot resume: {last} does not exist (start the run without --resume)")
-        if _get_rank() in (None, 0):
+            if rank0:
+                print(f"{last} does not exist (the run stopped before its first checkpoint): starting it from the "
+                      "beginning with its saved config.yaml", file=sys.stderr)
+                _truncate_metrics(run_dir / "metrics.csv", 0)  # rows of the lost attempt
+            return None
+        if rank0:
             # mmap: read one integer, not the whole checkpoint.
             step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"]
             _truncate_metrics(run_dir / "metrics.csv", int(step))
         return last
-    if _get_rank() in (None, 0) and (run_dir / "config.yaml").exists():
+    if rank0 and (run_dir / "config.yaml").exists():
+        state = "its last checkpoint" if last.is_file() else "the beginning (it has no checkpoint yet)"
         raise ConfigError(
-            f"{run_dir} already holds a run; continue it with --resume, or choose another --run-dir"
+            f"{run_dir} already holds a run; continue it from {state} with --resume, or choose another --run-dir"
         )
     return None
 
@@ -302,10 +317,12 @@ def train(
     loggers = _loggers(cfg, run_dir)
     has_val = datamodule.val_cfg is not None
     callback_list, best_cb = _callbacks(cfg, run_dir, has_val)
+    if resume:  # after FiniteStateGuard: a refused checkpoint does not count as a working config
+        callback_list.append(WriteAtFirstCheckpoint(run_dir / "config.yaml", dump_config(cfg)))
     trainer = _build_trainer(cfg, run_dir, callback_list + list(callbacks), loggers, has_val)
-    if rank0:
+    if rank0 and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))  # what --resume will read
 
     error = None
     resume_hint = f"continue with: depthsmith train --config {cfg['name']} --run-dir {run_dir} --resume"
