@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -80,3 +81,23 @@ def test_orphaned_temp_files_are_removed_on_start_and_an_empty_run_resumes(tmp_p
     assert "removed 1 temporary file(s) (1.0 MB)" in err and "starting it from the beginning" in err
     assert not orphan.exists() and keep.read_text() == "mine"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+class CrashAtStep(pl.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_mid_epoch_resume_with_another_batch_size_is_refused_by_name(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train("quickstart", TINY + ["data.batch_size=2", "checkpoint.every_n_train_steps=1"], run_dir=run,
+              callbacks=[CrashAtStep(2)])
+    # "batch 2 of epoch 0" means other samples at batch size 4: exact resume is impossible.
+    with pytest.raises(ConfigError, match=r"middle of epoch 0 \(after batch 2\).*batch_size 2 -> 4.*data\.batch_size"):
+        train("quickstart", ["data.batch_size=4"], run_dir=run, resume=True)
+    assert "batch_size: 2" in (run / "config.yaml").read_text()

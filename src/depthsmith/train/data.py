@@ -90,11 +90,12 @@ class ResumableLoader(DataLoader):
                 "num_samples": len(self.dataset), "drop_last": int(self.drop_last)}
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.sampler.epoch), "batches": int(self.trained_batches()), **self._layout()}
+        return {"epoch": int(self.sampler.epoch), "batches": int(self.trained_batches()), "length": len(self),
+                **self._layout()}
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         epoch, batches = int(state["epoch"]), int(state["batches"])
-        if batches >= len(self):  # saved at the end of the epoch: the next one starts afresh
+        if batches >= int(state["length"]):  # saved at the end of the epoch: the next one starts afresh
             self.sampler.set_epoch(epoch + 1)
             return
         if batches <= 0:
