@@ -114,16 +114,24 @@ def _kill_at(run_dir: Path, hook: str, step: int, cwd: Path, resume: bool = Fals
     marker = cwd / f"paused-{hook}-{step}"
     args = {"overrides": [] if resume else ARGS, "run_dir": str(run_dir), "pause_at": [hook, step],
             "marker": str(marker), "resume": resume}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], env=_env(), cwd=cwd,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert child.poll() is None, child.stderr.read()[-3000:]
-        assert time.time() < deadline, "the child never reached its pause point"
-        time.sleep(0.05)
-    os.kill(child.pid, signal.SIGKILL)
+    log = cwd / f"child-{hook}-{step}.log"  # a file, not a pipe: a full pipe would block the child
+    with log.open("w") as stderr:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], env=_env(), cwd=cwd,
+                                 stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.time() + 120
+            while not marker.exists():
+                assert child.poll() is None, log.read_text()[-3000:]
+                assert time.time() < deadline, "the child never reached its pause point"
+                time.sleep(0.05)
+        finally:
+            _sigkill(child)
+
+
+def _sigkill(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    child.stderr.close()
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -153,7 +161,8 @@ def _assert_same_as(reference: Path, run: Path) -> None:
     a, b = _tensors(reference / "checkpoints/last.ckpt"), _tensors(run / "checkpoints/last.ckpt")
     bad = _differences(a, b)
     assert not bad, f"{len(bad)} of {len(a)} tensors differ, e.g. {bad[:3]}"
-    assert not _differences(load_file(reference / "model/model.safetensors"), load_file(run / "model/model.safetensors"))
+    model = "model/model.safetensors"
+    assert not _differences(load_file(reference / model), load_file(run / model))
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(reference, tmp_path):
@@ -192,21 +201,29 @@ def test_sigkill_at_random_times_during_checkpoint_writes(reference, tmp_path):
     rng = random.Random(int(os.environ.get("DEPTHSMITH_FAULT_SEED", "0")))
     history = []
     args = ARGS + ["checkpoint.every_n_train_steps=1"]  # training itself is the same as the reference's
-    mid_write = 0
-    for trial in range(KILLS):
-        command = _cli(run, "--resume", overrides=()) if trial else _cli(run, overrides=args)
+    kills = mid_write = 0
+    while kills < KILLS:
+        command = _cli(run, "--resume", overrides=()) if kills else _cli(run, overrides=args)
         before = _snapshot(folder)
         child = subprocess.Popen(command, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while _snapshot(folder) == before:  # wait until this process is writing checkpoints
-            assert child.poll() is None, "the run ended before it could be killed"
-            assert time.time() < deadline
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.4))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+        try:
+            deadline = time.time() + 120
+            while _snapshot(folder) == before and child.poll() is None:  # until it writes checkpoints
+                assert time.time() < deadline
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.4))
+        finally:
+            _sigkill(child)
+        if child.returncode == 0:  # the run finished first (long loops: DEPTHSMITH_FAULT_KILLS)
+            assert kills, "the run ended before it could be killed"
+            break
+        assert child.returncode == -signal.SIGKILL, f"the run failed on its own (exit {child.returncode})"
+        kills += 1
         mid_write += any(p.name.endswith(".tmp") for p in folder.iterdir())
+        if not (folder / "last.ckpt").exists():  # killed during the very first checkpoint write
+            assert not history, f"last.ckpt vanished after kills at {history}"
+            continue  # --resume starts the run afresh
         ckpt = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)  # never truncated
         progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
         history.append((ckpt["global_step"], progress["processed"], progress["completed"]))
@@ -214,7 +231,8 @@ def test_sigkill_at_random_times_during_checkpoint_writes(reference, tmp_path):
     assert done.returncode == 0, f"after kills at (step, processed, completed) {history}: {done.stderr[-2000:]}"
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # orphans cleaned on start
     _assert_same_as(reference, run)
-    print(f"{KILLS} kills, {mid_write} of them during a checkpoint write (temp file left); all resumed")
+    print(f"\n{kills} kills, {mid_write} of them during a checkpoint write (temp file left); all resumed "
+          "bit-identical")
 
 
 def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):

@@ -7,7 +7,8 @@ Bad data. ``on_error="raise"`` (default) raises :class:`DataError` naming the fi
 ``on_error="skip"`` returns the next good sample instead (so the default collate works;
 training is fine with that: a batch stays full and one good sample is seen twice that
 epoch), or ``None`` when ``substitute_skipped`` is False (evaluation sets it: a substitute
-would score one image twice and hide the bad one), appends ``(name, reason)`` to ``dataset.skipped`` and warns, once per bad sample. DataLoader workers hold their own
+would score one image twice and hide the bad one), appends ``(name, reason)`` to
+``dataset.skipped`` and warns, once per bad sample. DataLoader workers hold their own
 copies of the dataset, so their ``skipped`` lists never reach the main process; the
 warnings (printed by the workers) do. For a count that is exact at the end of a run,
 call :meth:`DepthDataset.validate` in the main process before building the loader:
