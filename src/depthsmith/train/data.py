@@ -71,7 +71,8 @@ class EpochIndexSampler(DistributedSampler):
 
 class ResumableLoader(DataLoader):
     """The training DataLoader, with a ``state_dict`` / ``load_state_dict`` that say where in
-    the epoch it is (Lightning also checks for these two methods to call a loader resumable).
+    the epoch it is (Lightning also checks for these two methods to call a loader resumable,
+    and may apply the DataModule's state a second time: loading is idempotent).
 
     ``trained_batches`` tells how many batches of the current epoch the model has really been
     trained on (the Trainer's progress counter). The loader's own iterator runs ahead of that
