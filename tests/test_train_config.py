@@ -152,3 +152,35 @@ def test_yaml_file_and_dict_configs(tmp_path):
     assert resolve_config({"model": {"name": "x"}})["model"]["name"] == "x"
     with pytest.raises(ConfigError, match="neither a recipe nor a YAML file"):
         resolve_config("no-such-recipe")
+
+
+@pytest.mark.parametrize("bad, hint", [
+    ("optim.lr=fast", r"override optim\.lr='fast'.*optim\.lr must be a number > 0.*got 'fast'"),
+    ("optim.lr=-1e-3", r"optim\.lr must be a number > 0"),
+    ("data.batch_size=2.5", r"data\.batch_size must be an integer >= 1"),
+    ("trainer.max_epochs=ten", r"trainer\.max_epochs must be an integer >= -1 or null"),
+    ("data.val_fraction=1.0", r"data\.val_fraction must be a number in \[0, 1\)"),
+    ("schedule.name=cosin", r"schedule\.name must be one of none, linear, poly, onecycle, cosine; got 'cosin'"),
+    ("trainer.precision=fp8", r"trainer\.precision must be one of 32-true, bf16-mixed"),
+    ("checkpoint.mode=lowest", r"checkpoint\.mode must be one of min, max"),
+    ("trainer.deterministic=sometimes", r"trainer\.deterministic must be true or false"),
+    ("optim={lr: fast}", r"optim\.lr must be a number > 0"),
+])
+def test_bad_override_values_name_key_value_and_what_is_valid(bad, hint):
+    with pytest.raises(ConfigError, match=hint):
+        resolve_config("quickstart", [bad])
+
+
+def test_good_values_and_recipes_pass_the_value_checks():
+    for recipe in list_recipes():
+        resolve_config(recipe)
+    cfg = resolve_config("quickstart", ["trainer.precision=32", "trainer.limit_train_batches=0.5", "optim.lr=1",
+                                        "trainer.seed=null", "checkpoint.every_n_train_steps=10"])
+    assert cfg["trainer"]["precision"] == "32-true" and cfg["optim"]["lr"] == 1
+
+
+def test_a_bad_value_in_a_yaml_file_names_the_key(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: {name: test_resnet}\ndata: {train: {type: synthetic}, batch_size: 0}\n")
+    with pytest.raises(ConfigError, match=r"data\.batch_size must be an integer >= 1; got 0"):
+        resolve_config(path)

@@ -4,8 +4,11 @@ A sample is ``{"image": float32 3xHxW RGB in [0, 1], "depth": float32 1xHxW metr
 (invalid = 0), "mask": bool 1xHxW (True = valid), "name": str}``.
 
 Bad data. ``on_error="raise"`` (default) raises :class:`DataError` naming the file.
-``on_error="skip"`` returns the next good sample instead (so the default collate works),
-appends ``(name, reason)`` to ``dataset.skipped`` and warns, once per bad sample. DataLoader workers hold their own
+``on_error="skip"`` returns the next good sample instead (so the default collate works;
+training is fine with that: a batch stays full and one good sample is seen twice that
+epoch), or ``None`` when ``substitute_skipped`` is False (evaluation sets it: a substitute
+would score one image twice and hide the bad one), appends ``(name, reason)`` to
+``dataset.skipped`` and warns, once per bad sample. DataLoader workers hold their own
 copies of the dataset, so their ``skipped`` lists never reach the main process; the
 warnings (printed by the workers) do. For a count that is exact at the end of a run,
 call :meth:`DepthDataset.validate` in the main process before building the loader:
@@ -85,6 +88,7 @@ class DepthDataset(Dataset):
     """
 
     _handles: tuple[str, ...] = ()
+    substitute_skipped = True  # on_error="skip": next good sample (True) or None (False) for a bad one
 
     def __init__(
         self,
@@ -153,6 +157,8 @@ class DepthDataset(Dataset):
                 if self.on_error == "raise":
                     raise
                 self._record_skip(self._safe_name(j), str(err))
+                if not self.substitute_skipped:
+                    return None
         else:
             raise DataError(f"{type(self).__name__}: no readable sample at all ({len(self.skipped)} skipped)")
         return self.transform(sample) if self.transform is not None else sample

@@ -97,7 +97,7 @@ class _Scorer:
                                      align=align, crop_mode=crop_mode, clamp=proto.clamp)
         self.rows: list[dict[str, Any]] = []
         self.examples: list[dict[str, Any]] = []
-        self.skipped: list[str] = []  # images without any valid ground-truth pixel
+        self.skipped: list[str] = []  # unreadable images, and images without any valid ground-truth pixel
 
     def sanitize(self, pred: torch.Tensor) -> torch.Tensor:
         """NaN / -inf -> the lower bound, +inf -> the upper bound (before upsampling spreads them)."""
@@ -165,7 +165,8 @@ class _Scorer:
 
     def summary(self) -> dict[str, float]:
         if not self.rows:
-            raise ValueError(f"no image could be evaluated ({len(self.skipped)} without a valid ground-truth pixel)")
+            raise ValueError(f"no image could be evaluated ({len(self.skipped)} skipped: unreadable or without a "
+                             "valid ground-truth pixel)")
         metrics = dict(self.acc.compute())
         if not self.proto.masked:  # per-image rows were adjusted for the holes: average those
             metrics.update({k: float(np.mean([r[k] for r in self.rows])) for k in ("rmse", "d1", "d2", "d3")})
@@ -255,6 +256,15 @@ def _load_model(model: Any) -> torch.nn.Module:
     return model
 
 
+def _unreadable_name(data: Any, position: int) -> str:
+    """A name for the skipped list, for a sample the dataset could not read."""
+    names = getattr(data, "names", None)
+    try:
+        return f"{names()[position]} (unreadable)" if names is not None else f"sample {position} (unreadable)"
+    except Exception:  # a reader that cannot name it either
+        return f"sample {position} (unreadable)"
+
+
 def _load_dataset(dataset: Any) -> Any:
     if isinstance(dataset, (str, Path, dict)):
         from depthsmith.data import build_dataset
@@ -328,6 +338,8 @@ def evaluate(
     proto = get_protocol(protocol, min_depth, max_depth)
     check_seed_input(proto, seed_input)
     model, data = _load_model(model), _load_dataset(dataset)
+    if hasattr(data, "substitute_skipped"):
+        data.substitute_skipped = False  # on_error=skip: a bad sample is dropped and counted, not replaced
     if max_images is not None and max_images < len(data):
         data = Subset(data, range(max_images))
     dev = resolve_device(device)
@@ -338,7 +350,10 @@ def evaluate(
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
     eval_size: list[int] | None = list(size) if size else None  # network input size, for the report's GFLOPs
     with tqdm(total=len(data), desc=f"eval {proto.name}", unit="img", disable=not progress) as bar:
-        for samples in loader:
+        for batch_start, samples in zip(range(0, len(data), batch_size), loader):
+            count = len(samples)
+            scorer.skipped += [_unreadable_name(data, batch_start + i) for i, s in enumerate(samples) if s is None]
+            samples = [s for s in samples if s is not None]
             groups: dict[tuple[int, ...], list[int]] = {}
             for i, s in enumerate(samples):  # one forward per image size
                 groups.setdefault(tuple(s["image"].shape), []).append(i)
@@ -354,7 +369,7 @@ def evaluate(
                 image = s["image"].numpy() if len(scorer.examples) < keep_examples else None
                 pred = upsample_to(preds[i].double(), tuple(depth.shape[-2:]))
                 scorer.add(pred.numpy(), depth, mask, s["name"], image)
-            bar.update(len(samples))
+            bar.update(count)
     settings = {"source": "model", "model": getattr(model, "name", type(model).__name__), "device": str(dev),
                 "batch_size": batch_size, "eval_size": eval_size, "seed_input": seed_input}
     return _result(scorer, settings, flip_tta, size)

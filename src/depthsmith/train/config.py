@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -120,6 +120,111 @@ _FREE = {("model",), ("loss",), ("data", "train"), ("data", "val"), ("data", "tr
 TARGETS = ("auto", "seed_minmax")
 PRECISION_ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed",
                      "16": "16-mixed"}
+
+
+# Values checked before anything is written, so that a bad one names itself instead of
+# failing inside torch or Lightning (or after an hour of training).
+INF = float("inf")
+
+
+class _Range(NamedTuple):
+    integer: bool
+    low: float  # lowest valid value (excluded when `above`)
+    high: float = INF  # highest valid value (excluded when `below`)
+    nullable: bool = False
+    above: bool = False
+    below: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.high == INF:
+            bounds = f"{'>' if self.above else '>='} {self.low:g}"
+        else:
+            bounds = f"in {'(' if self.above else '['}{self.low:g}, {self.high:g}{')' if self.below else ']'}"
+        return f"must be {kind} {bounds}{' or null' if self.nullable else ''}"
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False
+        over = value > self.low if self.above else value >= self.low
+        under = value < self.high if self.below else value <= self.high
+        return over and under
+
+
+_NUMBERS: dict[str, _Range] = {
+    "data.val_fraction": _Range(False, 0.0, 1.0, nullable=True, below=True),
+    "data.split_seed": _Range(True, 0),
+    "data.batch_size": _Range(True, 1),
+    "data.val_batch_size": _Range(True, 1, nullable=True),
+    "data.num_workers": _Range(True, 0),
+    "optim.lr": _Range(False, 0.0, above=True),
+    "optim.encoder_lr": _Range(False, 0.0, nullable=True),
+    "optim.decoder_lr": _Range(False, 0.0, nullable=True),
+    "optim.weight_decay": _Range(False, 0.0),
+    "optim.eps": _Range(False, 0.0, above=True),
+    "schedule.power": _Range(False, 0.0),
+    "schedule.pct_start": _Range(False, 0.0, 1.0),
+    "schedule.div_factor": _Range(False, 0.0, above=True),
+    "schedule.final_div_factor": _Range(False, 0.0, above=True),
+    "schedule.min_lr_ratio": _Range(False, 0.0, 1.0),
+    "trainer.max_epochs": _Range(True, -1, nullable=True),
+    "trainer.max_steps": _Range(True, -1),
+    "trainer.gradient_clip_val": _Range(False, 0.0, nullable=True),
+    "trainer.accumulate_grad_batches": _Range(True, 1),
+    "trainer.check_val_every_n_epoch": _Range(True, 1),
+    "trainer.seed": _Range(True, 0, 2**32 - 1, nullable=True),
+    "trainer.log_every_n_steps": _Range(True, 1),
+    "trainer.num_nodes": _Range(True, 1),
+    "trainer.limit_train_batches": _Range(False, 0.0, nullable=True),  # a count, or a fraction <= 1.0
+    "trainer.limit_val_batches": _Range(False, 0.0, nullable=True),
+    "freeze_encoder_epochs": _Range(True, 0, nullable=True),
+    "checkpoint.every_n_train_steps": _Range(True, 1, nullable=True),
+    "bn_momentum": _Range(False, 0.0, 1.0, nullable=True),
+}
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "optim.name": ("adam", "adamw"),
+    "schedule.name": ("none", "linear", "poly", "onecycle", "cosine"),
+    "schedule.interval": ("step", "epoch"),
+    "schedule.anneal_strategy": ("cos", "linear"),
+    "checkpoint.mode": ("min", "max"),
+    "target": TARGETS,
+    "data.split_by": ("scene", "image"),
+    "trainer.matmul_precision": (None, "highest", "high", "medium"),
+    "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "fp32", "bf16",
+                          "fp16", "64", "32", "16"),
+}
+_BOOLS = ("optim.amsgrad", "data.cache", "data.drop_last", "trainer.deterministic", "logging.tensorboard",
+          "logging.progress_bar", "logging.train_metrics", "logging.train_eval")  # logging.wandb: true|false|auto
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``key`` (and what is valid), or None."""
+    if key in _NUMBERS:
+        return None if _NUMBERS[key].accepts(value) else _NUMBERS[key].describe()
+    if key in _CHOICES:
+        # trainer.precision=32 reads as an integer: the choices are the strings Lightning takes.
+        ok = not isinstance(value, bool) and (value in _CHOICES[key] or str(value) in _CHOICES[key])
+        return None if ok else f"must be one of {', '.join(map(str, _CHOICES[key]))}"
+    if key in _BOOLS and not isinstance(value, bool):
+        return "must be true or false"
+    return None
+
+
+def _check_values(config: Mapping[str, Any], keys: Sequence[str] = (), source: str = "") -> None:
+    """Check the given dotted keys (default: every key with a rule) of a merged config."""
+    for key in keys or [*_NUMBERS, *_CHOICES, *_BOOLS]:
+        node: Any = config
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            problem = _value_problem(key, node)
+            if problem:
+                where = f"{source}: " if source else ""
+                raise ConfigError(f"{where}config key {key} {problem}; got {node!r} ({type(node).__name__})")
 
 
 # --- YAML -------------------------------------------------------------------------------
@@ -261,37 +366,22 @@ def resolve_config(
         probe: dict[str, Any] = {}
         _set(probe, keys, value)
         _check_keys(probe, DEFAULTS)  # a typo in an override names the key it meant
+        dotted = ".".join(keys)
+        _check_values(probe, [k for k in (*_NUMBERS, *_CHOICES, *_BOOLS) if k == dotted or k.startswith(dotted + ".")],
+                      source=f"override {dotted}={value!r}")
         _set(resolved, keys, value)
     return normalise(resolved)
 
 
 def normalise(config: dict[str, Any]) -> dict[str, Any]:
     """Expand shorthands and check values that would otherwise fail deep inside Lightning."""
+    _check_values(config)  # the recipe's or YAML file's own values (overrides were checked as applied)
     trainer = config["trainer"]
     precision = str(trainer["precision"])
     trainer["precision"] = PRECISION_ALIASES.get(precision, precision)
     if not config["model"].get("name"):
         raise ConfigError("model.name is not set (a preset from `depthsmith models` or any timm encoder name)")
-    if config["optim"]["name"] not in ("adam", "adamw"):
-        raise ConfigError(f"optim.name must be adam or adamw, got {config['optim']['name']!r}")
-    if config["schedule"]["name"] not in ("none", "linear", "poly", "onecycle", "cosine"):
-        raise ConfigError(
-            f"schedule.name must be none, linear, poly, onecycle or cosine, got {config['schedule']['name']!r}"
-        )
-    if config["schedule"]["interval"] not in ("step", "epoch"):
-        raise ConfigError(f"schedule.interval must be step or epoch, got {config['schedule']['interval']!r}")
-    if config["checkpoint"]["mode"] not in ("min", "max"):
-        raise ConfigError(f"checkpoint.mode must be min or max, got {config['checkpoint']['mode']!r}")
-    if config["logging"]["wandb"] not in (True, False, "auto"):
-        raise ConfigError(f"logging.wandb must be true, false or auto, got {config['logging']['wandb']!r}")
-    if config["target"] not in TARGETS:
-        raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {config['target']!r}")
-    if config["data"]["split_by"] not in ("scene", "image"):
-        raise ConfigError(f"data.split_by must be scene or image, got {config['data']['split_by']!r}")
-    momentum = config["bn_momentum"]
-    if momentum is not None and not (isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0):
-        raise ConfigError(f"bn_momentum must be null or a number in [0, 1] (torch convention), got {momentum!r}")
-    fraction = float(config["data"]["val_fraction"] or 0.0)
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {fraction}")
+    wandb = config["logging"]["wandb"]
+    if wandb not in (True, False, "auto") or (wandb in (0, 1) and not isinstance(wandb, bool)):
+        raise ConfigError(f"config key logging.wandb must be true, false or auto; got {wandb!r}")
     return config

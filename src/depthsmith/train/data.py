@@ -6,12 +6,21 @@ resumed from a checkpoint therefore sees exactly the batches it would have seen 
 interruption, whatever the number of workers and whenever Lightning happens to create the
 loader iterator (it does so at different moments in a fresh and in a resumed run).
 Under DDP each process gets its shard from the same sampler (rank, world size from the Trainer).
+
+Mid-epoch resume: every checkpoint records the training loader's position (epoch, seed and
+how many batches of that epoch were trained), and the resumed loader starts at the next batch.
+Without that, Lightning replays the epoch from its first batch (BatchNorm statistics and
+weights then differ from an uninterrupted run). The position is kept in the DataModule's
+``state_dict``, which Lightning restores before it builds the loader; Lightning's own loader
+state (``loops.fit_loop.combined_loader``) comes back too late when ``configure_optimizers``
+asks for ``estimated_stepping_batches`` (OneCycle, poly, cosine), because that builds the
+loader early.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,7 +32,8 @@ from torch.utils.data.dataloader import default_collate
 from ..data import build_dataset, build_transforms
 from .config import ConfigError
 
-__all__ = ["DepthDataModule", "collate_skip_none", "dataset_configs", "SampleCache", "EpochIndexSampler"]
+__all__ = ["DepthDataModule", "collate_skip_none", "dataset_configs", "SampleCache", "EpochIndexSampler",
+           "ResumableLoader"]
 
 
 def collate_skip_none(batch: list[Any]) -> Any:
@@ -34,10 +44,74 @@ def collate_skip_none(batch: list[Any]) -> Any:
 
 class EpochIndexSampler(DistributedSampler):
     """DistributedSampler (shuffled by seed + epoch, one shard per rank) that yields
-    ``(epoch, index)`` so the dataset can seed each sample's augmentation."""
+    ``(epoch, index)`` so the dataset can seed each sample's augmentation.
+
+    ``resume_at(epoch, start)`` makes the next pass over ``epoch`` begin at position ``start``
+    of this rank's shard (once); ``len`` stays the full shard, as Lightning counts the
+    batches of a resumed epoch from the start of the epoch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        self.set_epoch(epoch)
+        self._resume = (int(epoch), int(start))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, i) for i in super().__iter__())
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == self.epoch:
+                start = self._resume[1]
+            self._resume = None  # only the pass it was saved in starts part-way
+        epoch = self.epoch
+        return ((epoch, i) for i in list(super().__iter__())[start:])
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader, with a ``state_dict`` / ``load_state_dict`` that say where in
+    the epoch it is (Lightning also checks for these two methods to call a loader resumable,
+    and may apply the DataModule's state a second time: loading is idempotent).
+
+    ``trained_batches`` tells how many batches of the current epoch the model has really been
+    trained on (the Trainer's progress counter). The loader's own iterator runs ahead of that
+    (worker prefetching), so it cannot count them itself.
+    """
+
+    sampler: EpochIndexSampler
+
+    def __init__(self, *args: Any, trained_batches: Callable[[], int], seed: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trained_batches, self.seed = trained_batches, int(seed)
+
+    def _layout(self) -> dict[str, int]:
+        # What the position means: any change makes "batch k of epoch e" another set of samples.
+        return {"seed": self.seed, "batch_size": int(self.batch_size), "num_replicas": self.sampler.num_replicas,
+                "num_samples": len(self.dataset), "drop_last": int(self.drop_last)}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches": int(self.trained_batches()), "length": len(self),
+                **self._layout()}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if batches >= int(state["length"]):  # saved at the end of the epoch: the next one starts afresh
+            self.sampler.set_epoch(epoch + 1)
+            return
+        if batches <= 0:
+            self.sampler.set_epoch(epoch)
+            return
+        now = self._layout()
+        changed = [f"{k} {state.get(k)} -> {v}" for k, v in now.items() if state.get(k) != v]
+        if changed:
+            raise ConfigError(
+                f"cannot resume in the middle of epoch {epoch} (after batch {batches}): the checkpoint's data "
+                f"layout differs from this run's ({', '.join(changed)}; seed = trainer.seed, batch_size = "
+                "data.batch_size, num_replicas = devices x nodes, num_samples = the training set). Resume with "
+                "the values the run was started with, or from an end-of-epoch checkpoint."
+            )
+        self.sampler.resume_at(epoch, batches * int(self.batch_size))
 
 
 class SampleCache(Dataset):
@@ -139,6 +213,17 @@ class DepthDataModule(pl.LightningDataModule):
         self.train_eval_set: Dataset | None = None
         # Metric prefix of each validation loader, in order (read by the module's validation_step).
         self.val_prefixes: list[str] = []
+        self._train_loader: ResumableLoader | None = None
+        self._resume_state: dict[str, int] | None = None  # from a checkpoint, for the next train loader
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._resume_state = dict(state["train_loader"]) if state.get("train_loader") else None
+        if self._train_loader is not None and self._resume_state is not None:  # loader built before the restore
+            self._train_loader.load_state_dict(self._resume_state)
+            self._resume_state = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -160,21 +245,34 @@ class DepthDataModule(pl.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
         drop_last = bool(self.data["drop_last"]) and train and len(dataset) >= batch_size * world
-        if train:
-            sampler: Any = EpochIndexSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
-        else:
-            # Sequential; under DDP each rank takes every world-th sample (padded like Lightning's own).
-            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
-        return DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        options = dict(
+            batch_size=batch_size, num_workers=workers,
             # Persistent workers would keep their caches across epochs; otherwise reuse costs nothing.
             persistent_workers=workers > 0 and bool(self.data["cache"]),
             collate_fn=collate_skip_none, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
         )
+        if train:
+            sampler = EpochIndexSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+            return ResumableLoader(dataset, sampler=sampler, trained_batches=self._trained_batches, seed=self.seed,
+                                   **options)
+        # Sequential; under DDP each rank takes every world-th sample (padded like Lightning's own).
+        val_sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+        return DataLoader(dataset, sampler=val_sampler, **options)
+
+    def _trained_batches(self) -> int:
+        # Batches of this epoch whose training step has run (saved by a checkpoint taken now).
+        if self.trainer is None:
+            return 0
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.train_set, int(self.data["batch_size"]), train=True)
+        loader = self._loader(self.train_set, int(self.data["batch_size"]), train=True)
+        if self._resume_state is not None:
+            loader.load_state_dict(self._resume_state)
+            self._resume_state = None
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup()

@@ -36,7 +36,8 @@ from lightning.fabric.utilities.rank_zero import _get_rank
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from .callbacks import AtomicCheckpointIO, StepReseed, ResumableCSVLogger, atomic_write_text
+from .callbacks import (AtomicCheckpointIO, FiniteStateGuard, NonFiniteStateError, ResumableCSVLogger, StepCheckpoint,
+                        StepReseed, WriteAtFirstCheckpoint, atomic_write_text, clean_orphans, non_finite_report)
 from .config import ConfigError, dump_config, resolve_config, yaml_load
 from .data import DepthDataModule
 from .holdout import evaluate_holdout, format_holdout
@@ -148,12 +149,13 @@ def _callbacks(config: Mapping[str, Any], run_dir: Path, has_val: bool) -> tuple
         ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                         enable_version_counter=False),
         StepReseed(int(config["trainer"]["seed"] or 0)),
+        FiniteStateGuard(),
         LearningRateMonitor(),
     ]
     if ckpt["every_n_train_steps"]:
-        callbacks.append(ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1,
-                                         every_n_train_steps=int(ckpt["every_n_train_steps"]),
-                                         enable_version_counter=False))
+        callbacks.append(StepCheckpoint(dirpath=folder, filename="last", save_top_k=1,
+                                        every_n_train_steps=int(ckpt["every_n_train_steps"]),
+                                        enable_version_counter=False))
     best = None
     if has_val:
         best = ModelCheckpoint(dirpath=folder, filename="best", monitor=ckpt["monitor"], mode=ckpt["mode"],
@@ -224,7 +226,11 @@ def _export(config: Mapping[str, Any], checkpoint: Path, model_dir: Path) -> tor
     """Rebuild the model on CPU (no ImageNet download), load the checkpoint, save_pretrained."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model = build_model(config["model"], encoder_weights=None)
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    report = non_finite_report(state)
+    if report is not None:  # every checkpoint is checked when saved; this covers older ones
+        raise NonFiniteStateError(f"{checkpoint}: the model's weights or buffers are not finite: {report}.", step=-1)
+    model.load_state_dict(state)
     partial = model_dir.with_name(model_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
@@ -251,19 +257,34 @@ def _truncate_metrics(path: Path, global_step: int) -> None:
 
 
 def _prepare_run_dir(config: Mapping[str, Any], run_dir: Path, resume: bool) -> Path | None:
-    """Check the folder (rank 0 only) and return the checkpoint to resume from."""
+    """Check the folder (rank 0 only) and return the checkpoint to resume from.
+
+    ``--resume`` on a folder without a checkpoint (the run stopped, or was killed, before its
+    first one) starts the saved run from the beginning: that is exactly where it stood.
+    """
     last = run_dir / "checkpoints" / "last.ckpt"
+    rank0 = _get_rank() in (None, 0)
+    if rank0:
+        count, size = clean_orphans(run_dir, run_dir / "checkpoints")
+        if count:
+            print(f"removed {count} temporary file(s) ({size / 1e6:.1f} MB) left by interrupted writes in {run_dir}",
+                  file=sys.stderr)
     if resume:
         if not last.is_file():
-            raise ConfigError(f"cannot resume: {last} does not exist (start the run without --resume)")
-        if _get_rank() in (None, 0):
+            if rank0:
+                print(f"{last} does not exist (the run stopped before its first checkpoint): starting it from the "
+                      "beginning with its saved config.yaml", file=sys.stderr)
+                _truncate_metrics(run_dir / "metrics.csv", 0)  # rows of the lost attempt
+            return None
+        if rank0:
             # mmap: read one integer, not the whole checkpoint.
             step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"]
             _truncate_metrics(run_dir / "metrics.csv", int(step))
         return last
-    if _get_rank() in (None, 0) and (run_dir / "config.yaml").exists():
+    if rank0 and (run_dir / "config.yaml").exists():
+        state = "its last checkpoint" if last.is_file() else "the beginning (it has no checkpoint yet)"
         raise ConfigError(
-            f"{run_dir} already holds a run; continue it with --resume, or choose another --run-dir"
+            f"{run_dir} already holds a run; continue it from {state} with --resume, or choose another --run-dir"
         )
     return None
 
@@ -309,10 +330,12 @@ def train(
     loggers = _loggers(cfg, run_dir)
     has_val = datamodule.val_cfg is not None
     callback_list, best_cb = _callbacks(cfg, run_dir, has_val)
+    if resume:  # after FiniteStateGuard: a refused checkpoint does not count as a working config
+        callback_list.append(WriteAtFirstCheckpoint(run_dir / "config.yaml", dump_config(cfg)))
     trainer = _build_trainer(cfg, run_dir, callback_list + list(callbacks), loggers, has_val)
-    if rank0:
+    if rank0 and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))  # what --resume will read
 
     error = None
     resume_hint = f"continue with: depthsmith train --config {cfg['name']} --run-dir {run_dir} --resume"
@@ -324,7 +347,7 @@ def train(
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
                         weights_only=True)
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, NonFiniteStateError) as err:
         last = run_dir / "checkpoints" / "last.ckpt"
         keep = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
         error = f"Training stopped: {err} Nothing was overwritten: {keep}."
@@ -344,11 +367,15 @@ def train(
     if not trainer.is_global_zero:
         return TrainResult(ok=error is None, run_dir=run_dir, error=error)
     if error is not None:
-        print(error, file=sys.stderr)
-        summary = {"status": "failed", "error": error, "run_dir": str(run_dir)}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-        return TrainResult(ok=False, run_dir=run_dir, error=error, summary=summary)
+        return _failed(run_dir, error)
     return _finish(cfg, run_dir, trainer, best_cb, started)
+
+
+def _failed(run_dir: Path, error: str) -> TrainResult:
+    print(error, file=sys.stderr)
+    summary = {"status": "failed", "error": error, "run_dir": str(run_dir)}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return TrainResult(ok=False, run_dir=run_dir, error=error, summary=summary)
 
 
 def _finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb: ModelCheckpoint | None,
@@ -357,7 +384,10 @@ def _finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb:
     best_ckpt = Path(best_cb.best_model_path) if best_cb is not None and best_cb.best_model_path else None
     source = best_ckpt if best_ckpt is not None and best_ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     model_dir = run_dir / "model"
-    model = _export(cfg, source, model_dir)
+    try:
+        model = _export(cfg, source, model_dir)
+    except NonFiniteStateError as err:
+        return _failed(run_dir, f"Training stopped: {err} No model was exported.")
     monitor, mode = cfg["checkpoint"]["monitor"], cfg["checkpoint"]["mode"]
     best = _best_metrics(_read_metrics(run_dir / "metrics.csv"), monitor, mode)
     summary: dict[str, Any] = {

@@ -1,0 +1,103 @@
+"""What a training run refuses to write or keep: non-finite weights and buffers, a bad
+``--set`` value, orphaned temp files, and a run folder that could not be continued."""
+
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from depthsmith.train import ConfigError, train
+
+TINY = [
+    "data.train={type: synthetic, num_samples: 8, size: [32, 48], seed: 0}",
+    "data.val={type: synthetic, num_samples: 2, size: [32, 48], seed: 1}",
+    "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1", "trainer.precision=fp32",
+    "trainer.accelerator=cpu", "trainer.devices=1", "trainer.log_every_n_steps=1", "logging.progress_bar=false",
+    "logging.tensorboard=false", "model.name=test_resnet", "model.encoder_weights=null",
+    "model.decoder_kwargs={filters: [16, 8, 8, 8, 8]}", "final_eval=null",
+]
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def _finite(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_a_finite_loss_with_inf_batchnorm_buffers_stops_the_run(tmp_path, capsys):
+    # At lr=1e6 the loss stays finite (the sigmoid output saturates) while BatchNorm's
+    # running statistics overflow: the exported model would predict a constant depth.
+    run = tmp_path / "run"
+    result = train("quickstart", TINY + ["optim.lr=1e6", "trainer.max_epochs=2", "checkpoint.every_n_train_steps=1"],
+                   run_dir=run)
+    assert not result.ok
+    assert "not finite" in result.error and "global step" in result.error
+    assert "first bad tensor model." in result.error  # by name
+    step = int(result.error.split("global step ")[1].split()[0])
+    last = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] < step  # the checkpoint before the bad state was kept
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    assert not (run / "model").exists()
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):  # whatever was kept is the last good state
+        assert _finite(ckpt), ckpt
+
+
+def test_a_failed_resume_does_not_keep_its_overrides(tmp_path):
+    run = tmp_path / "run"
+    # No OneCycle: its total step count is fixed in the checkpoint, so it cannot be extended.
+    assert train("quickstart", TINY + ["schedule.name=none"], run_dir=run).ok
+    saved = (run / "config.yaml").read_text()
+    # A decoder of another width cannot load the checkpoint: this resume fails...
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        train("quickstart", ["model.decoder_kwargs={filters: [32, 16, 16, 8, 8]}"], run_dir=run, resume=True)
+    # ...and leaves config.yaml as it was, so the next plain --resume is not the same failure.
+    assert (run / "config.yaml").read_text() == saved
+    extended = train("quickstart", ["trainer.max_epochs=2"], run_dir=run, resume=True)
+    assert extended.ok and extended.summary["epochs"] == 2
+    assert "max_epochs: 2" in (run / "config.yaml").read_text()  # a resume that trained keeps its overrides
+
+
+def test_orphaned_temp_files_are_removed_on_start_and_an_empty_run_resumes(tmp_path, capsys):
+    run = tmp_path / "run"
+    # What a kill during the first checkpoint write leaves: config.yaml, a temp file, no checkpoint.
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("stale")  # replaced below by a config that parses
+    orphan = run / "checkpoints" / ".last.ckpt.k2j3h4.tmp"
+    orphan.write_bytes(b"\0" * 1_000_000)
+    keep = run / "checkpoints" / "notes.txt"  # not ours: left alone
+    keep.write_text("mine")
+    assert train("quickstart", TINY, run_dir=tmp_path / "seed").ok
+    (run / "config.yaml").write_text((tmp_path / "seed" / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"already holds a run; continue it from the beginning \(it has no "
+                                          r"checkpoint yet\) with --resume"):
+        train("quickstart", TINY, run_dir=run)
+    result = train("quickstart", run_dir=run, resume=True)
+    assert result.ok, result.error
+    err = capsys.readouterr().err
+    assert "removed 1 temporary file(s) (1.0 MB)" in err and "starting it from the beginning" in err
+    assert not orphan.exists() and keep.read_text() == "mine"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+class CrashAtStep(pl.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_mid_epoch_resume_with_another_batch_size_is_refused_by_name(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train("quickstart", TINY + ["data.batch_size=2", "checkpoint.every_n_train_steps=1"], run_dir=run,
+              callbacks=[CrashAtStep(2)])
+    # "batch 2 of epoch 0" means other samples at batch size 4: exact resume is impossible.
+    with pytest.raises(ConfigError, match=r"middle of epoch 0 \(after batch 2\).*batch_size 2 -> 4.*data\.batch_size"):
+        train("quickstart", ["data.batch_size=4"], run_dir=run, resume=True)
+    assert "batch_size: 2" in (run / "config.yaml").read_text()
