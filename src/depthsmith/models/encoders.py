@@ -23,6 +23,7 @@ import timm
 import torch
 from torch import nn
 
+from .vit import ViTFeatures, is_plain_vit
 from .weights import load_encoder_file
 
 __all__ = ["Encoder", "WEIGHT_CHOICES"]
@@ -69,6 +70,10 @@ class Encoder(nn.Module):
             net = timm.create_model(name, pretrained=pretrained, **timm_kwargs)
             self.net = _tap_extractor(net, list(taps))
             channels, reductions = _probe_shapes(self.net, list(taps))
+        elif is_plain_vit(name):  # one-stride token grid at any input size: see vit.py
+            self.net = ViTFeatures(name, pretrained, out_indices, weight_file, **timm_kwargs)
+            weight_file = None  # loaded into the bare timm ViT inside
+            channels, reductions = list(self.net.channels), list(self.net.reductions)
         else:
             kwargs = dict(features_only=True, pretrained=pretrained, **timm_kwargs)
             if out_indices is not None:

@@ -18,7 +18,15 @@ INPUT_NORMS = ("timm", "minmax", "none")
 # metric: depth = sigmoid * max_depth (metres). inverse: depth = min_depth / sigmoid
 # (DenseDepth-style targets). relative: the sigmoid itself, unitless (seed-faithful
 # per-image min-max training); predictions of such a model are not in metres.
-OUTPUTS = ("metric", "inverse", "relative")
+# metric_relu: depth = ReLU * max_depth (metres, not capped at max_depth: DPT's ReLU head).
+# disparity: ReLU = affine-invariant inverse depth (MiDaS / Depth Anything relative models);
+# forward returns relative depth in (0, 1]: the per-image max disparity over the disparity,
+# floored at 1 / DISPARITY_RANGE. 1 / that is an exact scale of the disparity, so
+# align='lstsq_disparity' (which inverts the prediction) fits the disparity itself.
+OUTPUTS = ("metric", "inverse", "relative", "metric_relu", "disparity")
+RELU_OUTPUTS = ("metric_relu", "disparity")
+UNITLESS_OUTPUTS = ("relative", "disparity")
+DISPARITY_RANGE = 1.0e3
 
 
 class InputNorm(nn.Module):
@@ -88,7 +96,8 @@ class DepthModel(
         self.decoder = build_decoder(decoder, self.encoder.channels, self.encoder.reductions, **(decoder_kwargs or {}))
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        """The sigmoid output in [0, 1] at the input size: what the losses compare with targets."""
+        """The activated head at the input size: what the losses compare with targets. Sigmoid in
+        [0, 1]; ReLU for ``metric_relu`` (depth / max_depth) and ``disparity`` (the disparity)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
@@ -97,12 +106,15 @@ class DepthModel(
         logits = self.decoder(self.encoder(self.input_norm(x)), size)
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)
+        return torch.relu(logits) if self.output in RELU_OUTPUTS else torch.sigmoid(logits)
 
     def to_depth(self, normalized: torch.Tensor) -> torch.Tensor:
         """Map the sigmoid output to the model's output units (metres unless relative)."""
-        if self.output == "metric":
+        if self.output in ("metric", "metric_relu"):
             return normalized * self.max_depth
+        if self.output == "disparity":
+            top = normalized.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+            return top / normalized.clamp_min(top / DISPARITY_RANGE) / DISPARITY_RANGE
         if self.output == "inverse":
             return self.min_depth / normalized.clamp_min(self.min_depth / self.max_depth)
         return normalized
@@ -112,7 +124,7 @@ class DepthModel(
 
     @property
     def is_metric(self) -> bool:
-        return self.output != "relative"
+        return self.output not in UNITLESS_OUTPUTS
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Encoder vs decoder parameters, for separate learning rates (the report)."""
