@@ -13,6 +13,7 @@ from .decoders import list_decoders
 from .encoders import WEIGHT_CHOICES
 from .model import DepthModel
 from .presets import PRESET_NOTES, PRESETS
+from .vit import is_plain_vit
 from .weights import WeightFileError
 
 __all__ = ["DepthModel", "create_model", "list_models", "load_model", "list_decoders", "WeightFileError"]
@@ -48,7 +49,8 @@ def create_model(
         cfg.update(overrides)
         cfg.setdefault("name", name)
     elif timm.is_model(name):
-        cfg = {"encoder": name, "decoder": "unet", **overrides}
+        # A plain ViT gives one-stride token grids: DPT is the decoder made for them.
+        cfg = {"encoder": name, "decoder": "dpt" if is_plain_vit(name) else "unet", **overrides}
     else:
         raise ValueError(
             f"Unknown model {name!r}. Presets: {', '.join(list_models())}. "
@@ -59,11 +61,17 @@ def create_model(
 
 
 def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwargs: Any) -> DepthModel:
-    """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id).
+    """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), or convert
+    a transformers Depth Anything checkpoint (folder or Hub id; see ``models/hf_depth.py``).
 
     Weights come from safetensors only and every tensor must match (strict): nothing is
     unpickled, and the encoder's ImageNet weights are not fetched again.
     """
+    from .hf_depth import hf_depth_folder, load_hf_depth
+
+    hf = hf_depth_folder(path_or_hub_id, **hub_kwargs)  # a transformers checkpoint: converted
+    if hf is not None:
+        return load_hf_depth(hf, map_location=map_location, source=str(path_or_hub_id))
     path = Path(path_or_hub_id)
     if path.exists():
         if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():

@@ -80,6 +80,7 @@ class DepthModel(
         max_depth: float = 10.0,
         min_depth: float = 0.1,
         name: str | None = None,
+        card: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
@@ -90,6 +91,7 @@ class DepthModel(
         self.output = output
         self.max_depth = float(max_depth)
         self.min_depth = float(min_depth)
+        self.card = dict(card or {})  # licence, base model, training data, metrics: see card.py
         self.encoder = Encoder(encoder, weights=encoder_weights, **(encoder_kwargs or {}))
         cfg = self.encoder.pretrained_cfg
         self.input_norm = InputNorm(input_norm, cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
@@ -132,6 +134,12 @@ class DepthModel(
             "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
             "decoder": [p for p in self.decoder.parameters() if p.requires_grad],
         }
+
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        """README.md for save_pretrained / push_to_hub (the mixin calls this)."""
+        from .card import build_model_card
+
+        return build_model_card(self)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
