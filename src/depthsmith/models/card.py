@@ -14,7 +14,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-__all__ = ["build_model_card", "run_card", "OUTPUT_TEXT"]
+__all__ = ["build_model_card", "run_card", "write_run_card", "OUTPUT_TEXT"]
 
 OUTPUT_TEXT = {
     "metric": "metric depth in metres: sigmoid x max_depth ({max_depth:g} m)",
@@ -105,3 +105,20 @@ def run_card(config: Mapping[str, Any], holdout: Mapping[str, Any] | None, base_
                                           f"({holdout.get('min_depth')}, {holdout.get('max_depth')}) m",
                               "metrics": dict(holdout.get("model") or {})}
     return card
+
+
+def write_run_card(model: Any, model_dir: Any, config: Mapping[str, Any], holdout: Mapping[str, Any] | None) -> None:
+    """Record the run in ``model.card`` and rewrite model_dir's config.json and README.md with it."""
+    from pathlib import Path
+
+    from .hf_depth import source_license
+
+    model_dir = Path(model_dir)
+    model.card.update(run_card(config, holdout, source_license((config.get("model") or {}).get("init_from"))))
+    # config.json is written from the init arguments the mixin captured at construction (a private
+    # dict of huggingface_hub); the card is one of them, so update it there too. A test checks it.
+    captured = getattr(model, "_hub_mixin_config", None)
+    if isinstance(captured, dict):
+        captured["card"] = dict(model.card)
+    (model_dir / "README.md").unlink(missing_ok=True)  # the mixin never overwrites a card
+    model.save_pretrained(model_dir)

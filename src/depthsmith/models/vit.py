@@ -118,6 +118,7 @@ class ViTFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         vit = self.vit
+        batch = x.shape[0]
         tokens = vit.patch_embed(x)  # B x gh x gw x C (NHWC with dynamic_img_size), padded to the patch
         gh, gw = tokens.shape[1], tokens.shape[2]
         tokens = vit.norm_pre(vit.patch_drop(self._pos_embed(tokens)))
@@ -127,5 +128,5 @@ class ViTFeatures(nn.Module):
             if i in self.out_indices:
                 out = vit.norm(tokens)
                 out = out[:, vit.num_prefix_tokens:]
-                feats.append(out.reshape(out.shape[0], gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
+                feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return feats
