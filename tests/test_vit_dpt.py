@@ -90,7 +90,6 @@ def test_relu_output_kinds():
         torch.testing.assert_close(metric_relu(x), metric_relu.forward_normalized(x) * 10.0)
     disp = tiny_dino(output="disparity").eval()
     with torch.no_grad():
-        d = disp.forward_normalized(x)
         torch.nn.init.constant_(disp.decoder.head["conv3"].bias, 0.5)  # a positive disparity everywhere
         d = disp.forward_normalized(x)
         depth = disp(x)
@@ -129,12 +128,15 @@ def test_depth_anything_v2_presets_match_published_parameter_counts(size):
     assert model.encoder.net.out_indices == ([4, 11, 17, 23] if size == "large" else [2, 5, 8, 11])
 
 
-def test_vit_dpt_onnx_export_keeps_height_and_width_dynamic(tmp_path):
+@pytest.mark.parametrize("output", ["metric", "disparity"])
+def test_vit_dpt_onnx_export_keeps_height_and_width_dynamic(tmp_path, output):
     onnx = pytest.importorskip("onnx")
     from depthsmith.export import OnnxRunner, export_onnx
 
     torch.manual_seed(0)
-    model = tiny_dino().eval()
+    model = tiny_dino(output=output).eval()
+    if output == "disparity":  # a positive disparity, so the per-image normalisation is exercised
+        torch.nn.init.constant_(model.decoder.head["conv3"].bias, 0.5)
     result = export_onnx(model, tmp_path / "vit.onnx", height=56, width=84)
     assert result.ok, result.summary()
     dims = onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim
@@ -142,5 +144,7 @@ def test_vit_dpt_onnx_export_keeps_height_and_width_dynamic(tmp_path):
     x = torch.rand(1, 3, 50, 75)  # not a multiple of 14
     with torch.no_grad():
         ref = model(x).numpy()
-    out = OnnxRunner(result.path)(x.numpy())
+    runner = OnnxRunner(result.path)
+    out = runner(x.numpy())
     assert out.shape == (1, 1, 50, 75) and np.abs(out - ref).max() < 1e-4
+    assert runner.is_metric == (output == "metric")
