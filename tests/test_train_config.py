@@ -14,7 +14,7 @@ from depthsmith.train.module import build_model
 from depthsmith.train.optim import build_optimizer, build_scheduler
 
 RECIPES = ["enc-dec-irv2-nyu", "enc-dec-irv2-nyu-seed", "convnext-unet-report", "resnet50-transposed-report",
-           "densedepth-nyu", "quickstart"]
+           "densedepth-nyu", "quickstart", "depth-anything-v2-metric-nyu"]
 
 # What each recipe must say (issue text and field notes); checked against the files.
 EXPECTED = {
@@ -31,6 +31,10 @@ EXPECTED = {
                                        size=[144, 256], flip=None),
     "densedepth-nyu": dict(model="densedepth-densenet169", output="inverse", optim="adam", amsgrad=True,
                            lrs=(1e-4, 1e-4), schedule="none", epochs=20, batch=4, loss=None, size=None),
+    # Depth-Anything-V2 metric_depth/train.py + dist_train.sh (values sourced in the recipe's comments).
+    "depth-anything-v2-metric-nyu": dict(model="depth-anything-v2-small", output="metric", optim="adamw",
+                                         amsgrad=False, lrs=(5e-6, 5e-5), schedule="poly", epochs=120, batch=4,
+                                         loss={"silog": 1.0}, size=[518, 686], flip="hflip"),
 }
 
 
@@ -45,7 +49,7 @@ def test_every_recipe_is_listed_with_a_description():
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_builds_its_model_and_optimiser_groups(name):
-    cfg = resolve_config(name, ["model.encoder_weights=null"])
+    cfg = resolve_config(name, ["model.encoder_weights=null", "model.init_from=null"])  # no download
     model = build_model(cfg["model"])
     assert model.output == cfg["model"]["output"]
     optimizer = build_optimizer(model, cfg["optim"])

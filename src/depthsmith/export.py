@@ -94,7 +94,9 @@ def export_onnx(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().cpu()
-    example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    # Batch 2, not 1: traced from a batch-1 example, torch.export (2.14) records the batch of some
+    # ViT token tensors (LayerNorm outputs) as a constant 1, and the ONNX graph fails at batch 2.
+    example = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0))
     # Dim.DYNAMIC lets torch.export derive each size's valid range; named Dims with explicit
     # ranges fail on timm encoders ("Invalid ranges [2:1]") in torch 2.15.
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}

@@ -81,6 +81,11 @@ class _Scorer:
         fixed = proto.fixed_scale is not None or proto.relative_range is not None
         if fixed and align != "none":
             raise ValueError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
+        if output == "disparity" and align != "lstsq_disparity":
+            raise ValueError(
+                "this model predicts affine-invariant disparity (Depth Anything / MiDaS relative): evaluate it "
+                f"with align='lstsq_disparity' (--align lstsq_disparity), not {align!r}"
+            )
         if output == "relative" and align == "none" and proto.relative_range is None:
             raise ValueError(
                 "this model predicts relative (unitless) depth: evaluate it with align='median', 'lstsq' or "

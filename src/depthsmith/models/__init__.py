@@ -14,6 +14,7 @@ from .encoders import WEIGHT_CHOICES
 from .loading import ModelConfigError, load_hub, load_local, looks_like_path
 from .model import DepthModel
 from .presets import PRESET_NOTES, PRESETS
+from .vit import is_plain_vit
 from .weights import WeightFileError
 
 __all__ = ["DepthModel", "create_model", "list_models", "load_model", "convert_keras", "list_decoders",
@@ -50,7 +51,8 @@ def create_model(
         cfg.update(overrides)
         cfg.setdefault("name", name)
     elif timm.is_model(name):
-        cfg = {"encoder": name, "decoder": "unet", **overrides}
+        # A plain ViT gives one-stride token grids: DPT is the decoder made for them.
+        cfg = {"encoder": name, "decoder": "dpt" if is_plain_vit(name) else "unet", **overrides}
     else:
         raise ValueError(
             f"Unknown model {name!r}. Presets: {', '.join(list_models())}. "
@@ -61,26 +63,33 @@ def create_model(
 
 
 def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwargs: Any) -> DepthModel:
-    """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), or
-    import the seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``).
+    """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
+    seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), or convert a transformers
+    Depth Anything checkpoint (folder or Hub id; see ``hf_depth``).
 
     Weights come from safetensors (or the .keras file's HDF5) only and every tensor must match
     (strict): nothing is unpickled, and the encoder's ImageNet weights are not fetched again. A bad
     local folder raises ModelConfigError (config.json) or WeightFileError (model.safetensors)
     naming the file.
     """
+    from .hf_depth import hf_depth_folder, load_hf_depth
+
     path = Path(path_or_hub_id).expanduser()
     if path.suffix == ".keras":  # before the Hub: a missing file must say so, not look like a repo id
         from .keras_seed import load_keras_seed
 
         return load_keras_seed(path).to(map_location)
     if path.exists():
-        return load_local(path, map_location)
+        hf = hf_depth_folder(path)  # a transformers checkpoint folder: converted
+        return load_hf_depth(hf, map_location=map_location, source=str(path)) if hf else load_local(path, map_location)
     if looks_like_path(str(path_or_hub_id)):
         raise MissingInputError(
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
             "give a folder written by save_pretrained, or a Hub repo id."
         )
+    hf = hf_depth_folder(str(path_or_hub_id), **hub_kwargs)
+    if hf is not None:
+        return load_hf_depth(hf, map_location=map_location, source=str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
 
 

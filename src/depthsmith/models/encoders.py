@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .vit import ViTFeatures, is_plain_vit
 from .weights import load_encoder_file
 
 __all__ = ["Encoder", "WEIGHT_CHOICES", "ENCODER_KWARGS", "check_encoder_kwargs"]
@@ -35,9 +36,13 @@ WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to 
 # network. Anything else would reach ``timm.create_model`` unchecked, and some timm options
 # open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
 # the internet must not be able to make the loader read, or unpickle, an arbitrary file.
-ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input")
-TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size")
+ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "norm")
+TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size", "embed_dim", "depth", "num_heads",
+                     "mlp_ratio", "patch_size", "qkv_bias", "init_values", "pretrained_cfg_overlay")
 ENCODER_KWARGS = ENCODER_OWN_KWARGS + TIMM_SHAPE_KWARGS
+# pretrained_cfg_overlay may only restate the input statistics (a converted checkpoint's processor
+# mean / std): its file, url and hub keys would make timm fetch or read weights.
+OVERLAY_KEYS = ("mean", "std", "interpolation", "crop_pct")
 
 
 def check_encoder_kwargs(kwargs: dict, where: str = "encoder_kwargs") -> None:
@@ -47,6 +52,11 @@ def check_encoder_kwargs(kwargs: dict, where: str = "encoder_kwargs") -> None:
         raise InputError(
             f"{where}: encoder_kwargs key(s) {unknown} are not allowed; valid keys: {', '.join(ENCODER_KWARGS)}."
         )
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    bad = sorted(set(overlay) - set(OVERLAY_KEYS)) if isinstance(overlay, dict) else ["(not a mapping)"]
+    if bad:
+        raise InputError(f"{where}: pretrained_cfg_overlay key(s) {bad} are not allowed; valid keys: "
+                         f"{', '.join(OVERLAY_KEYS)}.")
 
 
 def _check_encoder_name(name: str) -> None:
@@ -89,6 +99,10 @@ class Encoder(nn.Module):
             net = timm.create_model(name, pretrained=pretrained, **timm_kwargs)
             self.net = _tap_extractor(net, list(taps))
             channels, reductions = _probe_shapes(self.net, list(taps))
+        elif is_plain_vit(name):  # one-stride token grid at any input size: see vit.py
+            self.net = ViTFeatures(name, pretrained, out_indices, weight_file, **timm_kwargs)
+            weight_file = None  # loaded into the bare timm ViT inside
+            channels, reductions = list(self.net.channels), list(self.net.reductions)
         else:
             kwargs = dict(features_only=True, pretrained=pretrained, **timm_kwargs)
             if out_indices is not None:

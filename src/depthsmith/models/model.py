@@ -21,7 +21,15 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 # metric: depth = sigmoid * max_depth (metres). inverse: depth = min_depth / sigmoid
 # (DenseDepth-style targets). relative: the sigmoid itself, unitless (seed-faithful
 # per-image min-max training); predictions of such a model are not in metres.
-OUTPUTS = ("metric", "inverse", "relative")
+# metric_relu: depth = ReLU * max_depth (metres, not capped at max_depth: DPT's ReLU head).
+# disparity: ReLU = affine-invariant inverse depth (MiDaS / Depth Anything relative models);
+# forward returns relative depth in (0, 1]: the per-image max disparity over the disparity,
+# floored at 1 / DISPARITY_RANGE. 1 / that is an exact scale of the disparity, so
+# align='lstsq_disparity' (which inverts the prediction) fits the disparity itself.
+OUTPUTS = ("metric", "inverse", "relative", "metric_relu", "disparity")
+RELU_OUTPUTS = ("metric_relu", "disparity")
+UNITLESS_OUTPUTS = ("relative", "disparity")
+DISPARITY_RANGE = 1.0e3
 
 
 class InputNorm(nn.Module):
@@ -84,6 +92,7 @@ class DepthModel(
         max_depth: float = 10.0,
         min_depth: float = 0.1,
         name: str | None = None,
+        card: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if output not in OUTPUTS:
@@ -94,6 +103,7 @@ class DepthModel(
         self.output = output
         self.max_depth = float(max_depth)
         self.min_depth = float(min_depth)
+        self.card = dict(card or {})  # licence, base model, training data, metrics: see card.py
         self.encoder = Encoder(encoder, weights=encoder_weights, **(encoder_kwargs or {}))
         cfg = self.encoder.pretrained_cfg
         self.input_norm = InputNorm(input_norm, cfg.get("mean", (0.485, 0.456, 0.406)),
@@ -101,7 +111,8 @@ class DepthModel(
         self.decoder = build_decoder(decoder, self.encoder.channels, self.encoder.reductions, **(decoder_kwargs or {}))
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        """The sigmoid output in [0, 1] at the input size: what the losses compare with targets."""
+        """The activated head at the input size: what the losses compare with targets. Sigmoid in
+        [0, 1]; ReLU for ``metric_relu`` (depth / max_depth) and ``disparity`` (the disparity)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
@@ -110,12 +121,15 @@ class DepthModel(
         logits = self.decoder(self.encoder(self.input_norm(x)), size)
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)
+        return torch.relu(logits) if self.output in RELU_OUTPUTS else torch.sigmoid(logits)
 
     def to_depth(self, normalized: torch.Tensor) -> torch.Tensor:
         """Map the sigmoid output to the model's output units (metres unless relative)."""
-        if self.output == "metric":
+        if self.output in ("metric", "metric_relu"):
             return normalized * self.max_depth
+        if self.output == "disparity":
+            top = normalized.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+            return top / normalized.clamp_min(top / DISPARITY_RANGE) / DISPARITY_RANGE
         if self.output == "inverse":
             return self.min_depth / normalized.clamp_min(self.min_depth / self.max_depth)
         return normalized
@@ -125,7 +139,7 @@ class DepthModel(
 
     @property
     def is_metric(self) -> bool:
-        return self.output != "relative"
+        return self.output not in UNITLESS_OUTPUTS
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Encoder vs decoder parameters, for separate learning rates (the report)."""
@@ -133,6 +147,12 @@ class DepthModel(
             "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
             "decoder": [p for p in self.decoder.parameters() if p.requires_grad],
         }
+
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        """README.md for save_pretrained / push_to_hub (the mixin calls this)."""
+        from .card import build_model_card
+
+        return build_model_card(self)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

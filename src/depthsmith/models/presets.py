@@ -57,6 +57,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     "resnet50-transposed": dict(encoder="resnet50", decoder="transposed", encoder_kwargs={"out_indices": [4]}),
 }
 
+# Depth-Anything-V2 (Yang et al. 2024), its `model_configs` of run.py / metric_depth/train.py: DINOv2
+# ViT-S/B/L patch 14 with DPT features 64/128/256 and the intermediate layers of
+# depth_anything_v2/dpt.py (`intermediate_layer_idx`). Architecture only: encoder_weights='imagenet'
+# gives timm's DINOv2 weights (lvd142m); the Depth Anything weights come from load_model(<HF id>).
+# Metric output (sigmoid x max_depth) as their metric_depth models; the relative checkpoints load
+# as output='disparity'.
+_DA_V2 = {"small": ("vit_small_patch14_dinov2", 64, [48, 96, 192, 384], [2, 5, 8, 11]),
+          "base": ("vit_base_patch14_dinov2", 128, [96, 192, 384, 768], [2, 5, 8, 11]),
+          "large": ("vit_large_patch14_dinov2", 256, [256, 512, 1024, 1024], [4, 11, 17, 23])}
+for _size, (_vit, _features, _out, _layers) in _DA_V2.items():
+    PRESETS[f"depth-anything-v2-{_size}"] = dict(
+        encoder=_vit, decoder="dpt", encoder_kwargs={"out_indices": _layers},
+        decoder_kwargs={"features": _features, "out_channels": _out}, output="metric", max_depth=20.0,
+    )
+
 PRESET_NOTES: dict[str, str] = {
     "enc-dec-irv2": ("Paper's Enc-Dec-IRv2, truncated Inception-ResNet-v2 + U-Net decoder, the seed's tap padding "
                      "(31.15M in Table 2)"),
@@ -67,4 +82,7 @@ PRESET_NOTES: dict[str, str] = {
     "convnext-residual-unet": "Report's final model: ConvNeXt-Tiny + residual U-Net decoder",
     "resnet50-residual-unet": "Report's ablation: ResNet50 + residual U-Net decoder",
     "resnet50-transposed": "Report's baseline: ResNet50 + 4 transposed convs",
+    "depth-anything-v2-small": "Depth-Anything-V2-Small architecture: DINOv2 ViT-S/14 + DPT (24.8M)",
+    "depth-anything-v2-base": "Depth-Anything-V2-Base architecture: DINOv2 ViT-B/14 + DPT (97.5M)",
+    "depth-anything-v2-large": "Depth-Anything-V2-Large architecture: DINOv2 ViT-L/14 + DPT (335.3M)",
 }

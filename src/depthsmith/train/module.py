@@ -25,7 +25,7 @@ from .optim import build_optimizer, build_scheduler
 __all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model", "TARGET_MODES"]
 
 # Which target the loss compares the sigmoid output with, per model output kind.
-TARGET_MODES = {"metric": "metric", "inverse": "inverse", "relative": "minmax"}
+TARGET_MODES = {"metric": "metric", "inverse": "inverse", "relative": "minmax", "metric_relu": "metric"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -37,15 +37,26 @@ class NonFiniteLossError(RuntimeError):
 
 
 def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -> DepthModel:
-    """``create_model`` from the ``model:`` section (name, decoder, encoder_weights + overrides)."""
+    """``create_model`` from the ``model:`` section (name, decoder, encoder_weights + overrides).
+
+    ``init_from`` (a depthsmith or transformers checkpoint, folder or Hub id) and ``init_parts``
+    (default [encoder]) start from published weights; skipped with ``encoder_weights=None``, which
+    means rebuilding a trained model for its checkpoint (no download of any kind).
+    """
     cfg = copy.deepcopy(dict(model_cfg))
+    init_from, init_parts = cfg.pop("init_from", None), cfg.pop("init_parts", ["encoder"])
     name = cfg.pop("name")
     decoder = cfg.pop("decoder", None)
     weights = cfg.pop("encoder_weights", None)
     if encoder_weights != "config":
         weights = encoder_weights
     try:
-        return create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
+        model = create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
+        if init_from and encoder_weights is not None:
+            from ..models.hf_depth import init_weights_from
+
+            init_weights_from(model, init_from, init_parts)
+        return model
     except (OSError, RuntimeError) as err:
         if weights == "imagenet":
             raise RuntimeError(
@@ -67,6 +78,10 @@ class DepthTrainModule(pl.LightningModule):
         self.loss = build_loss(config["loss"])
         # seed_minmax: the seed code's target (min-max over every pixel, loss on every pixel).
         self.seed_target = config.get("target", "auto") == "seed_minmax"
+        if self.model.output not in TARGET_MODES:
+            raise ValueError(f"model.output={self.model.output!r} cannot be trained here (an affine-invariant "
+                             "disparity loss is not implemented); fine-tune with model.output=metric, as "
+                             "Depth-Anything-V2's metric_depth does (recipe depth-anything-v2-metric-nyu).")
         self.target_mode = "minmax_all" if self.seed_target else TARGET_MODES[self.model.output]
         if self.seed_target and self.model.output != "relative":
             raise ValueError(f"target: seed_minmax trains relative depth; set model.output=relative "

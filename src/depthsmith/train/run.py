@@ -40,6 +40,7 @@ from .callbacks import (AtomicCheckpointIO, FiniteStateGuard, NonFiniteStateErro
                         StepReseed, WriteAtFirstCheckpoint, atomic_write_text, clean_orphans, non_finite_report)
 from .config import ConfigError, dump_config, resolve_config, yaml_load
 from .data import DepthDataModule
+from ..models.card import write_run_card
 from .holdout import evaluate_holdout, format_holdout
 from .module import DepthTrainModule, NonFiniteLossError, build_model
 
@@ -408,6 +409,7 @@ def _finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb:
                                               autocast=autocast)
         print(format_holdout(summary["holdout"]))
         summary["wall_time_s"] = round(time.time() - started, 1)
+    write_run_card(model, model_dir, cfg, summary.get("holdout"))  # README.md: data, metrics, licence
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     score = f"best {monitor} {best[monitor]:.4f} at epoch {best['epoch']}" if monitor in best else "no validation set"
     print(f"done in {summary['wall_time_s']:.0f} s: {score}; model: {model_dir} "

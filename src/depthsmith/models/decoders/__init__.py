@@ -35,4 +35,4 @@ def build_decoder(name: str, channels: list[int], reductions: list[int], **kwarg
 
 
 # Import for their registration side effect.
-from . import densedepth, residual_unet, transposed, unet  # noqa: E402,F401
+from . import densedepth, dpt, residual_unet, transposed, unet  # noqa: E402,F401

@@ -1,0 +1,300 @@
+"""Published Hugging Face depth checkpoints (Depth Anything V1/V2) as depthsmith models.
+
+``load_hf_depth(folder_or_hub_id)`` reads ``config.json`` and the safetensors weights itself; no
+transformers class is instantiated and no remote code is ever executed (``auto_map`` and
+``trust_remote_code`` play no part). The architecture is rebuilt as a timm DINOv2 encoder +
+the ``dpt`` decoder, and every tensor is mapped by name, shape-checked, and loaded strictly:
+the error names the first key that does not fit.
+
+What is reproduced, and how:
+* Backbone: HF ``Dinov2Backbone`` with ``apply_layernorm`` -> timm ViT with the final norm on the
+  taps; HF stage k is the output of block k-1, so ``out_indices`` shift by one. Separate q/k/v
+  projections are concatenated into timm's fused ``qkv``. Both the transformers 4 names
+  (``attention.attention.query``, ``attention.output.dense``) and the 5 names (``q_proj``,
+  ``o_proj``) are read.
+* Output kind: ``depth_estimation_type: relative`` -> ``output='disparity'`` (ReLU head; HF
+  multiplies by ``max_depth``, which is folded into the last conv since relu(a l) = a relu(l));
+  ``metric`` -> ``output='metric'`` with the config's ``max_depth`` (sigmoid x max_depth, as HF).
+* Input normalisation: the processor's ``image_mean`` / ``image_std`` (preprocessor_config.json)
+  become the encoder's timm ``pretrained_cfg`` mean/std, which ``InputNorm`` applies to RGB in
+  [0, 1]; that is the processor's ``rescale_factor`` 1/255 followed by its normalisation. The
+  processor's resize to a multiple of 14 is not reproduced: depthsmith pads to the multiple
+  inside the model instead (see models/vit.py), so any size runs without resampling the image.
+* Licence: the ``license:`` of the checkpoint's README.md front matter goes into the model card.
+
+Keys read but deliberately not loaded (each is unused by the HF forward as well): the DINOv2
+``mask_token`` (masked-image pretraining only), the deepest fusion block's ``residual_layer1``
+(there is no shallower-level input to it; DPT builds it and never calls it), and the blocks after
+the deepest tap (the encoder is truncated there).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .weights import WeightFileError
+
+__all__ = ["hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
+
+HF_MODEL_TYPES = ("depth_anything",)
+_DINOV2_NAMES = {384: "vit_small_patch14_dinov2", 768: "vit_base_patch14_dinov2",
+                 1024: "vit_large_patch14_dinov2", 1536: "vit_giant_patch14_dinov2"}
+_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "README.md", "preprocessor_config.json"]
+
+
+def is_hf_depth_config(config: dict[str, Any]) -> bool:
+    """A transformers config (``model_type``) rather than a depthsmith one (``encoder``/``decoder``)."""
+    return "model_type" in config and "encoder" not in config
+
+
+def resolve_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path:
+    """A local folder as is; a Hub id downloaded (config, weights, card, processor config only)."""
+    path = Path(path_or_hub_id)
+    if path.exists():
+        return path
+    from huggingface_hub import snapshot_download
+
+    allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token")}
+    return Path(snapshot_download(str(path_or_hub_id), allow_patterns=_FILES, **allowed))
+
+
+def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | None:
+    """The folder of a transformers checkpoint, or None for anything else (a depthsmith model)."""
+    path = Path(path_or_hub_id)
+    if not path.exists():
+        if str(path_or_hub_id).count("/") != 1:
+            return None
+        from huggingface_hub import hf_hub_download
+
+        allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token")}
+        try:  # only config.json first: a depthsmith repo is left to from_pretrained
+            path = Path(hf_hub_download(str(path_or_hub_id), "config.json", **allowed)).parent
+        except Exception:  # unreachable or absent: from_pretrained raises the error that names it
+            return None
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # load_model's own checks name the missing or broken file
+    if not (isinstance(config, dict) and is_hf_depth_config(config)):
+        return None
+    return resolve_folder(path_or_hub_id, **hub_kwargs) if not Path(path_or_hub_id).exists() else path
+
+
+def read_license(folder: str | Path) -> str | None:
+    """The ``license:`` of a model folder's README.md front matter (None without one)."""
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return None
+    from huggingface_hub import metadata_load
+
+    value = (metadata_load(readme) or {}).get("license")
+    return str(value) if value else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise WeightFileError(f"Cannot read {path}: {err}") from err
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(_read_json(index)["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        if not (folder / name).is_file():
+            raise WeightFileError(
+                f"{folder} has no {name}: only safetensors weights are read (pytorch_model.bin is never unpickled)."
+            )
+        state.update(load_file(str(folder / name)))
+    return state
+
+
+def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """DepthModel arguments reproducing a DepthAnythingForDepthEstimation config."""
+    where = folder / "config.json"
+    backbone = config.get("backbone_config") or {}
+    if backbone.get("model_type") != "dinov2":
+        raise ValueError(f"{where}: backbone model_type {backbone.get('model_type')!r} is not supported (dinov2 only).")
+    if backbone.get("use_swiglu_ffn"):
+        raise ValueError(f"{where}: SwiGLU DINOv2 (giant) backbones are not supported yet.")
+    factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
+    if factors != [4.0, 2.0, 1.0, 0.5] or config.get("head_in_index", -1) != -1:
+        raise ValueError(f"{where}: reassemble_factors {factors} / head_in_index {config.get('head_in_index')} "
+                         "differ from Depth Anything's [4, 2, 1, 0.5] / -1, which the dpt decoder implements.")
+    hidden = int(backbone.get("hidden_size", 768))
+    if int(config.get("reassemble_hidden_size", hidden)) != hidden:
+        raise ValueError(f"{where}: reassemble_hidden_size != backbone hidden_size ({hidden}).")
+    stages = backbone.get("out_indices") or [int(s.replace("stage", "")) for s in backbone.get("out_features", [])]
+    if not stages or min(stages) < 1:
+        raise ValueError(f"{where}: backbone out_indices {stages} must name blocks (stage 1 = block 0).")
+    if abs(float(backbone.get("layer_norm_eps", 1e-6)) - 1e-6) > 1e-12:
+        raise ValueError(f"{where}: layer_norm_eps {backbone.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
+    patch = int(backbone.get("patch_size", 14))
+    image = int(backbone.get("image_size", 518))
+    encoder_kwargs = {
+        "out_indices": [int(s) - 1 for s in stages],
+        "embed_dim": hidden, "depth": int(backbone.get("num_hidden_layers", 12)),
+        "num_heads": int(backbone.get("num_attention_heads", 12)),
+        "mlp_ratio": float(backbone.get("mlp_ratio", 4)), "patch_size": patch, "img_size": image,
+        "qkv_bias": bool(backbone.get("qkv_bias", True)), "init_values": float(backbone.get("layerscale_value", 1.0)),
+    }
+    processor = folder / "preprocessor_config.json"
+    if processor.is_file():
+        proc = _read_json(processor)
+        if proc.get("do_normalize", True) and "image_mean" in proc:
+            encoder_kwargs["pretrained_cfg_overlay"] = {"mean": list(proc["image_mean"]), "std": list(proc["image_std"])}
+    kind = config.get("depth_estimation_type", "relative")
+    if kind not in ("relative", "metric"):
+        raise ValueError(f"{where}: depth_estimation_type {kind!r} is neither relative nor metric.")
+    out = {"output": "disparity"} if kind == "relative" else {"output": "metric", "max_depth": float(config["max_depth"])}
+    return dict(
+        encoder=_DINOV2_NAMES.get(hidden, "vit_small_patch14_dinov2"), decoder="dpt", encoder_kwargs=encoder_kwargs,
+        decoder_kwargs={"features": int(config.get("fusion_hidden_size", 64)),
+                        "out_channels": [int(c) for c in config.get("neck_hidden_sizes", (48, 96, 192, 384))],
+                        "head_features": int(config.get("head_hidden_size", 32))},
+        **out,
+    )
+
+
+# HF name -> depthsmith name. q/k/v are handled apart (concatenated into qkv).
+_V = "encoder.net.vit."
+_RULES = [
+    (r"backbone\.embeddings\.cls_token", _V + "cls_token"),
+    (r"backbone\.embeddings\.position_embeddings", _V + "pos_embed"),
+    (r"backbone\.embeddings\.patch_embeddings\.projection\.(weight|bias)", _V + r"patch_embed.proj.\1"),
+    (r"backbone\.encoder\.layer\.(\d+)\.norm([12])\.(weight|bias)", _V + r"blocks.\1.norm\2.\3"),
+    (r"backbone\.encoder\.layer\.(\d+)\.attention\.(?:o_proj|output\.dense)\.(weight|bias)", _V + r"blocks.\1.attn.proj.\2"),
+    (r"backbone\.encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", _V + r"blocks.\1.ls\2.gamma"),
+    (r"backbone\.encoder\.layer\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", _V + r"blocks.\1.mlp.\2.\3"),
+    (r"backbone\.layernorm\.(weight|bias)", _V + r"norm.\1"),
+    (r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.reassemble.\1.project.\2"),
+    (r"neck\.reassemble_stage\.layers\.(\d)\.resize\.(weight|bias)", r"decoder.reassemble.\1.resample.\2"),
+    (r"neck\.convs\.(\d)\.weight", r"decoder.layer_rn.\1.weight"),
+    (r"neck\.fusion_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.fusion.\1.project.\2"),
+    (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer([12])\.convolution([12])\.(weight|bias)",
+     r"decoder.fusion.\1.res\2.conv\3.\4"),
+    (r"head\.(conv[123])\.(weight|bias)", r"decoder.head.\1.\2"),
+]
+_QKV = re.compile(r"backbone\.encoder\.layer\.(\d+)\.attention\.(?:attention\.)?(q_proj|k_proj|v_proj|query|key|value)"
+                  r"\.(weight|bias)")
+_LAYER = re.compile(r"backbone\.encoder\.layer\.(\d+)\.")
+_UNUSED = (re.compile(r"backbone\.embeddings\.mask_token"),
+           re.compile(r"neck\.fusion_stage\.layers\.0\.residual_layer1\."))
+
+
+def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Rename and shape-check every tensor; the message names the first key that does not fit."""
+    depth = 1 + max((int(k.split(".")[4]) for k in target if k.startswith(_V + "blocks.")), default=-1)
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    unknown = []
+    for key, value in hf.items():
+        layer = _LAYER.match(key)
+        if any(p.match(key) for p in _UNUSED) or (layer and int(layer.group(1)) >= depth):
+            continue
+        match = _QKV.match(key)
+        if match:
+            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)[0]] = value
+            continue
+        for pattern, repl in _RULES:
+            if re.fullmatch(pattern, key):
+                out[re.sub(pattern, repl, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise WeightFileError(f"{source}: checkpoint key {unknown[0]!r} has no place in the depthsmith model "
+                              f"({len(unknown)} such keys).")
+    for (layer, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise WeightFileError(f"{source}: layer {layer} has {sorted(parts)} of the q/k/v {kind}s, needs all three.")
+        out[f"{_V}blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    for key, ref in target.items():
+        if key not in out:
+            raise WeightFileError(f"{source}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
+        if tuple(out[key].shape) != tuple(ref.shape):
+            raise WeightFileError(f"{source}: {key!r} has shape {tuple(out[key].shape)} in the checkpoint but "
+                                  f"{tuple(ref.shape)} in the model built from its config.json.")
+    extra = sorted(set(out) - set(target))
+    if extra:
+        raise WeightFileError(f"{source}: checkpoint tensor for {extra[0]!r} has no place in the model.")
+    return out
+
+
+def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source: str | None = None, **hub_kwargs: Any):
+    """A DepthModel with the weights of a transformers depth checkpoint (folder or Hub id).
+
+    ``source``: what the card names as the base model (default: ``path_or_hub_id``)."""
+    from .model import DepthModel
+
+    folder = resolve_folder(path_or_hub_id, **hub_kwargs)
+    config = _read_json(folder / "config.json")
+    model_type = config.get("model_type")
+    if model_type not in HF_MODEL_TYPES:
+        raise ValueError(
+            f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
+            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric). "
+            "DPTForDepthEstimation uses a readout projection and another head, which the dpt decoder does not build."
+        )
+    kwargs = _model_kwargs(config, folder)
+    source = source or str(path_or_hub_id)
+    card = {"base_model": source, "license": read_license(folder),
+            "converted_from": f"transformers {config.get('architectures', ['DepthAnythingForDepthEstimation'])[0]}"}
+    model = DepthModel(name=Path(source).name or source, card=card, **kwargs)
+    state = convert_state_dict(_read_weights(folder), model.state_dict(), source)
+    scale = float(config.get("max_depth") or 1.0)
+    if kwargs["output"] == "disparity" and scale != 1.0:  # HF: relu(conv3) * max_depth
+        for name in ("weight", "bias"):
+            state[f"decoder.head.conv3.{name}"] = state[f"decoder.head.conv3.{name}"] * scale
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location).eval()
+
+
+INIT_PARTS = ("encoder", "decoder")
+
+
+def init_weights_from(model, source: str | Path, parts=("encoder",), **hub_kwargs: Any) -> None:
+    """Copy ``parts`` of a saved or published model into ``model`` (fine-tuning's starting point).
+
+    Depth-Anything-V2's metric_depth/train.py loads only the encoder ('pretrained.*' keys) of the
+    relative checkpoint and trains the DPT head from scratch; ``parts=('encoder', 'decoder')``
+    starts from its DPT too. Every tensor must fit (strict), and the input normalisation must
+    agree, since the copied encoder was trained with it.
+    """
+    from . import load_model
+
+    unknown = sorted(set(parts) - set(INIT_PARTS))
+    if unknown or not parts:
+        raise ValueError(f"init_parts {list(parts)} must be a non-empty list of {', '.join(INIT_PARTS)}.")
+    donor = load_model(source, **hub_kwargs)
+    for buffer in ("mean", "std"):
+        if not torch.allclose(getattr(donor.input_norm, buffer), getattr(model.input_norm, buffer)):
+            raise ValueError(f"init_from {source}: its input normalisation {buffer} "
+                             f"{getattr(donor.input_norm, buffer).flatten().tolist()} differs from this model's.")
+    for part in parts:
+        src, dst = getattr(donor, part).state_dict(), getattr(model, part).state_dict()
+        for key, ref in dst.items():
+            if key not in src or src[key].shape != ref.shape:
+                got = "missing" if key not in src else f"shape {tuple(src[key].shape)}"
+                raise WeightFileError(f"init_from {source}: {part}.{key} is {got} there, {tuple(ref.shape)} here; "
+                                      "build the same encoder/decoder sizes as the checkpoint.")
+        getattr(model, part).load_state_dict(src, strict=True)
+
+
+def source_license(source: str | Path | None) -> str | None:
+    """The licence in the card of a local folder or an already-downloaded Hub model (no network)."""
+    if not source:
+        return None
+    try:
+        return read_license(resolve_folder(source, local_files_only=True))
+    except Exception:  # not in the cache: the card then says the licence is not recorded
+        return None

@@ -1,0 +1,132 @@
+"""Plain (non-hierarchical) timm Vision Transformers as depth encoders, at any input size.
+
+A ViT sees the image as a grid of ``patch x patch`` tokens at one stride. Three things make
+it usable for dense prediction at arbitrary H x W, all with timm's own means:
+
+* ``dynamic_img_size=True``: the position embedding is resampled to the token grid of the
+  input instead of asserting the pretraining size ("Input width (288) doesn't match model (224)").
+* ``dynamic_img_pad=True``: timm's patch embedding zero-pads the (normalised) image on the
+  right and bottom up to a multiple of the patch size, so a 100 x 130 image gives a
+  ceil(100/14) x ceil(130/14) grid. The DPT decoder predicts at that padded size and crops
+  the top-left H x W back out, so nothing outside the model needs to know about patches.
+* Intermediate blocks (``out_indices``, the DPT "hooks") are read as timm's
+  ``forward_intermediates`` does, with the final LayerNorm applied to each (as DINOv2's
+  ``get_intermediate_layers(norm=True)`` and Depth Anything do), prefix tokens dropped and
+  tokens reshaped to B x C x gh x gw.
+
+The one step done here rather than by timm is the position-embedding resample: timm's default
+is antialiased bicubic, DINOv2 (and Hugging Face's Dinov2, which the published Depth Anything
+checkpoints run on) use plain bicubic. ``pos_embed_antialias`` picks; dinov2 names default to
+False so converted checkpoints reproduce their published outputs at every size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import timm
+import torch
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from .weights import load_encoder_file
+
+__all__ = ["is_plain_vit", "ViTFeatures"]
+
+
+def is_plain_vit(name: str) -> bool:
+    """True for timm's ``vision_transformer`` family (DINOv2, AugReg, DeiT-style, test_vit...)."""
+    base = timm.models.split_model_name_tag(name)[0]
+    return base in timm.list_models(module="vision_transformer")
+
+
+def _exporting() -> bool:
+    # ONNX/dynamo export must not take a size-dependent early-out (it would freeze the size).
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
+class ViTFeatures(nn.Module):
+    """A timm ViT returning ``len(out_indices)`` feature maps (B x C x gh x gw), shallow to deep.
+
+    ``channels`` / ``reductions`` describe them like a CNN's ``feature_info``: every tap has the
+    embedding width and the patch size as stride. ``patch_size`` is what the decoder pads to.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool = False,
+        out_indices: Sequence[int] | None = None,
+        weight_file: str | Path | None = None,
+        norm: bool = True,
+        pos_embed_antialias: bool | None = None,
+        **timm_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        # No classifier, no pooling head: their parameters would never get a gradient here.
+        kwargs = dict(num_classes=0, global_pool="", dynamic_img_size=True, dynamic_img_pad=True)
+        kwargs.update(timm_kwargs)
+        self.vit = timm.create_model(name, pretrained=pretrained, **kwargs)
+        if not hasattr(self.vit, "blocks") or not hasattr(self.vit, "patch_embed"):
+            raise ValueError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
+        depth = len(self.vit.blocks)
+        # Default: four evenly spaced blocks ending at the last one (DPT's hooks; ViT-S/B: 2, 5, 8, 11).
+        indices = list(out_indices) if out_indices is not None else [depth * (i + 1) // 4 - 1 for i in range(4)]
+        bad = [i for i in indices if not -depth <= i < depth]
+        if bad:
+            raise ValueError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
+        self.out_indices = [i % depth for i in indices]
+        if self.out_indices != sorted(set(self.out_indices)):
+            raise ValueError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
+        # Blocks after the deepest tap are dropped (not just skipped): fewer parameters, and none
+        # left without a gradient (DDP would need find_unused_parameters otherwise).
+        self.vit.blocks = self.vit.blocks[: self.out_indices[-1] + 1]
+        if not norm:
+            self.vit.norm = nn.Identity()
+        if weight_file is not None:  # a timm/DINOv2 checkpoint keys the bare ViT, not this wrapper
+            load_encoder_file(self.vit, weight_file)
+        self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
+        self.patch_size = int(self.vit.patch_embed.patch_size[0])
+        if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
+            raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
+        self.channels = [int(self.vit.embed_dim)] * len(self.out_indices)
+        self.reductions = [self.patch_size] * len(self.out_indices)
+        self.pretrained_cfg = dict(getattr(self.vit, "pretrained_cfg", None) or {})
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's ``VisionTransformer._pos_embed`` with the antialias choice made explicit."""
+        vit = self.vit
+        batch, gh, gw, dim = x.shape
+        prefix = [t.expand(batch, -1, -1) for t in (vit.cls_token, vit.reg_token) if t is not None]
+        x = x.reshape(batch, gh * gw, dim)
+        if vit.pos_embed is None:
+            return torch.cat([*prefix, x], dim=1)
+        old = tuple(vit.patch_embed.grid_size)
+        if not _exporting() and (gh, gw) == old:
+            pos = vit.pos_embed  # bicubic to the same size is the identity: skip it
+        else:
+            pos = resample_abs_pos_embed(
+                vit.pos_embed, new_size=(gh, gw), old_size=old,
+                num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens, antialias=self.antialias,
+            )
+        if vit.no_embed_class:
+            x = torch.cat([*prefix, x + pos], dim=1)
+        else:
+            x = torch.cat([*prefix, x], dim=1) + pos
+        return vit.pos_drop(x)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        vit = self.vit
+        batch = x.shape[0]
+        tokens = vit.patch_embed(x)  # B x gh x gw x C (NHWC with dynamic_img_size), padded to the patch
+        gh, gw = tokens.shape[1], tokens.shape[2]
+        tokens = vit.norm_pre(vit.patch_drop(self._pos_embed(tokens)))
+        feats = []
+        for i, block in enumerate(vit.blocks):
+            tokens = block(tokens)
+            if i in self.out_indices:
+                out = vit.norm(tokens)
+                out = out[:, vit.num_prefix_tokens:]
+                feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
+        return feats
