@@ -78,7 +78,7 @@ def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | Non
             return None
     try:
         config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, not JSON, not even text (UnicodeDecodeError)
         return None  # load_model's own checks name the missing or broken file
     if not (isinstance(config, dict) and is_hf_depth_config(config)):
         return None
