@@ -142,7 +142,7 @@ class Encoder(nn.Module):
 
 def _tap_extractor(net: nn.Module, taps: list[str]) -> nn.Module:
     """Trace ``net`` and keep only what the named module outputs depend on."""
-    from timm.models._features_fx import create_feature_extractor, get_graph_node_names
+    from timm.models import create_feature_extractor, get_graph_node_names  # public API (timm wraps torchvision's)
 
     try:
         return create_feature_extractor(net, return_nodes={t: t for t in taps})

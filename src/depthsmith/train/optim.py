@@ -77,18 +77,15 @@ def build_scheduler(
     else:
         total = max(int(total_steps if interval == "step" else total_epochs), 1)
         if name in ("linear", "poly"):
+            # lr * (1 - t / total) ** power: Keras poly_decay with power 1 is the paper's schedule.
             power = 1.0 if name == "linear" else float(schedule["power"])
-
-            def factor(t: int) -> float:
-                return max(0.0, 1.0 - t / total) ** power
-
+            scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=power)
         elif name == "cosine":
+            # Ours, not CosineAnnealingLR: the floor is a ratio of each group's own lr (encoder and
+            # decoder end at the same fraction of theirs), and the lr stays there past the end.
             floor = float(schedule["min_lr_ratio"])
-
-            def factor(t: int) -> float:
-                return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
-
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda t: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total)))
         else:
             raise ConfigError(f"unknown schedule.name {name!r}")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"scheduler": scheduler, "interval": interval, "frequency": 1, "name": "lr"}
