@@ -64,6 +64,7 @@ def exported_onnx(model: Any) -> Path:
     if not out.is_file():
         # Written next to its final name, then renamed: a killed export leaves no half file.
         tmp = Path(tempfile.mkdtemp(dir=out.parent)) / "model.onnx"
+        # A small example size keeps the export and its two checks quick; the file serves every size.
         result = export_onnx(model, tmp, height=96, width=128)
         if not result.ok:
             raise RuntimeError(f"ONNX export of {getattr(model, 'name', 'the model')} does not match PyTorch:\n"

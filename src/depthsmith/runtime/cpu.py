@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["cpu_flags", "cpu_model", "usable_cores", "has_native_bf16", "has_int8_dot", "relevant_flags",
-           "machine_key", "load_average", "machine_busy", "RELEVANT_FLAGS"]
+           "machine_key", "load_average", "machine_busy", "runnable_others", "RELEVANT_FLAGS"]
 
 # The flags that change which backend and precision is fastest, in the order a table names them.
 RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
@@ -77,11 +77,45 @@ def load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def machine_busy(load: float | None = None, cores: int | None = None) -> bool:
-    """True when other processes keep most of our cores busy: the 1-minute load average (which
-    counts everything runnable, this process included when it computes) reaches 3/4 of the usable
-    cores. Under such load torch's OpenMP threads wait at every barrier for a descheduled sibling,
-    so measurements and choices made on a quiet machine do not carry over."""
-    load = load_average() if load is None else load
-    cores = usable_cores() if cores is None else cores
-    return load == load and load >= 0.75 * cores
+def _running_threads(stat_files: list[Path]) -> int:
+    count = 0
+    for f in stat_files:
+        try:
+            count += f.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):  # the thread ended meanwhile
+            pass
+    return count
+
+
+def runnable_others(samples: int = 10, interval_s: float = 0.01) -> float:
+    """Median over ``samples`` of how many threads of *other* processes are runnable right now
+    (``/proc/loadavg``'s running count minus this process's running threads, which include
+    OpenMP threads still spinning after a call). 0 where /proc is not available."""
+    import statistics
+    import time
+
+    loadavg, tasks = Path("/proc/loadavg"), Path("/proc/self/task")
+    if not loadavg.is_file() or not tasks.is_dir():
+        return 0.0
+    counts = []
+    for _ in range(samples):
+        try:
+            running = int(loadavg.read_text().split()[3].split("/")[0])
+            own = _running_threads([t / "stat" for t in tasks.iterdir()])
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        counts.append(max(0, running - own))
+        time.sleep(interval_s)
+    return float(statistics.median(counts))
+
+
+def machine_busy(others: float | None = None) -> bool:
+    """True when another process keeps a core busy (``runnable_others() >= 1``).
+
+    Torch's OpenMP threads, one per core, meet at a barrier after every operator; when any core is
+    taken by someone else, the whole team waits for the descheduled thread (measured on 2 cores:
+    fp32 eager 29x slower with one busy neighbour, ONNX Runtime and OpenVINO about 2x), so
+    choices measured on a quiet machine do not carry over. The instantaneous run queue is used
+    rather than the load average, which lags by a minute."""
+    others = runnable_others() if others is None else others
+    return others >= 1

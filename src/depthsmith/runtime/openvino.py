@@ -115,3 +115,33 @@ register(Backend("openvino-bf16", _runner("bf16"), "OpenVINO CPU, bf16 precision
 # int8 is never picked by auto: its accuracy cost is measured at export, on the user's images.
 register(Backend("openvino-int8", _runner("int8"), "OpenVINO CPU, NNCF int8 post-training quantization", "int8",
                  tolerance=0.02, requires=("openvino", "nncf", "onnx"), auto=False, condition=has_int8_dot))
+
+
+def int8_conv_rate(channels: int = 256, height: int = 60, width: int = 80, repeats: int = 5) -> float:
+    """GOP/s (a multiply-add counted as 2) of one 3x3 convolution quantized to int8 by NNCF and run
+    by OpenVINO on the CPU: the int8 rate real int8 models can reach here (VNNI or AMX kernels),
+    for the int8 floor of the benchmark. Best of ``repeats`` after a warm-up."""
+    import time
+
+    import nncf
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, channels, height, width], np.float32, name="x")
+    w = ops.constant(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.05)
+    conv = ops.convolution(x, w, [1, 1], [1, 1], [1, 1], [1, 1])
+    model = ov.Model([ops.relu(conv)], [x], "conv")
+    data = [rng.random((1, channels, height, width), dtype=np.float32) for _ in range(4)]
+    quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=4, preset=nncf.QuantizationPreset.PERFORMANCE)
+    compiled = _core().compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                         "INFERENCE_NUM_THREADS": usable_cores()})
+    request = compiled.create_infer_request()
+    request.infer({0: data[0]})
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        request.infer({0: data[0]})
+        best = min(best, time.perf_counter() - start)
+    return 2 * channels * channels * 9 * height * width / best / 1e9

@@ -41,6 +41,7 @@ from .config import ConfigError, dump_config, resolve_config, yaml_load
 from .data import DepthDataModule
 from .holdout import evaluate_holdout, format_holdout
 from .module import DepthTrainModule, NonFiniteLossError, build_model
+from .precision import resolve_training_precision
 
 __all__ = ["train", "TrainResult", "RUN_DIR_ENV"]
 
@@ -288,6 +289,8 @@ def train(
         config = yaml_load(saved.read_text())
     cfg = resolve_config(config, overrides)
     _apply_launch_args(cfg, devices, strategy, accelerator)
+    # precision auto -> bf16-mixed or 32-true for this machine; the resolved value is what config.yaml records.
+    cfg["trainer"]["precision"] = resolve_training_precision(cfg["trainer"]["precision"], cfg["trainer"]["accelerator"])
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(cfg["name"] or "run")
     ckpt_path = _prepare_run_dir(cfg, run_dir, resume)
 
