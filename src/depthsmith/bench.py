@@ -5,9 +5,15 @@ Rows: backend x batch size. Latency is the median of timed calls after one warm-
 compilation). The backends are timed round-robin, one call each per round, so that load from
 elsewhere on the machine slows them alike and the speed-up ratios hold. The floor is the model's convolution and matmul FLOPs divided by the rate of a
 large ``torch.matmul`` measured in this run, at the row's precision: no backend can beat it by
-much, so "x floor" says how much is left to gain.
+much, so "x floor" says how much is left to gain. int8 rows use the rate of an OpenVINO int8
+convolution measured in the same run (``runtime.openvino.int8_conv_rate``).
 
-Accuracy columns compare each row's output with fp32 eager PyTorch on one image (batch 1).
+Rows are the eager references, every backend of ``depthsmith.runtime`` and predict's default
+path (backend auto, which says what it chose). With ``loaded`` every row is timed again while a
+busy-loop neighbour process runs (``runtime.load.busy_neighbour``).
+
+Accuracy columns compare each row's output with fp32 eager PyTorch (batch 1) on the accuracy
+image plus held-out synthetic rooms, and on real frames when a folder of them is given.
 A preset built with random weights outputs a near-constant map on which any precision looks
 exact, so for presets the depth head is first fitted by least squares to a depth map (the
 caller's, or a synthetic room): a stand-in for trained weights, stated in the table header.
@@ -15,9 +21,6 @@ caller's, or a synthetic room): a stand-in for trained weights, stated in the ta
 
 from __future__ import annotations
 
-import copy
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -25,16 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["count_flops", "matmul_rate", "fit_depth_head", "synthetic_scene", "run_bench", "format_table",
-           "bench_cli", "ceilings", "BACKENDS", "BenchRow", "BenchReport"]
+# agreement, fit_depth_head and synthetic_scene live in bench_sets; imported from here by callers.
+from .bench_sets import _load_for_bench, _mean_agreement, _runners, agreement, fit_depth_head, synthetic_scene
+
+__all__ = ["count_flops", "matmul_rate", "fit_depth_head", "synthetic_scene", "agreement", "run_bench",
+           "format_table", "bench_cli", "ceilings", "default_backends", "BACKENDS", "BenchRow", "BenchReport"]
+
 
 def _backends() -> dict[str, str]:
-    from .runtime import get_backend, list_backends
+    from .runtime import list_backends
     from .runtime.base import _REGISTRY
 
     eager = {"fp32": "PyTorch fp32 eager", "channels_last": "fp32 channels_last", "bf16": "bf16 autocast",
@@ -50,7 +55,6 @@ BACKENDS = _backends()
 def default_backends() -> list[str]:
     """The rows run when none are named: installed backends suited to this CPU; torch.compile
     (minutes of compilation per size) only when asked for."""
-    from .runtime import get_backend
     from .runtime.base import _REGISTRY
 
     def wanted(name: str) -> bool:
@@ -90,57 +94,6 @@ def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int 
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
-
-
-def synthetic_scene(height: int = 240, width: int = 320, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic textured "room" (H x W x 3 float RGB in [0, 1]) and its depth in metres:
-    a floor and back wall (1.5 m near the bottom to 8 m at the top) and three closer boxes."""
-    rng = np.random.default_rng(seed)
-    rows = np.broadcast_to(np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None], (height, width))
-    depth = 8.0 - 6.5 * rows
-    rgb = np.stack([0.3 + 0.4 * rows, 0.5 - 0.2 * rows, np.full_like(rows, 0.6)], axis=-1)
-    for _ in range(3):
-        h, w = rng.integers(height // 6, height // 3), rng.integers(width // 6, width // 3)
-        top, left = rng.integers(0, height - h), rng.integers(0, width - w)
-        depth[top:top + h, left:left + w] = rng.uniform(1.0, 4.0)
-        rgb[top:top + h, left:left + w] = rng.uniform(0.1, 0.9, size=3)
-    rgb += rng.normal(0.0, 0.03, size=rgb.shape)  # sensor-like texture
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32), depth.astype(np.float32)
-
-
-@torch.no_grad()
-def fit_depth_head(model: nn.Module, image: torch.Tensor, depth: torch.Tensor, ridge: float = 1e-3) -> nn.Module:
-    """Fit the decoder's last 1-channel convolution by ridge least squares so that ``model(image)``
-    approximates ``depth`` (metres; 0 = invalid) on its valid pixels. In place; returns the model.
-
-    Only for metric (``output='metric'``) DepthModels: the target is logit(depth / max_depth).
-    """
-    head = [m for m in model.decoder.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1][-1]
-    seen: dict[str, torch.Tensor] = {}
-    hook = head.register_forward_pre_hook(lambda mod, args: seen.__setitem__("x", args[0]))
-    model.eval()(image)
-    hook.remove()
-    k, pad = head.kernel_size, head.padding
-    cols = F.unfold(seen["x"].double(), k, padding=pad).transpose(1, 2).reshape(-1, head.in_channels * k[0] * k[1])
-    target = depth.double().reshape(-1)
-    valid = target > 0
-    frac = (target / model.max_depth).clamp(0.02, 0.98)
-    a = torch.cat([cols[valid], torch.ones(int(valid.sum()), 1, dtype=cols.dtype)], dim=1)
-    b = torch.log(frac / (1 - frac))[valid]
-    gram = a.T @ a
-    lam = ridge * gram.diagonal().mean()
-    w = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), a.T @ b)
-    head.weight.copy_(w[:-1].view_as(head.weight).float())
-    head.bias.copy_(w[-1:].float())
-    return model
-
-
-def agreement(fast: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(mean |fast - ref| / ref, fraction of pixels with max(fast/ref, ref/fast) < 1.25)."""
-    fast, ref = fast.float().clamp_min(1e-6), ref.float().clamp_min(1e-6)
-    rel = ((fast - ref).abs() / ref).mean().item()
-    delta1 = (torch.maximum(fast / ref, ref / fast) < 1.25).float().mean().item()
-    return rel, delta1
 
 
 @dataclass
@@ -185,6 +138,9 @@ class BenchReport:
         return next((r for r in self.rows if r.backend == backend and r.batch == batch), None)
 
 
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
 def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
                       budget_s: float = ROW_TIME_BUDGET_S) -> dict[str, float]:
     """Median milliseconds of each ``fns[key]()``, timed round-robin: one call of each per round, so
@@ -203,81 +159,6 @@ def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
             spent += times[key][-1]
         rounds += 1
     return {k: 1000.0 * statistics.median(v) for k, v in times.items()}
-
-
-Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _runners(model: nn.Module, backend: str, height: int, width: int) -> tuple[Runner, Any]:
-    """A callable B x 3 x H x W float -> B x 1 x H x W depth for ``backend``, and its precision
-    (or a function giving it: backend auto knows its precision once it has chosen)."""
-    from .inference import Predictor
-    from .runtime import create_runner, list_backends
-
-    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
-    if backend == "fp32":
-        return model, "fp32"
-    if backend in ("channels_last", "bf16_cl"):
-        # .eval() again: deepcopy of an fx GraphModule (the tapped IRv2 encoder) comes back in train mode
-        cl = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-
-        def run_cl(x: torch.Tensor) -> torch.Tensor:
-            x = x.contiguous(memory_format=torch.channels_last)
-            if backend == "bf16_cl":
-                with bf16:
-                    return cl(x).float()
-            return cl(x)
-
-        return run_cl, "bf16" if backend == "bf16_cl" else "fp32"
-    if backend == "bf16":
-        def run_bf16(x: torch.Tensor) -> torch.Tensor:
-            with bf16:
-                return model(x).float()
-
-        return run_bf16, "bf16"
-    if backend == "predict":
-        predictor = Predictor(model, device="cpu")
-
-        def run_predict(x: torch.Tensor) -> torch.Tensor:
-            # The public path: decoded H x W x 3 images in, H x W depth arrays out.
-            images = list(enumerate(x.permute(0, 2, 3, 1).numpy()))
-            depths = [d for _, _, d in predictor.predict_many(images, batch_size=len(images))]
-            return torch.from_numpy(np.stack(depths))[:, None]
-
-        run_predict.predictor = predictor  # type: ignore[attr-defined]  (the loaded pass re-decides auto)
-        return run_predict, lambda: predictor.precision
-    if backend in list_backends():
-        runner = create_runner(backend, model, device="cpu")
-        return runner, lambda: runner.precision
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-
-
-def _load_for_bench(
-    model: str | nn.Module, image: Any, depth: Any, height: int, width: int
-) -> tuple[nn.Module, torch.Tensor, str]:
-    """The model, a 1 x 3 x H x W accuracy image, and a note on where the weights come from."""
-    from .inference import load_any
-    from .io import load_image, read_png16
-
-    from_preset = isinstance(model, str) and not Path(model).exists() and not model.endswith(".onnx")
-    if from_preset:
-        torch.manual_seed(0)  # the same random weights in every run, so accuracy columns repeat
-    net = load_any(model)
-    if image is None:
-        rgb, gt, source = *synthetic_scene(height, width), "a synthetic room"
-    else:
-        rgb, source = load_image(image), f"{Path(str(image)).name}"
-        gt = read_png16(depth) if depth is not None else synthetic_scene(*rgb.shape[:2])[1]
-    x = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
-                      antialias=True)
-    gt_t = F.interpolate(torch.from_numpy(np.ascontiguousarray(gt))[None, None], size=(height, width), mode="nearest")
-    given = model if isinstance(model, (str, Path)) else getattr(net, "name", "the given model")
-    note = "" if from_preset else f"weights of {given} as given"
-    if from_preset and getattr(net, "output", "") == "metric":
-        fit_depth_head(net, x, gt_t[0, 0])
-        note = (f"random-init preset with its depth head least-squares fitted to the depth of {source} "
-                "(stand-in for trained weights so outputs vary)")
-    return net.eval(), x, note
 
 
 def run_bench(
@@ -380,14 +261,6 @@ def _note_choice(runners: dict[str, Any], batch: int, height: int, width: int, s
 
 
 _CHOICES: dict[tuple[int, str], str] = {}
-
-
-def _mean_agreement(run: Runner, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:
-    """Mean over images of (mean relative difference, delta1 agreement); NaN for no images."""
-    if not inputs:
-        return float("nan"), float("nan")
-    pairs = [agreement(run(x), ref) for x, ref in zip(inputs, refs)]
-    return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))
 
 
 def _int8_rate(backends: Sequence[str]) -> float:

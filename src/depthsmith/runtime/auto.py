@@ -28,7 +28,7 @@ import torch
 
 from .base import Runner, get_backend, list_backends, model_meta
 from .cache import cache_dir, model_key
-from .cpu import load_average, machine_busy, machine_key, usable_cores
+from .cpu import load_average, machine_busy, machine_key, runnable_others, usable_cores
 
 __all__ = ["AutoRunner", "Probe", "choose", "timed_ms", "candidates", "MAX_REL_DIFF", "CACHE_FILE"]
 
@@ -126,7 +126,7 @@ class AutoRunner(Runner):
 
     ``probe``: function (runner, batch) -> milliseconds, ``timed_ms`` by default (tests inject fake
     timings). ``cache``: the JSON file, ``<cache dir>/backend-choices.json`` by default.
-    ``busy``: force the load state (default: ``cpu.machine_busy()`` at each decision).
+    ``busy``: force the load state (default: measured by ``cpu.runnable_others()`` at each decision).
     """
 
     def __init__(self, model: Any, device: Any = "cpu", precision: str = "auto",
@@ -151,9 +151,6 @@ class AutoRunner(Runner):
     def precision(self) -> str:  # type: ignore[override]
         return self.current.precision if self.current is not None else self.requested_precision
 
-    def describe_choice(self) -> str:
-        return self.last_reason
-
     def _runner(self, name: str, threads: int | None) -> Runner:
         key = (name, threads)
         if key not in self.runners:
@@ -167,12 +164,14 @@ class AutoRunner(Runner):
 
     def decide(self, x: torch.Tensor) -> tuple[str, int | None]:
         shape = (x.shape[0], *x.shape[2:])
-        busy = machine_busy() if self.busy is None else self.busy
+        others = runnable_others() if self.busy is None else float(self.busy)
+        busy = machine_busy(others)
         key = self.cache_key(shape, busy)
         names = candidates(self.requested_precision, busy)
         entry = _read_cache(self.cache).get(key)
         where = f"{shape[1]}x{shape[2]}" + (f" batch {shape[0]}" if shape[0] > 1 else "")
-        state = f" on a busy machine (load {load_average():.1f} on {usable_cores()} cores)" if busy else ""
+        state = (f" on a busy machine ({others:g} runnable threads of other processes, load average "
+                 f"{load_average():.1f} on {usable_cores()} cores)" if busy and self.busy is None else "")
         if entry and (entry["backend"], entry["threads"]) in [tuple(c) for c in names]:
             choice = (entry["backend"], entry["threads"])
             self.last_reason = (f"backend auto: {Probe(*choice, 0, 0).label} ({entry['reason']}; probed at {where}"
