@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def exported_onnx(model: Any) -> Path:
             raise RuntimeError(f"ONNX export of {getattr(model, 'name', 'the model')} does not match PyTorch:\n"
                                f"{result.summary()}")
         os.replace(tmp, out)
+        # The exporter's external-data file (model.onnx.data) is stale: export_onnx re-saves the
+        # weights inside model.onnx.
+        shutil.rmtree(tmp.parent, ignore_errors=True)
     return out
 
 

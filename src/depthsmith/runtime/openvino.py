@@ -95,13 +95,13 @@ class OpenVinoRunner(Runner):
 
 
 def _runner(precision: str):
-    def build(model: Any, device: Any = None, threads: int | None = None, **_: Any) -> OpenVinoRunner:
+    def build(model: Any, device: Any = None, threads: int | None = None, **options: Any) -> OpenVinoRunner:
         from .cache import exported_openvino
 
-        if precision == "int8":
+        if precision == "int8":  # options: tolerance (see quantize.cached_int8)
             from .quantize import cached_int8
 
-            return OpenVinoRunner(cached_int8(model), "int8", threads, backend="openvino-int8")
+            return OpenVinoRunner(cached_int8(model, **options), "int8", threads, backend="openvino-int8")
         path = exported_openvino(model)
         return OpenVinoRunner(path, precision, threads, backend=f"openvino-{precision}")
 
