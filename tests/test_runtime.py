@@ -249,3 +249,16 @@ def test_gpu_check_exits_cleanly_without_cuda(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main([]) == 0
     assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_busy_neighbour_stops_by_itself_and_is_seen_as_load():
+    from depthsmith.runtime.cpu import runnable_others
+    from depthsmith.runtime.load import busy_neighbour
+
+    with busy_neighbour(seconds=1.5) as proc:
+        import time
+
+        time.sleep(0.3)  # the child is spinning now
+        seen = runnable_others(samples=5)
+        assert proc.wait(timeout=10) == 0  # exits on its own after its 1.5 s
+    assert seen >= 1  # at least the neighbour itself was runnable
