@@ -53,8 +53,15 @@ def targets(report: BenchReport) -> list[str]:
             ok = (int8.speedup >= INT8_SPEEDUP and int8.rel_diff <= INT8_MAX_REL_DIFF
                   and int8.delta1 >= INT8_MIN_DELTA1)
             ceiling = base.latency_ms / int8.floor_ms
-            why = "" if ok else (f"; ceiling: an int8 path at its floor would be {ceiling:.2f}x fp32 eager"
-                                 + ("" if has_int8_dot() else " (no VNNI/AMX: int8 is not accelerated here)"))
+            failed = [what for what, bad in (("speed", int8.speedup < INT8_SPEEDUP),
+                                             ("accuracy", int8.rel_diff > INT8_MAX_REL_DIFF
+                                              or int8.delta1 < INT8_MIN_DELTA1)) if bad]
+            why = "" if ok else (f"; unmet: {' and '.join(failed)}; speed ceiling: an int8 path at its floor would be "
+                                 f"{ceiling:.2f}x fp32 eager"
+                                 + ("" if has_int8_dot() else " (no VNNI/AMX: int8 is not accelerated here)")
+                                 + ("; accuracy depends on the calibration images: the int8 row is calibrated on "
+                                    "synthetic rooms, give real ones with export --calibration" if "accuracy" in failed
+                                    else ""))
             real = "" if int8.rel_diff_real != int8.rel_diff_real else \
                 f", real frames {100 * int8.rel_diff_real:.3f}% / delta1 {int8.delta1_real:.4f}"
             out.append(f"{'MET' if ok else 'NOT MET'}: batch {batch}, int8 {int8.speedup:.2f}x fp32 eager (target >= "
@@ -66,7 +73,7 @@ def targets(report: BenchReport) -> list[str]:
             x_floor = best.latency_ms / best.floor_ms
             out.append(f"{'MET' if x_floor <= BF16_MAX_X_FLOOR else 'NOT MET'}: batch {batch}, best bf16 path "
                        f"{best.backend} at {x_floor:.2f}x its floor (target <= {BF16_MAX_X_FLOOR}x; floor from the "
-                       "measured bf16 GEMM rate, which convolutions with few channels cannot reach)")
+                       "measured bf16 GEMM rate)")
     if not has_native_bf16():
         out.append("bf16 target not applicable: this CPU has no native bf16 (avx512_bf16/amx_bf16)")
     return out
