@@ -111,3 +111,32 @@ def test_smp_reference_row_is_timed_at_its_own_size(one_thread):
     assert smp_row.speedup != smp_row.speedup
     assert np.isclose(smp_row.floor_ms, 1000 * smp_row.gflops / report.rates["fp32"])
     assert smp_row.gflops > 10 * report.gflops  # IRv2 at 256x320 against a tiny resnet at 64x80
+
+
+def test_int8_row_has_its_accuracy_floor_and_the_cpu_flags(one_thread, tmp_path):
+    """The OpenVINO int8 row: accuracy fields measured (not NaN) and in range, its floor from the
+    measured int8 rate; the header names the CPU and which relevant flags it has and lacks."""
+    pytest.importorskip("nncf")
+    from depthsmith.runtime.cpu import RELEVANT_FLAGS, cpu_model, relevant_flags
+
+    torch.manual_seed(0)
+    model = depthsmith.create_model("test_resnet", decoder="unet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]})
+    real = tmp_path / "real"
+    real.mkdir()
+    from PIL import Image
+
+    Image.fromarray((synthetic_scene(48, 64, seed=3)[0] * 255).astype(np.uint8)).save(real / "00000_rgb.png")
+    report = run_bench(model, 64, 80, batch_sizes=(1,), backends=["fp32", "openvino-int8"], repeats=1,
+                       gemm_size=256, rooms=1, real_dir=real)
+    int8 = report.row("openvino-int8", 1)
+    assert int8.precision == "int8" and report.rates["int8"] > 0
+    assert np.isclose(int8.floor_ms, 1000 * int8.gflops / report.rates["int8"])
+    for value in (int8.rel_diff, int8.delta1, int8.rel_diff_real, int8.delta1_real):
+        assert 0 <= value <= 1
+    table = format_table(report)
+    assert f"CPU {cpu_model()}" in table and "int8 (OpenVINO int8" in table
+    flags_line = next(line for line in table.splitlines() if line.startswith("CPU "))
+    for flag in RELEVANT_FLAGS:  # each relevant flag is named, as present or as absent
+        assert flag in flags_line
+        assert (flag in flags_line.split("(absent:")[0]) == (flag in relevant_flags())
+    assert "1 real frames from" in table

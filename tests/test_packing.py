@@ -73,8 +73,8 @@ def test_only_plain_zero_padded_convolutions_are_packed():
 def test_predictor_packs_on_cpu_and_matches_the_unpacked_fast_model():
     torch.manual_seed(0)
     model = depthsmith.create_model("test_resnet", decoder="unet").eval()
-    predictor = Predictor(model, device="cpu", precision="bf16")
-    assert any(isinstance(m, PackedConv2d) for m in predictor.runner.modules())
+    predictor = Predictor(model, device="cpu", precision="bf16", backend="torch")  # the torch fast path, not auto
+    assert any(isinstance(m, PackedConv2d) for m in predictor.runner.model.modules())
     unpacked = fast_model(model, torch.device("cpu"), "bf16", prepack=False)
     assert not any(isinstance(m, PackedConv2d) for m in unpacked.modules())
     with torch.inference_mode():

@@ -95,7 +95,7 @@ def make_handler(
         note = (
             f"**{w} x {h}** image, depth {float(depth.min()):.2f} to {float(depth.max()):.2f} {unit} "
             f"(near = yellow, far = purple). Network input {work[1]} x {work[0]}, {seconds:.2f} s on "
-            f"{predictor.device} ({predictor.precision}). The 16-bit PNG stores depth x 1000 "
+            f"{predictor.device} ({predictor.backend}, {predictor.precision}). The 16-bit PNG stores depth x 1000 "
             f"(millimetres); the point cloud uses NYU Kinect intrinsics scaled to the image."
         )
         rgb8 = (to_float_rgb(rgb) * 255.0 + 0.5).astype(np.uint8)
@@ -171,9 +171,11 @@ def launch(
     max_pixels: int = 4096 * 4096,
     max_file_mb: float = 20.0,
     prevent_thread_lock: bool = False,
+    backend: str = "auto",
 ) -> Any:
-    """Serve the page. Blocks until stopped unless ``prevent_thread_lock`` (tests); returns the Blocks."""
-    demo = build_app(model, max_pixels=max_pixels, max_file_mb=max_file_mb)
+    """Serve the page. Blocks until stopped unless ``prevent_thread_lock`` (tests); returns the Blocks.
+    ``backend``: any of ``depthsmith.runtime.backend_choices()`` (auto measures on the first image)."""
+    demo = build_app(model, max_pixels=max_pixels, max_file_mb=max_file_mb, predictor=Predictor(model, backend=backend))
     demo.launch(server_name=host, server_port=port, max_file_size=int(max_file_mb * 1e6),
                 prevent_thread_lock=prevent_thread_lock, show_error=True, quiet=prevent_thread_lock)
     return demo

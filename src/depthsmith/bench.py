@@ -5,9 +5,15 @@ Rows: backend x batch size. Latency is the median of timed calls after one warm-
 compilation). The backends are timed round-robin, one call each per round, so that load from
 elsewhere on the machine slows them alike and the speed-up ratios hold. The floor is the model's convolution and matmul FLOPs divided by the rate of a
 large ``torch.matmul`` measured in this run, at the row's precision: no backend can beat it by
-much, so "x floor" says how much is left to gain.
+much, so "x floor" says how much is left to gain. int8 rows use the rate of an OpenVINO int8
+convolution measured in the same run (``runtime.openvino.int8_conv_rate``).
 
-Accuracy columns compare each row's output with fp32 eager PyTorch on one image (batch 1).
+Rows are the eager references, every backend of ``depthsmith.runtime`` and predict's default
+path (backend auto, which says what it chose). With ``loaded`` every row is timed again while a
+busy-loop neighbour process runs (``runtime.load.busy_neighbour``).
+
+Accuracy columns compare each row's output with fp32 eager PyTorch (batch 1) on the accuracy
+image plus held-out synthetic rooms, and on real frames when a folder of them is given.
 A preset built with random weights outputs a near-constant map on which any precision looks
 exact, so for presets the depth head is first fitted by least squares to a depth map (the
 caller's, or a synthetic room): a stand-in for trained weights, stated in the table header.
@@ -15,9 +21,6 @@ caller's, or a synthetic room): a stand-in for trained weights, stated in the ta
 
 from __future__ import annotations
 
-import copy
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -25,23 +28,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["count_flops", "matmul_rate", "fit_depth_head", "synthetic_scene", "run_bench", "format_table",
-           "bench_cli", "ceilings", "BACKENDS", "BenchRow", "BenchReport"]
+# agreement, fit_depth_head and synthetic_scene live in bench_sets; imported from here by callers.
+from .bench_sets import _load_for_bench, _mean_agreement, _runners, agreement, fit_depth_head, synthetic_scene
 
-BACKENDS = {
-    "fp32": "PyTorch fp32 eager",
-    "channels_last": "fp32 channels_last",
-    "bf16": "bf16 autocast",
-    "bf16_cl": "bf16 autocast + channels_last",
-    "compile": "Predictor(compile=True): torch.compile, inductor, frozen",
-    "onnx": "ONNX Runtime fp32 (CPU)",
-    "predict": "predict() default path",
-}
+__all__ = ["count_flops", "matmul_rate", "fit_depth_head", "synthetic_scene", "agreement", "run_bench",
+           "format_table", "bench_cli", "ceilings", "default_backends", "BACKENDS", "BenchRow", "BenchReport"]
+
+
+def _backends() -> dict[str, str]:
+    from .runtime import list_backends
+    from .runtime.base import _REGISTRY
+
+    eager = {"fp32": "PyTorch fp32 eager", "channels_last": "fp32 channels_last", "bf16": "bf16 autocast",
+             "bf16_cl": "bf16 autocast + channels_last"}
+    # Every registered backend is a row (the registry's description is its label), then the public path.
+    return {**eager, **{n: f"{n}: {_REGISTRY[n].description}" for n in list_backends()},
+            "predict": "predict() default path (backend auto)"}
+
+
+BACKENDS = _backends()
+
+
+def default_backends() -> list[str]:
+    """The rows run when none are named: installed backends suited to this CPU; torch.compile
+    (minutes of compilation per size) only when asked for."""
+    from .runtime.base import _REGISTRY
+
+    def wanted(name: str) -> bool:
+        spec = _REGISTRY.get(name)
+        return spec is None or (name != "torch-compile" and spec.installed() and spec.suits_hardware())
+
+    return [n for n in BACKENDS if wanted(n)]
 SMP_SIZE = (256, 320)  # smp's Unet needs sides divisible by 32
 ROW_TIME_BUDGET_S = 6.0  # timing stops after this long per row (at least 2 rounds)
 
@@ -76,57 +96,6 @@ def matmul_rate(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int 
     return 2 * n**3 / best / 1e9
 
 
-def synthetic_scene(height: int = 240, width: int = 320, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic textured "room" (H x W x 3 float RGB in [0, 1]) and its depth in metres:
-    a floor and back wall (1.5 m near the bottom to 8 m at the top) and three closer boxes."""
-    rng = np.random.default_rng(seed)
-    rows = np.broadcast_to(np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None], (height, width))
-    depth = 8.0 - 6.5 * rows
-    rgb = np.stack([0.3 + 0.4 * rows, 0.5 - 0.2 * rows, np.full_like(rows, 0.6)], axis=-1)
-    for _ in range(3):
-        h, w = rng.integers(height // 6, height // 3), rng.integers(width // 6, width // 3)
-        top, left = rng.integers(0, height - h), rng.integers(0, width - w)
-        depth[top:top + h, left:left + w] = rng.uniform(1.0, 4.0)
-        rgb[top:top + h, left:left + w] = rng.uniform(0.1, 0.9, size=3)
-    rgb += rng.normal(0.0, 0.03, size=rgb.shape)  # sensor-like texture
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32), depth.astype(np.float32)
-
-
-@torch.no_grad()
-def fit_depth_head(model: nn.Module, image: torch.Tensor, depth: torch.Tensor, ridge: float = 1e-3) -> nn.Module:
-    """Fit the decoder's last 1-channel convolution by ridge least squares so that ``model(image)``
-    approximates ``depth`` (metres; 0 = invalid) on its valid pixels. In place; returns the model.
-
-    Only for metric (``output='metric'``) DepthModels: the target is logit(depth / max_depth).
-    """
-    head = [m for m in model.decoder.modules() if isinstance(m, nn.Conv2d) and m.out_channels == 1][-1]
-    seen: dict[str, torch.Tensor] = {}
-    hook = head.register_forward_pre_hook(lambda mod, args: seen.__setitem__("x", args[0]))
-    model.eval()(image)
-    hook.remove()
-    k, pad = head.kernel_size, head.padding
-    cols = F.unfold(seen["x"].double(), k, padding=pad).transpose(1, 2).reshape(-1, head.in_channels * k[0] * k[1])
-    target = depth.double().reshape(-1)
-    valid = target > 0
-    frac = (target / model.max_depth).clamp(0.02, 0.98)
-    a = torch.cat([cols[valid], torch.ones(int(valid.sum()), 1, dtype=cols.dtype)], dim=1)
-    b = torch.log(frac / (1 - frac))[valid]
-    gram = a.T @ a
-    lam = ridge * gram.diagonal().mean()
-    w = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), a.T @ b)
-    head.weight.copy_(w[:-1].view_as(head.weight).float())
-    head.bias.copy_(w[-1:].float())
-    return model
-
-
-def agreement(fast: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(mean |fast - ref| / ref, fraction of pixels with max(fast/ref, ref/fast) < 1.25)."""
-    fast, ref = fast.float().clamp_min(1e-6), ref.float().clamp_min(1e-6)
-    rel = ((fast - ref).abs() / ref).mean().item()
-    delta1 = (torch.maximum(fast / ref, ref / fast) < 1.25).float().mean().item()
-    return rel, delta1
-
-
 @dataclass
 class BenchRow:
     backend: str
@@ -137,9 +106,12 @@ class BenchRow:
     pixels: int = 0  # per image
     speedup: float = float("nan")
     floor_ms: float = float("nan")
-    rel_diff: float = float("nan")
+    rel_diff: float = float("nan")  # vs fp32 eager: the accuracy image and held-out synthetic rooms
     delta1: float = float("nan")
     label: str = ""
+    rel_diff_real: float = float("nan")  # vs fp32 eager on real frames (NaN: none available)
+    delta1_real: float = float("nan")
+    loaded_ms: float = float("nan")  # latency with a busy-loop neighbour process (NaN: not measured)
 
     @property
     def images_per_s(self) -> float:
@@ -157,13 +129,16 @@ class BenchReport:
     width: int
     gflops: float
     params_m: float
-    rates: dict[str, float]  # GEMM GFLOP/s per precision
+    rates: dict[str, float]  # GEMM GFLOP/s per precision (int8: OpenVINO int8 convolution GOP/s)
     gemm_size: int = 4096
     rows: list[BenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def row(self, backend: str, batch: int) -> BenchRow | None:
         return next((r for r in self.rows if r.backend == backend and r.batch == batch), None)
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
@@ -186,86 +161,6 @@ def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
     return {k: 1000.0 * statistics.median(v) for k, v in times.items()}
 
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _runners(model: nn.Module, backend: str, height: int, width: int) -> tuple[Runner, str]:
-    """A callable B x 3 x H x W float -> B x 1 x H x W depth for ``backend``, and its precision."""
-    from .inference import Predictor
-
-    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
-    if backend == "fp32":
-        return model, "fp32"
-    if backend in ("channels_last", "bf16_cl"):
-        # .eval() again: deepcopy of an fx GraphModule (the tapped IRv2 encoder) comes back in train mode
-        cl = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-
-        def run_cl(x: torch.Tensor) -> torch.Tensor:
-            x = x.contiguous(memory_format=torch.channels_last)
-            if backend == "bf16_cl":
-                with bf16:
-                    return cl(x).float()
-            return cl(x)
-
-        return run_cl, "bf16" if backend == "bf16_cl" else "fp32"
-    if backend == "bf16":
-        def run_bf16(x: torch.Tensor) -> torch.Tensor:
-            with bf16:
-                return model(x).float()
-
-        return run_bf16, "bf16"
-    if backend == "predict":
-        predictor = Predictor(model, device="cpu")
-
-        def run_predict(x: torch.Tensor) -> torch.Tensor:
-            # The public path: decoded H x W x 3 images in, H x W depth arrays out.
-            images = list(enumerate(x.permute(0, 2, 3, 1).numpy()))
-            depths = [d for _, _, d in predictor.predict_many(images, batch_size=len(images))]
-            return torch.from_numpy(np.stack(depths))[:, None]
-
-        return run_predict, predictor.precision
-    if backend == "compile":
-        compiled = Predictor(model, device="cpu", compile=True)
-        return lambda x: compiled.run(x)[:, None], compiled.precision
-    if backend == "onnx":
-        import tempfile
-
-        from .export import OnnxRunner, export_onnx
-
-        path = export_onnx(model, Path(tempfile.mkdtemp()) / "model.onnx", height, width, check=False).path
-        runner = OnnxRunner(path)
-        return lambda x: torch.from_numpy(runner(x.numpy())), "fp32"
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-
-
-def _load_for_bench(
-    model: str | nn.Module, image: Any, depth: Any, height: int, width: int
-) -> tuple[nn.Module, torch.Tensor, str]:
-    """The model, a 1 x 3 x H x W accuracy image, and a note on where the weights come from."""
-    from .inference import load_any
-    from .io import load_image, read_png16
-
-    from_preset = isinstance(model, str) and not Path(model).exists() and not model.endswith(".onnx")
-    if from_preset:
-        torch.manual_seed(0)  # the same random weights in every run, so accuracy columns repeat
-    net = load_any(model)
-    if image is None:
-        rgb, gt, source = *synthetic_scene(height, width), "a synthetic room"
-    else:
-        rgb, source = load_image(image), f"{Path(str(image)).name}"
-        gt = read_png16(depth) if depth is not None else synthetic_scene(*rgb.shape[:2])[1]
-    x = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
-                      antialias=True)
-    gt_t = F.interpolate(torch.from_numpy(np.ascontiguousarray(gt))[None, None], size=(height, width), mode="nearest")
-    given = model if isinstance(model, (str, Path)) else getattr(net, "name", "the given model")
-    note = "" if from_preset else f"weights of {given} as given"
-    if from_preset and getattr(net, "output", "") == "metric":
-        fit_depth_head(net, x, gt_t[0, 0])
-        note = (f"random-init preset with its depth head least-squares fitted to the depth of {source} "
-                "(stand-in for trained weights so outputs vary)")
-    return net.eval(), x, note
-
-
 def run_bench(
     model: str | nn.Module = "enc-dec-irv2",
     height: int = 240,
@@ -277,28 +172,43 @@ def run_bench(
     image: Any = None,
     depth: Any = None,
     gemm_size: int = 4096,
+    rooms: int = 3,
+    real_dir: str | Path | None = None,
+    loaded: bool = False,
 ) -> BenchReport:
-    """Time every backend at every batch size on the CPU; see the module docstring."""
-    backends = list(backends or BACKENDS)
+    """Time every backend at every batch size on the CPU; see the module docstring.
+
+    Accuracy: against fp32 eager on the accuracy image plus ``rooms`` held-out synthetic rooms
+    (``rel_diff``/``delta1``) and on the real frames under ``real_dir`` (``*_real``).
+    ``loaded``: time every row a second time with a busy-loop neighbour process (``loaded_ms``).
+    """
+    from .bench_sets import real_frames, synthetic_rooms
+
+    backends = list(backends or default_backends())
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise ValueError(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
     net, x1, note = _load_for_bench(model, image, depth, height, width)
-    rates = {"fp32": matmul_rate(torch.float32, gemm_size), "bf16": matmul_rate(torch.bfloat16, gemm_size)}
+    rates = {"fp32": matmul_rate(torch.float32, gemm_size), "bf16": matmul_rate(torch.bfloat16, gemm_size),
+             "int8": _int8_rate(backends)}
     gflops = count_flops(net, height, width)
     report = BenchReport(getattr(net, "name", str(model)), height, width, gflops,
                          sum(p.numel() for p in net.parameters()) / 1e6, rates, gemm_size)
-    if note:
-        report.notes.append(note)
+    report.notes += [n for n in (note,) if n]
+    synthetic = [x1, *synthetic_rooms(rooms, height, width)]
+    real, real_note = real_frames(real_dir, height, width)
+    report.notes.append(f"accuracy vs fp32 eager on {'the given image' if image is not None else 'a synthetic room'}"
+                        f" + {rooms} held-out synthetic rooms; {real_note}")
     with torch.inference_mode():
-        reference = net(x1)
+        refs = [net(x) for x in synthetic], [net(x) for x in real]
         runners = {}
         for backend in backends:
             run, precision = _runners(net, backend, height, width)
-            rel, d1 = agreement(run(x1), reference) if backend != "fp32" else (0.0, 1.0)
-            runners[backend] = (run, precision, rel, d1)
+            acc = [_mean_agreement(run, xs, rs) for xs, rs in zip((synthetic, real), refs)]
+            runners[backend] = (run, precision() if callable(precision) else precision, acc)
         smp = _smp_reference() if smp_reference else None
         latency: dict[tuple[str, int], float] = {}
+        loaded_latency: dict[tuple[str, int], float] = {}
         for b in batch_sizes:
             xb = x1.expand(b, -1, -1, -1).contiguous()
             fns = {name: (lambda run=run: run(xb)) for name, (run, *_) in runners.items()}
@@ -306,19 +216,60 @@ def run_bench(
                 smp_x = torch.rand(b, 3, *SMP_SIZE)
                 fns["smp"] = lambda: smp(smp_x)
             latency.update({(name, b): ms for name, ms in _time_interleaved(fns, repeats).items()})
-        for backend, (_, precision, rel, d1) in runners.items():
+            _note_choice(runners, b, height, width, "quiet")
+            if loaded:
+                from .runtime.load import busy_neighbour
+
+                for run, *_ in runners.values():  # auto decides afresh, as a process started under load would
+                    getattr(getattr(getattr(run, "predictor", None), "runner", None), "chosen", {}).clear()
+                with busy_neighbour(seconds=60.0 + 30.0 * len(fns) * b):
+                    timed = _time_interleaved(fns, max(2, repeats // 2), budget_s=ROW_TIME_BUDGET_S / 2)
+                loaded_latency.update({(name, b): ms for name, ms in timed.items()})
+                _note_choice(runners, b, height, width, "loaded")
+        for backend, (_, precision, ((rel, d1), (rel_r, d1_r))) in runners.items():
             report.rows += [BenchRow(backend, b, latency[backend, b], precision, gflops, height * width,
-                                     rel_diff=rel, delta1=d1, label=BACKENDS[backend]) for b in batch_sizes]
+                                     rel_diff=rel, delta1=d1, label=_label(backend, b), rel_diff_real=rel_r,
+                                     delta1_real=d1_r, loaded_ms=loaded_latency.get((backend, b), float("nan")))
+                            for b in batch_sizes]
         if smp is not None:
             smp_gflops = count_flops(smp, *SMP_SIZE)
             label = f"reference: smp Unet tu-inception_resnet_v2, fp32 eager, {SMP_SIZE[0]}x{SMP_SIZE[1]}"
             report.rows += [BenchRow("smp", b, latency["smp", b], "fp32", smp_gflops, SMP_SIZE[0] * SMP_SIZE[1],
-                                     label=label) for b in batch_sizes]
+                                     label=label, loaded_ms=loaded_latency.get(("smp", b), float("nan")))
+                            for b in batch_sizes]
     for r in report.rows:
         base = report.row("fp32", r.batch) if r.backend != "smp" else None
         r.speedup = base.latency_ms / r.latency_ms if base else float("nan")
-        r.floor_ms = 1000.0 * r.batch * r.gflops / rates["bf16" if r.precision == "bf16" else "fp32"]
+        r.floor_ms = 1000.0 * r.batch * r.gflops / rates.get(r.precision if r.precision in rates else "fp32", float("nan"))
     return report
+
+
+def _label(backend: str, batch: int) -> str:
+    if backend != "predict":
+        return BACKENDS[backend]
+    picked = [f"{state}: {_CHOICES[batch, state]}" for state in ("quiet", "loaded") if (batch, state) in _CHOICES]
+    return BACKENDS[backend] + (f" -> {', '.join(picked)}" if picked else "")
+
+
+def _note_choice(runners: dict[str, Any], batch: int, height: int, width: int, state: str) -> None:
+    """Remember which backend predict's auto chose for this batch (quiet and loaded)."""
+    predictor = getattr(runners.get("predict", (None,))[0], "predictor", None)
+    chosen = getattr(getattr(predictor, "runner", None), "chosen", {}).get((batch, height, width))
+    if chosen is not None:
+        name, threads = chosen
+        _CHOICES[batch, state] = name if threads is None else f"{name} ({threads} threads)"
+
+
+_CHOICES: dict[tuple[int, str], str] = {}
+
+
+def _int8_rate(backends: Sequence[str]) -> float:
+    """OpenVINO int8 convolution GOP/s when an int8 row is benchmarked (NaN otherwise)."""
+    if not any("int8" in b for b in backends):
+        return float("nan")
+    from .runtime.openvino import int8_conv_rate
+
+    return int8_conv_rate()
 
 
 def _smp_reference() -> nn.Module:
@@ -334,24 +285,31 @@ def _fmt(v: float, spec: str) -> str:
 
 def format_table(report: BenchReport) -> str:
     """The report as a Markdown table with a header of the run's conditions and the targets."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    from .runtime.cpu import cpu_flags, cpu_model, load_average, relevant_flags, RELEVANT_FLAGS, usable_cores
+
+    flags = relevant_flags()
+    missing = [f for f in RELEVANT_FLAGS if f not in cpu_flags()]
     lines = [
         f"model {report.model} ({report.params_m:.2f}M params), {report.gflops:.1f} GFLOPs per image at "
-        f"{report.height}x{report.width}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, load average {load:.1f} on {os.cpu_count()} cores",
+        f"{report.height}x{report.width}; torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"CPU {cpu_model()}, {usable_cores()} usable cores; flags: {' '.join(flags) or 'none of the relevant'}"
+        f" (absent: {' '.join(missing) or 'none'}); load average {load_average():.1f} at the end of the run",
         f"measured GEMM rate ({report.gemm_size}^3 matmul): fp32 {report.rates['fp32']:.0f} GFLOP/s, "
-        f"bf16 {report.rates['bf16']:.0f} GFLOP/s; floor = FLOPs / GEMM rate at the row's precision",
+        f"bf16 {report.rates['bf16']:.0f} GFLOP/s; int8 (OpenVINO int8 3x3 convolution, 256 channels) "
+        f"{_fmt(report.rates.get('int8', float('nan')), '.0f')} GOP/s; floor = FLOPs / rate at the row's precision",
         *[f"note: {n}" for n in report.notes],
         "",
         "| backend | batch | precision | latency ms | images/s | speed-up vs fp32 eager | floor ms | x floor "
-        "| ms/MP | mean rel diff vs fp32 | delta1 agreement |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ms/MP | mean rel diff vs fp32 | delta1 agreement | real: rel diff | real: delta1 | loaded ms (x quiet) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
+        loaded = "-" if r.loaded_ms != r.loaded_ms else f"{r.loaded_ms:.1f} ({r.loaded_ms / r.latency_ms:.1f}x)"
         lines.append(
             f"| {r.label or r.backend} | {r.batch} | {r.precision} | {r.latency_ms:.1f} | {r.images_per_s:.2f} | "
-            f"{_fmt(r.speedup, '.2f')} | {r.floor_ms:.1f} | {r.latency_ms / r.floor_ms:.2f} | {r.ms_per_mp:.0f} | "
-            f"{_fmt(100 * r.rel_diff, '.3f')}% | {_fmt(r.delta1, '.4f')} |"
+            f"{_fmt(r.speedup, '.2f')} | {_fmt(r.floor_ms, '.1f')} | {_fmt(r.latency_ms / r.floor_ms, '.2f')} | "
+            f"{r.ms_per_mp:.0f} | {_fmt(100 * r.rel_diff, '.3f')}% | {_fmt(r.delta1, '.4f')} | "
+            f"{_fmt(100 * r.rel_diff_real, '.3f')}% | {_fmt(r.delta1_real, '.4f')} | {loaded} |"
         )
     lines += ["", *verdicts(report)]
     return "\n".join(lines)
@@ -389,7 +347,11 @@ def ceilings(report: BenchReport, target: float = 2.5) -> list[str]:
     return out
 
 
-def bench_cli(*args: Any, **kwargs: Any) -> int:
-    """``depthsmith bench``: prints the table of ``run_bench`` (same arguments); 0 on success."""
-    print(format_table(run_bench(*args, **kwargs)))
+def bench_cli(*args: Any, extra: Callable[[BenchReport], list[str]] | None = None, **kwargs: Any) -> int:
+    """``depthsmith bench``: prints the table of ``run_bench`` (same arguments), then the lines of
+    ``extra(report)`` (the benchmark script's targets); 0 on success."""
+    report = run_bench(*args, **kwargs)
+    print(format_table(report))
+    for line in extra(report) if extra is not None else []:
+        print(line)
     return 0

@@ -99,8 +99,11 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_cli
 
+    openvino = {"int8": args.int8, "calibration": args.calibration, "tolerance": args.tolerance}
+    if args.format != "openvino" and (args.int8 or args.calibration):
+        raise ValueError("--int8 and --calibration need --format openvino")
     return export_cli(args.model, out=args.out, fmt=args.format, height=args.height, width=args.width,
-                      opset=args.opset)
+                      opset=args.opset, **(openvino if args.format == "openvino" else {}))
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -113,7 +116,8 @@ def _convert(args: argparse.Namespace) -> int:
 def _app(args: argparse.Namespace) -> int:
     from .app import launch
 
-    launch(args.model, host=args.host, port=args.port, max_pixels=args.max_pixels, max_file_mb=args.max_file_mb)
+    launch(args.model, host=args.host, port=args.port, max_pixels=args.max_pixels, max_file_mb=args.max_file_mb,
+           backend=args.backend)
     return 0
 
 
@@ -121,7 +125,7 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import bench_cli
 
     return bench_cli(model=args.model, height=args.height, width=args.width, batch_sizes=args.batch_sizes,
-                     backends=args.backends, repeats=args.repeats, smp_reference=args.smp)
+                     backends=args.backends, repeats=args.repeats, smp_reference=args.smp, loaded=args.loaded)
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -133,6 +137,9 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import BACKENDS
+    from .runtime import backend_choices
+
     p = argparse.ArgumentParser(prog="depthsmith", description="Monocular depth estimation: train, evaluate, deploy.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -190,12 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
-    s.add_argument("--model", required=True, help="saved model folder, Hub id, seed .keras file or exported .onnx file")
+    s.add_argument("--model", required=True, help="saved model folder, Hub id, seed .keras file, exported .onnx or OpenVINO .xml file")
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
     s.add_argument("--cmap", default="inferno_r")
-    s.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    s.add_argument("--backend", default="auto", choices=backend_choices(),
+                   help="auto: the fastest backend within 1%% of fp32, measured on the first batch and cached")
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 on CPUs/GPUs that have it, else fp32")
     s.add_argument("--max-side", type=_int_at_least(64), default=640,
@@ -207,10 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
     s.set_defaults(func=_predict)
 
-    s = sub.add_parser("export", help="export a model (ONNX with dynamic height and width)")
+    s = sub.add_parser("export", help="export a model (ONNX or OpenVINO IR, dynamic height and width)")
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    s.add_argument("--format", default="onnx", choices=["onnx"])
+    s.add_argument("--format", default="onnx", choices=["onnx", "openvino"])
+    s.add_argument("--int8", action="store_true", help="openvino: NNCF int8 post-training quantization")
+    s.add_argument("--calibration", help="int8: dataset config YAML or image folder (default: synthetic rooms)")
+    s.add_argument("--tolerance", type=float, default=0.02,
+                   help="int8: largest mean relative difference from fp32 on held-out calibration images")
     s.add_argument("--height", type=_int_at_least(1), default=240, help="example input height used for tracing/checking")
     s.add_argument("--width", type=_int_at_least(1), default=320)
     s.add_argument("--opset", type=int, default=18)
@@ -227,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=7860)
     s.add_argument("--max-pixels", type=_int_at_least(1), default=4096 * 4096)
     s.add_argument("--max-file-mb", type=float, default=20.0)
+    s.add_argument("--backend", default="auto", choices=backend_choices())
     s.set_defaults(func=_app)
 
     s = sub.add_parser("bench", help="inference latency and throughput per backend")
@@ -234,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=240)
     s.add_argument("--width", type=int, default=320)
     s.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    s.add_argument("--backends", nargs="+", default=None, help="subset of backends to run")
+    s.add_argument("--backends", nargs="+", default=None, choices=list(BACKENDS), help="subset of backends to run")
+    s.add_argument("--loaded", action="store_true",
+                   help="also time every row with a busy-loop neighbour process on one core")
     s.add_argument("--repeats", type=int, default=10)
     s.add_argument("--smp", action="store_true", help="add the segmentation_models_pytorch reference row")
     s.set_defaults(func=_bench)

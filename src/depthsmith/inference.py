@@ -164,9 +164,11 @@ def _to_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
 class Predictor:
     """A model made ready for inference once, then called on many images.
 
-    ``model``: a DepthModel, a saved model folder, a Hub id or an exported ``.onnx`` file.
-    ``backend``: 'torch' or 'onnx' (ONNX Runtime on CPU; a DepthModel is exported first).
-    ``compile``: run the torch model through ``torch.compile`` (see the comment where it is set).
+    ``model``: a DepthModel, a saved model folder, a Hub id or an exported ``.onnx`` / OpenVINO ``.xml`` file.
+    ``backend``: 'auto' (measured fastest accurate backend on the CPU), 'torch' (fp32 or bf16 by
+    ``precision``) or any name of ``depthsmith.runtime.list_backends()``; a DepthModel given to an
+    export-based backend is exported first (cached).
+    ``compile``: the ``torch-compile`` backend (see ``depthsmith.runtime.torch_backends``).
     """
 
     def __init__(
@@ -174,40 +176,22 @@ class Predictor:
         model: Any,
         device: str | torch.device = "auto",
         precision: str = "auto",
-        backend: str = "torch",
+        backend: str = "auto",
         max_side: int = DEFAULT_MAX_SIDE,
         compile: bool = False,
     ) -> None:
-        model = load_any(model)
-        if isinstance(model, Path):
-            backend = "onnx"
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"backend={backend!r} is not valid; choose torch or onnx.")
-        self.backend = backend
+        from .runtime import create_runner
+
         self.max_side = check_positive_int(max_side, "max_side", MIN_SIDE)
-        if backend == "onnx":
-            from .export import OnnxRunner, export_onnx
+        # The backend registry builds the runner; "auto" measures on the first batch (depthsmith.runtime.auto).
+        self.runner: Any = create_runner(backend, model, device=device, precision=precision, compile=compile)
+        self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
 
-            if isinstance(model, nn.Module):  # export to a temporary file, checked against PyTorch
-                import tempfile
+    # From the runner: under backend "auto" they name the measured choice once the first batch ran.
+    backend = property(lambda self: self.runner.backend)
+    precision = property(lambda self: self.runner.precision)
+    device = property(lambda self: self.runner.device)
 
-                model = export_onnx(model, Path(tempfile.mkdtemp()) / "model.onnx").path
-            self.device, self.precision = torch.device("cpu"), "fp32"
-            self.runner: Any = OnnxRunner(model)
-            self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
-        else:
-            self.device = resolve_device(device)
-            self.precision = resolve_precision(precision, self.device)
-            self.name = getattr(model, "name", type(model).__name__)
-            self.is_metric = bool(getattr(model, "is_metric", True))
-            self.max_depth = float(getattr(model, "max_depth", float("nan")))
-            # torch.compile packs weights itself (freezing); our per-shape packing would only break its graph.
-            self.runner = fast_model(model, self.device, self.precision, prepack=not compile)
-            if compile:
-                # Inductor with frozen weights: prepacked weights and fused activations, 3% faster
-                # than the default path at batch 1 and 10% at batch 8 on a 2-core CPU, but every
-                # new input size costs a compilation of a minute or more: only for long videos.
-                self.runner = torch.compile(self.runner, options={"freezing": True}, dynamic=False)
     @property
     def units(self) -> str:
         return "metres" if self.is_metric else "relative depth (unitless, 0-1, not metres)"
@@ -230,10 +214,7 @@ class Predictor:
         x = batch.to(self.device, non_blocking=True)
         if work != size:
             x = F.interpolate(x, size=work, mode="bilinear", align_corners=False, antialias=work[0] < size[0])
-        if self.backend == "onnx":
-            depth = torch.from_numpy(self.runner(x.contiguous().numpy()))
-        else:
-            depth = self.runner(x.contiguous(memory_format=torch.channels_last)).float()
+        depth = self.runner(x)
         if work != size:
             depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
         return depth[:, 0].cpu()

@@ -76,7 +76,7 @@ def predict_cli(
     out_dir: str | Path,
     outputs: Sequence[str] = ("png16", "color"),
     cmap: str = "inferno_r",
-    backend: str = "torch",
+    backend: str = "auto",
     batch_size: int = 4,
     device: str = "auto",
     intrinsics: Sequence[float] | None = None,

@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "trainer": {
         "max_epochs": 10,
         "max_steps": -1,
-        "precision": "32-true",  # Lightning precision; fp32/bf16/fp16 are accepted as shorthands
+        "precision": "32-true",  # Lightning precision; fp32/bf16/fp16 shorthands; auto: bf16-mixed where native
         "gradient_clip_val": None,
         "accumulate_grad_batches": 1,
         "check_val_every_n_epoch": 1,

@@ -43,6 +43,7 @@ from .data import DepthDataModule
 from ..models.card import write_run_card
 from .holdout import evaluate_holdout, format_holdout
 from .module import DepthTrainModule, NonFiniteLossError, build_model
+from .precision import resolve_training_precision
 
 __all__ = ["train", "TrainResult", "RUN_DIR_ENV"]
 
@@ -319,6 +320,8 @@ def train(
         config = yaml_load(saved.read_text())
     cfg = resolve_config(config, overrides)
     _apply_launch_args(cfg, devices, strategy, accelerator)
+    # precision auto -> bf16-mixed or 32-true for this machine; the resolved value is what config.yaml records.
+    cfg["trainer"]["precision"] = resolve_training_precision(cfg["trainer"]["precision"], cfg["trainer"]["accelerator"])
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(cfg["name"] or "run")
     ckpt_path = _prepare_run_dir(cfg, run_dir, resume)
 

@@ -1,0 +1,113 @@
+"""The backend registry and the one interface every backend implements.
+
+A *runner* takes a batch of RGB in [0, 1] (B x 3 x H x W float32, a tensor or an array) and
+returns depth in the model's units (B x 1 x H x W float32 tensor on the CPU). A *backend* is a
+registered factory that builds a runner from a model (a DepthModel, or for file-based backends
+an exported file). Adding a backend is one new module with one ``register(...)`` call, imported
+in ``depthsmith/runtime/__init__.py``.
+
+``tolerance`` is the backend's documented accuracy against fp32 eager PyTorch: the largest mean
+relative difference it is expected to show on a real model (tests hold every backend to it);
+``auto`` only considers backends that say ``auto=True`` and pass the accuracy gate when probed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Backend", "Runner", "register", "get_backend", "list_backends", "available_backends",
+           "as_tensor", "model_meta"]
+
+
+class Runner:
+    """Base of every backend's runner; subclasses set the attributes and implement ``forward``."""
+
+    backend: str = ""
+    precision: str = "fp32"
+    device: torch.device = torch.device("cpu")
+    name: str = ""
+    is_metric: bool = True
+    max_depth: float = float("nan")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        out = self.forward(as_tensor(x))
+        return out.float().cpu() if out.device.type != "cpu" or out.dtype != torch.float32 else out
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    factory: Callable[..., Runner]  # factory(model, device=..., **options) -> Runner
+    description: str
+    precision: str
+    tolerance: float  # documented mean relative difference vs fp32 eager PyTorch
+    requires: tuple[str, ...] = ()  # importable modules it needs
+    auto: bool = True  # may ``--backend auto`` pick it (subject to the probe's accuracy gate)
+    condition: Callable[[], bool] | None = None  # hardware condition for auto (e.g. native bf16)
+    file_suffixes: tuple[str, ...] = ()  # exported files it runs directly
+    aliases: tuple[str, ...] = field(default=())
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+
+    def suits_hardware(self) -> bool:
+        return self.condition is None or bool(self.condition())
+
+
+_REGISTRY: dict[str, Backend] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(backend: Backend) -> Backend:
+    if backend.name in _REGISTRY or backend.name in _ALIASES:
+        raise ValueError(f"backend {backend.name!r} is registered twice")
+    _REGISTRY[backend.name] = backend
+    for alias in backend.aliases:
+        _ALIASES[alias] = backend.name
+    return backend
+
+
+def list_backends() -> list[str]:
+    """Every registered backend name (installed or not), in registration order."""
+    return list(_REGISTRY)
+
+
+def available_backends() -> list[str]:
+    """The registered backends whose Python packages are installed."""
+    return [n for n, b in _REGISTRY.items() if b.installed()]
+
+
+def get_backend(name: str) -> Backend:
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        raise ValueError(f"backend {name!r} is not known; valid: auto, {', '.join(_REGISTRY)} "
+                         f"(aliases: {', '.join(f'{a}={t}' for a, t in _ALIASES.items())})")
+    backend = _REGISTRY[key]
+    if not backend.installed():
+        missing = [m for m in backend.requires if importlib.util.find_spec(m) is None]
+        raise ValueError(f"backend {key!r} needs {', '.join(missing)}, which is not installed "
+                         f"(pip install 'depthsmith[{'openvino' if 'openvino' in missing else 'export'}]')")
+    return backend
+
+
+def as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A B x 3 x H x W float32 tensor from a tensor or an array, checked."""
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if t.ndim != 4 or t.shape[1] != 3:
+        raise ValueError(f"expected a B x 3 x H x W batch of RGB in [0, 1], got shape {tuple(t.shape)}")
+    return t.float()
+
+
+def model_meta(model: Any) -> tuple[str, bool, float]:
+    """(name, is_metric, max_depth) of a DepthModel or any module."""
+    return (getattr(model, "name", type(model).__name__), bool(getattr(model, "is_metric", True)),
+            float(getattr(model, "max_depth", float("nan"))))

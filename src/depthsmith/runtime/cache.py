@@ -1,0 +1,100 @@
+"""The cache folder: exported files per model, and measured backend choices per machine.
+
+Location: ``$DEPTHSMITH_CACHE`` if set, else ``~/.cache/depthsmith``. A model is identified by
+a hash of its class, parameters and buffers (so two saves of the same weights share one export
+and a retrained model gets its own), a file by its resolved path, size and modification time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["cache_dir", "model_key", "exported_onnx", "exported_openvino"]
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("DEPTHSMITH_CACHE") or Path.home() / ".cache" / "depthsmith")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def model_key(model: Any) -> str:
+    """A short hash that changes whenever the model's weights, architecture or file change."""
+    h = hashlib.sha1()
+    if isinstance(model, nn.Module):
+        h.update(type(model).__qualname__.encode())
+        h.update(str(getattr(model, "_hub_mixin_config", "")).encode())
+        for name, t in [*model.state_dict().items()]:
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        path = Path(model).resolve()
+        stat = path.stat()
+        h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _model_folder(model: nn.Module) -> Path:
+    folder = cache_dir() / "models" / model_key(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def exported_onnx(model: Any) -> Path:
+    """An ONNX file for ``model``: the path itself if it is one, else the model's cached export
+    (written once, checked against PyTorch at two sizes; a failed check raises)."""
+    if not isinstance(model, nn.Module):
+        path = Path(model)
+        if path.suffix != ".onnx":
+            raise ValueError(f"{path}: expected a DepthModel or an .onnx file for the ONNX Runtime backend")
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX file {path} does not exist (write one with `depthsmith export`).")
+        return path
+    from ..export import export_onnx
+
+    out = _model_folder(model) / "model.onnx"
+    if not out.is_file():
+        # Written next to its final name, then renamed: a killed export leaves no half file.
+        tmp = Path(tempfile.mkdtemp(dir=out.parent)) / "model.onnx"
+        # A small example size keeps the export and its two checks quick; the file serves every size.
+        result = export_onnx(model, tmp, height=96, width=128)
+        if not result.ok:
+            raise RuntimeError(f"ONNX export of {getattr(model, 'name', 'the model')} does not match PyTorch:\n"
+                               f"{result.summary()}")
+        os.replace(tmp, out)
+        # The exporter's external-data file (model.onnx.data) is stale: export_onnx re-saves the
+        # weights inside model.onnx.
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+    return out
+
+
+def exported_openvino(model: Any) -> Path:
+    """An OpenVINO IR (.xml) for ``model``: the path itself if it is one, else converted (once,
+    cached) from the checked ONNX export of a DepthModel or from a given .onnx file."""
+    from .openvino import convert_to_openvino
+
+    if not isinstance(model, nn.Module):
+        path = Path(model)
+        if path.suffix == ".xml":
+            if not path.is_file():
+                raise FileNotFoundError(f"OpenVINO IR {path} does not exist (write one with "
+                                        "`depthsmith export --format openvino`).")
+            return path
+        if path.suffix != ".onnx":
+            raise ValueError(f"{path}: expected a DepthModel, an .onnx or an OpenVINO .xml file")
+        out = cache_dir() / "models" / model_key(path) / "model.xml"
+    else:
+        out = _model_folder(model) / "model.xml"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        convert_to_openvino(exported_onnx(model), out)
+    return out

@@ -1,0 +1,111 @@
+"""``depthsmith export --format openvino [--int8 --calibration ...]``: OpenVINO IR with metadata.
+
+The IR is converted from the checked ONNX export (``export_onnx``: dynamic batch, height and
+width, compared with PyTorch at two sizes), then itself compared with PyTorch at two sizes. With
+``int8`` the fp32 IR is quantized by NNCF (``quantize.quantize_int8``) and the int8 model is only
+written when its held-out accuracy is within the tolerance.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .quantize import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, Int8Result, quantize_int8
+
+__all__ = ["export_openvino", "export_openvino_cli", "OpenVinoExport"]
+
+
+@dataclass
+class OpenVinoExport:
+    path: Path | None
+    onnx_summary: str
+    checks: list[tuple[tuple[int, ...], float]] = field(default_factory=list)  # fp32 IR vs PyTorch, max abs diff
+    int8: Int8Result | None = None
+    tolerance: float = 1e-3  # fp32 IR vs PyTorch, as the ONNX check
+
+    @property
+    def ok(self) -> bool:
+        fp32_ok = bool(self.checks) and max(d for _, d in self.checks) <= self.tolerance
+        return fp32_ok and (self.int8 is None or self.int8.ok)
+
+    def summary(self) -> str:
+        lines = [self.onnx_summary]
+        lines += [f"  OpenVINO (f32) vs PyTorch at input {'x'.join(map(str, s))}: max abs diff {d:.3g}"
+                  for s, d in self.checks]
+        if self.int8 is not None:
+            lines.append(self.int8.summary())
+        elif self.path is not None:
+            lines.append(f"wrote {self.path} (+ {self.path.with_suffix('.bin').name}), dynamic batch/height/width")
+        return "\n".join(lines)
+
+
+@torch.inference_mode()
+def _check(xml: Path, model: nn.Module, shapes: list[tuple[int, int, int]]) -> list[tuple[tuple[int, ...], float]]:
+    from .openvino import OpenVinoRunner
+
+    runner, gen, out = OpenVinoRunner(xml, "fp32"), torch.Generator().manual_seed(2), []
+    for b, h, w in shapes:
+        x = torch.rand(b, 3, h, w, generator=gen)
+        ref, got = model(x), runner(x)
+        if got.shape != ref.shape:
+            raise RuntimeError(f"OpenVINO output shape {tuple(got.shape)} != PyTorch {tuple(ref.shape)} at {b}x3x{h}x{w}")
+        out.append(((b, 3, h, w), float((got - ref).abs().max())))
+    return out
+
+
+def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width: int = 320, int8: bool = False,
+                    calibration: str | Path | None = None, tolerance: float = DEFAULT_TOLERANCE,
+                    calibration_count: int = DEFAULT_CALIBRATION,
+                    images: list[np.ndarray] | None = None) -> OpenVinoExport:
+    """Write ``out`` (.xml + .bin): fp32, or int8 when ``int8`` (see the module docstring)."""
+    from ..export import _second_size, export_onnx
+    from .openvino import convert_to_openvino
+
+    out = Path(out)
+    if out.suffix != ".xml":
+        raise ValueError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
+    model = model.eval().float().cpu()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_result = export_onnx(model, Path(tmp) / "model.onnx", height=height, width=width)
+        result = OpenVinoExport(None, onnx_result.summary())
+        if not onnx_result.ok:
+            return result
+        fp32_xml = out if not int8 else Path(tmp) / "fp32.xml"
+        convert_to_openvino(onnx_result.path, fp32_xml)
+        result.checks = _check(fp32_xml, model, [(1, height, width), (2, *_second_size(height, width))])
+        if not result.ok:
+            return result
+        if int8:
+            result.int8 = quantize_int8(fp32_xml, out, calibration, tolerance, calibration_count,
+                                        (height, width), images=images,
+                                        source="the given images" if images is not None else "")
+            result.path = result.int8.path
+        else:
+            result.path = out
+    return result
+
+
+def export_openvino_cli(model: Any, out: str | Path, height: int = 240, width: int = 320, int8: bool = False,
+                        calibration: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> int:
+    """Prints the export's checks (and int8's held-out accuracy); 0 when written, 1 when refused or failed."""
+    from ..inference import load_any
+
+    net = load_any(model)
+    if calibration is not None and not int8:
+        print("note: --calibration is only used with --int8; writing an fp32 IR")
+    try:
+        result = export_openvino(net, out, height, width, int8=int8, calibration=calibration, tolerance=tolerance)
+    except (ValueError, FileNotFoundError):
+        raise  # bad arguments: the CLI prints these as errors
+    except Exception as err:  # torch.export / OpenVINO / NNCF report failures in many exception types
+        print(f"OpenVINO export of {model} failed: {type(err).__name__}: {err}")
+        return 1
+    print(result.summary())
+    return 0 if result.ok else 1

@@ -1,0 +1,264 @@
+"""depthsmith.runtime: every backend against fp32 PyTorch, auto's choice and its cache, the
+OpenVINO export (dynamic sizes, int8 with held-out accuracy and refusal), training precision auto."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import depthsmith
+from depthsmith.bench import agreement
+from depthsmith.bench_sets import synthetic_rooms
+from depthsmith.cli import build_parser, main
+from depthsmith.runtime import AutoRunner, backend_choices, create_runner, get_backend, list_backends
+from depthsmith.runtime.auto import MAX_REL_DIFF, Probe, candidates, choose
+from depthsmith.runtime.base import _REGISTRY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SIZE = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> depthsmith.DepthModel:
+    """A tiny model whose depth varies over about 2-7 m (head weights scaled up), like a trained
+    model's, so that precision differences show (a random head gives a near-constant map)."""
+    torch.manual_seed(0)
+    model = depthsmith.create_model("test_resnet", decoder="unet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]})
+    with torch.no_grad():
+        model.decoder.head.weight.mul_(30.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def rooms() -> torch.Tensor:
+    return torch.cat(synthetic_rooms(2, *SIZE))
+
+
+def _installed(name: str) -> bool:
+    return _REGISTRY[name].installed()
+
+
+def test_choices_come_from_the_registry():
+    choices = backend_choices()
+    assert choices[:2] == ["auto", "torch"] and set(list_backends()) <= set(choices)
+    assert {"onnx", "openvino-fp32", "openvino-bf16", "openvino-int8", "torch-bf16", "torch-compile"} <= set(choices)
+    predict = next(a for a in build_parser()._subparsers._group_actions[0].choices["predict"]._actions
+                   if a.dest == "backend")
+    assert predict.choices == choices and predict.default == "auto"
+    with pytest.raises(ValueError, match="valid: auto, torch-fp32"):
+        get_backend("tensorrt")
+
+
+@pytest.mark.parametrize("name", [n for n in list_backends() if n != "torch-compile"])
+def test_every_backend_matches_fp32_within_its_tolerance(name, tiny, rooms):
+    if not _installed(name):
+        pytest.skip(f"{name} needs {_REGISTRY[name].requires}")
+    with torch.no_grad():
+        ref = tiny(rooms)
+    runner = create_runner(name, tiny, device="cpu")
+    out = runner(rooms.numpy())  # arrays are accepted as well as tensors
+    assert runner.backend == name and out.shape == (2, 1, *SIZE) and out.dtype == torch.float32
+    rel, delta1 = agreement(out, ref)
+    assert rel <= _REGISTRY[name].tolerance, f"{name}: mean relative difference {rel:.2e}"
+    assert delta1 >= 0.98 and runner.is_metric and runner.max_depth == tiny.max_depth
+
+
+@pytest.mark.slow
+def test_torch_compile_backend_matches_fp32(tiny, rooms):
+    with torch.no_grad():
+        ref = tiny(rooms)
+    assert agreement(create_runner("torch-compile", tiny, device="cpu", precision="fp32")(rooms), ref)[0] < 1e-4
+
+
+def test_choice_is_the_fastest_within_the_accuracy_gate():
+    probes = [Probe("torch-fp32", None, 100.0, 0.0), Probe("torch-bf16", None, 40.0, 0.004),
+              Probe("openvino-bf16", None, 20.0, 0.03), Probe("onnx", None, 10.0, float("inf"), "RuntimeError: boom")]
+    best, reason = choose(probes)
+    assert best.backend == "torch-bf16"  # openvino-bf16 is faster but 3% from fp32; onnx failed
+    assert reason.startswith("40 ms vs torch-fp32 100 ms") and "openvino-bf16: 3.00% from fp32" in reason
+    assert "onnx: RuntimeError: boom" in reason
+    with pytest.raises(RuntimeError, match="no candidate"):
+        choose([Probe("openvino-bf16", None, 20.0, 2 * MAX_REL_DIFF)])
+
+
+def test_candidates_follow_hardware_and_precision(monkeypatch):
+    from depthsmith.runtime import cpu
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))  # a Xeon without bf16
+    names = [n for n, _ in candidates("auto", busy=False)]
+    assert "torch-fp32" in names and not any("bf16" in n or "int8" in n or "compile" in n for n in names)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert "torch-bf16" in [n for n, _ in candidates("auto", busy=False)]
+    assert all(_REGISTRY[n].precision == "fp32" for n, _ in candidates("fp32", busy=False))
+    busy = candidates("auto", busy=True, cores=4)
+    assert ("torch-fp32", None) in busy and all(t is None or t < torch.get_num_threads() for _, t in busy)
+
+
+def test_auto_probes_once_per_size_and_caches(tiny, rooms, tmp_path, capsys):
+    calls: list[str] = []
+    fake_ms = {"torch-fp32": 50.0, "torch-bf16": 30.0, "onnx": 40.0, "openvino-fp32": 20.0, "openvino-bf16": 25.0}
+
+    def probe(runner, x):
+        calls.append(runner.backend)
+        return fake_ms[runner.backend]
+
+    cache = tmp_path / "choices.json"
+    auto = AutoRunner(tiny, probe=probe, cache=cache, busy=False)
+    with torch.no_grad():
+        ref = tiny(rooms)
+    out = auto(rooms)
+    expected = min((n for n, _ in candidates("auto", busy=False)), key=fake_ms.get)
+    assert auto.backend == expected and agreement(out, ref)[0] <= MAX_REL_DIFF
+    assert sorted(calls) == sorted(n for n, _ in candidates("auto", busy=False))
+    line = capsys.readouterr().out
+    assert f"backend auto: {expected} (" in line and "probed at 64x96 batch 2" in line and str(cache) in line
+    entry = next(iter(json.loads(cache.read_text()).values()))
+    assert entry["backend"] == expected and len(entry["probes"]) == len(calls)
+
+    calls.clear()
+    again = AutoRunner(tiny, probe=probe, cache=cache, busy=False)
+    again(rooms)
+    assert calls == [] and again.backend == expected and "cached choice" in capsys.readouterr().out
+    again(rooms[:1])  # another input size is measured again
+    assert calls and len(json.loads(cache.read_text())) == 2
+
+
+def test_auto_real_probe_on_a_tiny_model(tiny, rooms, tmp_path, capsys):
+    auto = create_runner("auto", tiny, device="cpu", cache=tmp_path / "c.json")
+    out = auto(rooms[:1])
+    with torch.no_grad():
+        assert agreement(out, tiny(rooms[:1]))[0] <= MAX_REL_DIFF
+    assert auto.backend in list_backends() and auto.backend != "openvino-int8"
+    assert all(p.ms > 0 for p in auto.last_probes if not p.error)
+    assert f"backend auto: " in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def ov_export(tiny, tmp_path_factory):
+    pytest.importorskip("openvino")
+    from depthsmith.runtime.export_openvino import export_openvino
+
+    out = tmp_path_factory.mktemp("ov") / "model.xml"
+    return export_openvino(tiny, out, *SIZE)
+
+
+def test_openvino_export_has_dynamic_sizes_and_metadata(tiny, ov_export, tmp_path):
+    from depthsmith.runtime.openvino import OpenVinoRunner
+
+    assert ov_export.ok and ov_export.path.with_suffix(".bin").is_file(), ov_export.summary()
+    runner = OpenVinoRunner(ov_export.path)
+    assert (runner.name, runner.is_metric, runner.max_depth) == (tiny.name, True, tiny.max_depth)
+    for shape in [(1, 3, *SIZE), (3, 3, 83, 117)]:  # the example size and another batch and size
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            np.testing.assert_allclose(runner(x).numpy(), tiny(x).numpy(), atol=1e-4)
+    rgb = (np.random.default_rng(0).random((70, 100, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--model", str(ov_export.path), "--backend", "openvino",
+                 "--out", str(tmp_path / "out"), "--save", "npy"]) == 0
+    with torch.no_grad():
+        ref = tiny(torch.from_numpy(rgb / np.float32(255)).permute(2, 0, 1)[None])[0, 0].numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "a_depth.npy"), ref, atol=1e-4)
+    assert json.loads((tmp_path / "out" / "depth_info.json").read_text())["backend"] == "openvino-fp32"
+
+
+def test_int8_export_reports_held_out_accuracy_and_refuses_past_tolerance(tiny, ov_export, tmp_path, capsys):
+    pytest.importorskip("nncf")
+    from depthsmith.runtime.quantize import quantize_int8
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i, room in enumerate(synthetic_rooms(8, *SIZE, seed=11)):
+        Image.fromarray((room[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    # the fp32 IR of the export test, quantized (export_openvino(int8=True) runs the same after its ONNX export)
+    good = quantize_int8(ov_export.path, tmp_path / "int8.xml", folder, size=SIZE)
+    assert good.ok and good.path.is_file() and good.path.with_suffix(".bin").is_file(), good.summary()
+    assert (good.n_calibration, good.n_heldout) == (6, 2)
+    assert 0 <= good.rel_diff <= 0.02 and 0.98 <= good.delta1 <= 1
+    assert "held-out" in good.summary() and f"images from folder {folder}" in good.summary()
+    int8 = create_runner("openvino", good.path, device="cpu")
+    assert int8.precision == "int8" and int8.name == tiny.name
+
+    refused = quantize_int8(ov_export.path, tmp_path / "strict.xml", folder, tolerance=1e-6, size=SIZE)
+    assert not refused.ok and not (tmp_path / "strict.xml").exists()
+    text = refused.summary()
+    assert "REFUSED" in text and "exceeds the tolerance 0.0001%" in text and "does not say which layers" in text
+    tiny.save_pretrained(tmp_path / "m")
+    code = main(["export", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "cli.xml"), "--format",
+                 "openvino", "--int8", "--tolerance", "1e-6", "--height", "64", "--width", "96"])
+    assert code == 1 and "synthetic rooms" in capsys.readouterr().out  # no --calibration: said so
+
+
+def test_calibration_source_errors_name_the_file(tmp_path):
+    from depthsmith.runtime.quantize import calibration_images
+
+    with pytest.raises(ValueError, match=f"{tmp_path / 'nope.txt'}.*dataset config.*does not exist"):
+        calibration_images(tmp_path / "nope.txt")
+    with pytest.raises(ValueError, match="has no images"):
+        calibration_images(tmp_path)
+    assert main(["export", "--model", "x", "--out", "y.onnx", "--int8"]) == 2
+
+
+@pytest.mark.parametrize("flags, accelerator, expected", [
+    ({"avx512f", "avx512_bf16"}, "cpu", "bf16-mixed"),
+    ({"avx512f", "avx512_vnni"}, "cpu", "32-true"),  # bf16 would be emulated: 4x slower than fp32
+    ({"avx2"}, "auto", "32-true" if not torch.cuda.is_available() else None),
+])
+def test_training_precision_auto(monkeypatch, flags, accelerator, expected):
+    from depthsmith.runtime import cpu
+    from depthsmith.train.precision import resolve_training_precision
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    if expected is not None:
+        assert resolve_training_precision("auto", accelerator) == expected
+    assert resolve_training_precision("32-true", accelerator) == "32-true"  # explicit values are kept
+
+
+def test_quickstart_trains_with_the_resolved_precision(monkeypatch, tmp_path):
+    from depthsmith.runtime import cpu
+    from depthsmith.train import train
+
+    assert "precision: auto" in (depthsmith.train.list_recipes and _recipe_text("quickstart"))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f"}))
+    overrides = ["data.train={type: synthetic, num_samples: 4, size: [32, 48], seed: 0}", "data.val=null",
+                 "data.batch_size=4", "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=1",
+                 "model.name=test_resnet", "model.decoder_kwargs={filters: [16, 8, 8, 8, 8]}", "final_eval=null",
+                 "logging.progress_bar=false", "logging.tensorboard=false"]
+    result = train("quickstart", overrides, run_dir=tmp_path / "run")
+    assert result.ok and "precision: 32-true" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def _recipe_text(name: str) -> str:
+    from importlib.resources import files
+
+    return (files("depthsmith") / "recipes" / f"{name}.yaml").read_text()
+
+
+def test_gpu_check_exits_cleanly_without_cuda(monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_busy_neighbour_stops_by_itself_and_is_seen_as_load():
+    from depthsmith.runtime.cpu import runnable_others
+    from depthsmith.runtime.load import busy_neighbour
+
+    with busy_neighbour(seconds=1.5) as proc:
+        import time
+
+        time.sleep(0.3)  # the child is spinning now
+        seen = runnable_others(samples=5)
+        assert proc.wait(timeout=10) == 0  # exits on its own after its 1.5 s
+    assert seen >= 1  # at least the neighbour itself was runnable
