@@ -192,7 +192,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "target": TARGETS,
     "data.split_by": ("scene", "image"),
     "trainer.matmul_precision": (None, "highest", "high", "medium"),
-    "trainer.precision": ("32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "fp32", "bf16",
+    "trainer.precision": ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "fp32", "bf16",
                           "fp16", "64", "32", "16"),
 }
 _BOOLS = ("optim.amsgrad", "data.cache", "data.drop_last", "trainer.deterministic", "logging.tensorboard",
