@@ -165,7 +165,7 @@ def test_yaml_file_and_dict_configs(tmp_path):
     ("trainer.max_epochs=ten", r"trainer\.max_epochs must be an integer >= -1 or null"),
     ("data.val_fraction=1.0", r"data\.val_fraction must be a number in \[0, 1\)"),
     ("schedule.name=cosin", r"schedule\.name must be one of none, linear, poly, onecycle, cosine; got 'cosin'"),
-    ("trainer.precision=fp8", r"trainer\.precision must be one of 32-true, bf16-mixed"),
+    ("trainer.precision=fp8", r"trainer\.precision must be one of auto, 32-true, bf16-mixed"),
     ("checkpoint.mode=lowest", r"checkpoint\.mode must be one of min, max"),
     ("trainer.deterministic=sometimes", r"trainer\.deterministic must be true or false"),
     ("optim={lr: fast}", r"optim\.lr must be a number > 0"),
