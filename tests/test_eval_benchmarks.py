@@ -328,17 +328,19 @@ def test_published_results_are_per_registered_protocol_with_a_source():
     from depthsmith.evaluate import published
 
     files = [p for p in (resources.files("depthsmith") / "results").iterdir() if p.name.endswith(".csv")]
-    assert {p.name[:-4] for p in files} <= set(PROTOCOLS) and len(files) >= 3
+    assert {p.name[:-4] for p in files} <= set(PROTOCOLS) and len(files) >= 7
     for f in files:
         rows = published(f.name[:-4])
         assert rows, f.name
         for row in rows:
             assert row["source"] and row["method"]
-            for key in ("abs_rel", "rmse", "d1"):
+            for key in ("abs_rel", "d1"):  # every table of the field prints these two
                 assert row[key] is not None and 0 < row[key] < 10, (f.name, row["method"], key)
             assert row["d1"] <= 1 and (row["d2"] is None or row["d1"] <= row["d2"] <= 1)
     bts = next(r for r in published("nyu-eigen") if r["method"] == "BTS")
     assert (bts["abs_rel"], bts["rmse"], bts["d1"]) == (0.110, 0.392, 0.885)  # field notes §3
+    da = next(r for r in published("ibims") if r["method"].startswith("Depth Anything"))
+    assert (da["abs_rel"], da["d1"]) == (0.150, 0.714)  # Depth Anything's metric_depth README
 
 
 def test_readme_protocol_table_is_the_registry():
