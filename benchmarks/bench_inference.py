@@ -18,7 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from depthsmith.bench import BACKENDS, BenchReport, bench_cli
+from depthsmith.bench import BACKENDS, BenchReport
+from depthsmith.commands.bench import bench_cli
 
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 NYU_SAMPLE = SHARED_REAL / "metric3d_nyu"
@@ -34,7 +35,7 @@ FP32_PEERS = ("onnx", "openvino-fp32")
 
 def targets(report: BenchReport) -> list[str]:
     """MET / NOT MET per target and batch, with the measured numbers and, where unmet, the ceiling."""
-    from depthsmith.runtime.cpu import has_int8_dot, has_native_bf16
+    from depthsmith.cpu import has_int8_dot, has_native_bf16
 
     out = []
     for batch in sorted({r.batch for r in report.rows}):

@@ -12,7 +12,7 @@ from torch import nn
 
 import depthsmith
 from depthsmith.evaluate import evaluate, evaluate_cli, evaluate_predictions
-from depthsmith.inference import resolve_device
+from depthsmith.device import resolve_device
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

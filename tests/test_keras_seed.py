@@ -23,7 +23,8 @@ import torch
 
 import depthsmith
 from depthsmith.cli import main
-from depthsmith.inference import Predictor, load_any
+from depthsmith.inference import Predictor
+from depthsmith.models import load_any
 from depthsmith.models import WeightFileError
 
 # Not imported here: Keras picks its backend at import, and only the reference process needs it.

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import depthsmith
-from depthsmith.inference import Predictor, fast_model
+from depthsmith.inference import Predictor
+from depthsmith.runtime.fast import fast_model
 from depthsmith.packing import MAX_SHAPES, PackedConv2d, pack_convolutions, packing_available
 
 pytestmark = [

@@ -11,7 +11,9 @@ from PIL import Image
 
 import depthsmith
 from depthsmith.bench import agreement, fit_depth_head, synthetic_scene
-from depthsmith.inference import MIN_SIDE, Predictor, fold_batchnorm, predict, resolve_precision
+from depthsmith.device import resolve_precision
+from depthsmith.inference import MIN_SIDE, Predictor, predict
+from depthsmith.runtime.fast import fold_batchnorm
 from depthsmith.io import load_image
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "metric3d_nyu"

@@ -14,7 +14,8 @@ from torch import nn
 from depthsmith.evaluate import evaluate_cli, evaluate_predictions
 from depthsmith.report import make_report, model_label, read_curves
 from depthsmith.report.figures import curves_figure, qualitative_figure, r2_figure
-from depthsmith.report.table import count_gflops, measure_cost, metrics_table
+from depthsmith.flops import count_flops
+from depthsmith.report.table import measure_cost, metrics_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,7 +78,7 @@ def test_figures_are_written(tmp_path: Path) -> None:
 def test_flop_count_matches_a_hand_count() -> None:
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False))
     # 2 FLOPs per multiply-add x 8 output channels x 16 x 16 positions x 3 x 3 x 3 weights
-    assert count_gflops(conv, 16, 16) == pytest.approx(2 * 8 * 16 * 16 * 27 / 1e9)
+    assert count_flops(conv, 16, 16) == pytest.approx(2 * 8 * 16 * 16 * 27 / 1e9)
     cost = measure_cost(conv, (16, 16), "cpu", repeats=2, warmup=1)
     assert cost.params_m == pytest.approx(8 * 27 / 1e6) and cost.latency_ms > 0
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 import depthsmith
 from depthsmith.bench import agreement
-from depthsmith.bench_sets import synthetic_rooms
+from depthsmith.bench import synthetic_rooms
 from depthsmith.cli import build_parser, main
 from depthsmith.runtime import AutoRunner, backend_choices, create_runner, get_backend, list_backends
 from depthsmith.runtime.auto import MAX_REL_DIFF, Probe, candidates, choose
@@ -86,7 +86,7 @@ def test_choice_is_the_fastest_within_the_accuracy_gate():
 
 
 def test_candidates_follow_hardware_and_precision(monkeypatch):
-    from depthsmith.runtime import cpu
+    from depthsmith import cpu
 
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))  # a Xeon without bf16
     names = [n for n, _ in candidates("auto", busy=False)]
@@ -209,7 +209,7 @@ def test_calibration_source_errors_name_the_file(tmp_path):
     ({"avx2"}, "auto", "32-true" if not torch.cuda.is_available() else None),
 ])
 def test_training_precision_auto(monkeypatch, flags, accelerator, expected):
-    from depthsmith.runtime import cpu
+    from depthsmith import cpu
     from depthsmith.train.precision import resolve_training_precision
 
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
@@ -219,7 +219,7 @@ def test_training_precision_auto(monkeypatch, flags, accelerator, expected):
 
 
 def test_quickstart_trains_with_the_resolved_precision(monkeypatch, tmp_path):
-    from depthsmith.runtime import cpu
+    from depthsmith import cpu
     from depthsmith.train import train
 
     assert "precision: auto" in (depthsmith.train.list_recipes and _recipe_text("quickstart"))
@@ -252,7 +252,7 @@ def test_gpu_check_exits_cleanly_without_cuda(monkeypatch, capsys):
 
 
 def test_busy_neighbour_stops_by_itself_and_is_seen_as_load():
-    from depthsmith.runtime.cpu import runnable_others
+    from depthsmith.cpu import runnable_others
     from depthsmith.runtime.load import busy_neighbour
 
     with busy_neighbour(seconds=1.5) as proc:

@@ -1,6 +1,7 @@
-"""Command line: parses arguments and calls the Python API. No logic lives here.
+"""Command line: parses arguments and calls ``depthsmith.commands``. No logic lives here.
 
-Sub-commands import their module lazily so ``depthsmith --help`` stays fast.
+Sub-commands import their module lazily so ``depthsmith --help`` stays fast. Choice lists
+(protocols, alignment and crop modes, backends, benchmark rows) come from the registries.
 """
 
 from __future__ import annotations
@@ -9,23 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-
-def _protocol_names() -> list[str]:
-    from .evaluate.protocols import PROTOCOLS
-
-    return list(PROTOCOLS)
-
-
-def _align_modes() -> list[str]:
-    from .metrics import ALIGN_MODES
-
-    return list(ALIGN_MODES)
-
-
-def _crop_modes() -> list[str]:
-    from .metrics import CROP_MODES
-
-    return list(CROP_MODES)
+__all__ = ["main", "build_parser"]
 
 
 def _int_at_least(minimum: int):
@@ -43,111 +28,33 @@ def _int_at_least(minimum: int):
     return parse
 
 
-def _models(args: argparse.Namespace) -> int:
-    from .models import list_decoders, list_models
-    from .models.presets import PRESET_NOTES
+def _protocol_names() -> list[str]:
+    from .evaluate.protocols import PROTOCOLS
 
-    for name in list_models():
-        print(f"{name:26s} {PRESET_NOTES.get(name, '')}")
-    print(f"\ndecoders: {', '.join(list_decoders())}; encoders: any timm model name")
-    return 0
+    return list(PROTOCOLS)
 
 
-def _recipes(args: argparse.Namespace) -> int:
-    from .train import list_recipes
+def _catalog(sub: argparse._SubParsersAction) -> None:
+    def models(a: argparse.Namespace) -> int:
+        from .commands.catalog import models_cli
 
-    for name, note in list_recipes().items():
-        print(f"{name:28s} {note}")
-    return 0
+        return models_cli()
 
+    def recipes(a: argparse.Namespace) -> int:
+        from .commands.catalog import recipes_cli
 
-def _train(args: argparse.Namespace) -> int:
-    from .train import train
+        return recipes_cli()
 
-    result = train(args.config, overrides=args.set, run_dir=args.run_dir, resume=args.resume,
-                   devices=args.devices, strategy=args.strategy, accelerator=args.accelerator)
-    return 0 if result.ok else 1
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_cli
-
-    return evaluate_cli(args.model, args.data, protocol=args.protocol, flip_tta=args.flip_tta, align=args.align,
-                        batch_size=args.batch_size, device=args.device, out_dir=args.out, report_dir=args.report,
-                        min_depth=args.min_depth, max_depth=args.max_depth, seed_input=args.seed_input,
-                        crop_mode=args.crop_mode)
+    sub.add_parser("models", help="list model presets and decoders").set_defaults(func=models)
+    sub.add_parser("recipes", help="list the training recipes shipped with depthsmith").set_defaults(func=recipes)
 
 
-def _report(args: argparse.Namespace) -> int:
-    from .report import make_report
+def _train(sub: argparse._SubParsersAction) -> None:
+    def run(a: argparse.Namespace) -> int:
+        from .commands.train import train_cli
 
-    path = make_report(models=args.model, data=args.data, runs=args.run, out_dir=args.out,
-                       protocol=args.protocol, device=args.device, error_maps=args.error_maps)
-    print(f"report written to {path}")
-    return 0
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from .predict_files import predict_cli
-
-    return predict_cli(args.inputs, model=args.model, out_dir=args.out, outputs=args.save, cmap=args.cmap,
-                       backend=args.backend, batch_size=args.batch_size, device=args.device,
-                       intrinsics=args.intrinsics, precision=args.precision, max_side=args.max_side,
-                       compile=args.compile)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from .export import export_cli
-
-    openvino = {"int8": args.int8, "calibration": args.calibration, "tolerance": args.tolerance}
-    if args.format != "openvino" and (args.int8 or args.calibration):
-        raise ValueError("--int8 and --calibration need --format openvino")
-    return export_cli(args.model, out=args.out, fmt=args.format, height=args.height, width=args.width,
-                      opset=args.opset, **(openvino if args.format == "openvino" else {}))
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from .models import convert_keras
-
-    print(f"wrote {convert_keras(args.checkpoint, args.out)} (load it with --model)")
-    return 0
-
-
-def _app(args: argparse.Namespace) -> int:
-    from .app import launch
-
-    launch(args.model, host=args.host, port=args.port, max_pixels=args.max_pixels, max_file_mb=args.max_file_mb,
-           backend=args.backend)
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from .bench import bench_cli
-
-    return bench_cli(model=args.model, height=args.height, width=args.width, batch_sizes=args.batch_sizes,
-                     backends=args.backends, repeats=args.repeats, smp_reference=args.smp, loaded=args.loaded)
-
-
-def _data_check(args: argparse.Namespace) -> int:
-    from .data.check import check_dataset, format_report
-
-    stats = check_dataset(args.config, args.out, max_samples=args.max_samples)
-    print(format_report(stats))
-    return 1 if stats.get("unreadable") else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .bench import BACKENDS
-    from .runtime import backend_choices
-
-    p = argparse.ArgumentParser(prog="depthsmith", description="Monocular depth estimation: train, evaluate, deploy.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("models", help="list model presets and decoders")
-    s.set_defaults(func=_models)
-
-    s = sub.add_parser("recipes", help="list the training recipes shipped with depthsmith")
-    s.set_defaults(func=_recipes)
+        return train_cli(a.config, a.set, run_dir=a.run_dir, resume=a.resume, devices=a.devices,
+                         strategy=a.strategy, accelerator=a.accelerator)
 
     s = sub.add_parser("train", help="train a model from a recipe name or YAML file")
     s.add_argument("--config", required=True, help="recipe name (see `depthsmith recipes`) or a YAML path")
@@ -158,7 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--devices", help="Lightning devices, e.g. 1, 2 or auto")
     s.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     s.add_argument("--accelerator", help="cpu, gpu or auto")
-    s.set_defaults(func=_train)
+    s.set_defaults(func=run)
+
+
+def _eval(sub: argparse._SubParsersAction) -> None:
+    from .metrics import ALIGN_MODES, CROP_MODES
+
+    def run(a: argparse.Namespace) -> int:
+        from .commands.evaluate import evaluate_cli
+
+        return evaluate_cli(a.model, a.data, protocol=a.protocol, flip_tta=a.flip_tta, align=a.align,
+                            batch_size=a.batch_size, device=a.device, out_dir=a.out, report_dir=a.report,
+                            min_depth=a.min_depth, max_depth=a.max_depth, seed_input=a.seed_input,
+                            crop_mode=a.crop_mode)
 
     s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
     s.add_argument("--model", required=True, action="append",
@@ -169,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", default="nyu-eigen", choices=_protocol_names(),
                    help="evaluation protocol (see the README's protocol table)")
     s.add_argument("--flip-tta", action="store_true", help="average with the flipped prediction")
-    s.add_argument("--align", default="none", choices=_align_modes(),
+    s.add_argument("--align", default="none", choices=list(ALIGN_MODES),
                    help="relative models: median / lstsq in depth space, lstsq_disparity in disparity space")
-    s.add_argument("--crop-mode", default="exact", choices=_crop_modes(),
+    s.add_argument("--crop-mode", default="exact", choices=list(CROP_MODES),
                    help="a 480x640 crop on ground truth of another size: refuse (exact), scale it, or slice literally")
     s.add_argument("--batch-size", type=_int_at_least(1), default=8)
     s.add_argument("--device", default="auto")
@@ -182,7 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed-input", default="model", choices=["model", "raw"],
                    help="protocol seed only: 'raw' feeds RGB x/255 without the model's normalisation, as the "
                         "seed's evaluate.py did (labelled in the output)")
-    s.set_defaults(func=_eval)
+    s.set_defaults(func=run)
+
+
+def _report(sub: argparse._SubParsersAction) -> None:
+    def run(a: argparse.Namespace) -> int:
+        from .commands.train import report_cli
+
+        return report_cli(models=a.model, data=a.data, runs=a.run, out_dir=a.out, protocol=a.protocol,
+                          device=a.device, error_maps=a.error_maps)
 
     s = sub.add_parser("report", help="tables and figures comparing models and training runs")
     s.add_argument("--model", action="append", default=[], help="model folder or hub id (repeatable)")
@@ -193,18 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--error-maps", action="store_true", help="add absolute-error maps to the qualitative grid")
     s.add_argument("--out", required=True)
-    s.set_defaults(func=_report)
+    s.set_defaults(func=run)
+
+
+def _predict(sub: argparse._SubParsersAction) -> None:
+    from .device import PRECISIONS
+    from .runtime import backend_choices
+
+    def run(a: argparse.Namespace) -> int:
+        from .commands.predict import predict_cli
+
+        return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
+                           batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
+                           precision=a.precision, max_side=a.max_side, compile=a.compile)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
-    s.add_argument("--model", required=True, help="saved model folder, Hub id, seed .keras file, exported .onnx or OpenVINO .xml file")
+    s.add_argument("--model", required=True,
+                   help="saved model folder, Hub id, seed .keras file, exported .onnx or OpenVINO .xml file")
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
     s.add_argument("--cmap", default="inferno_r")
     s.add_argument("--backend", default="auto", choices=backend_choices(),
                    help="auto: the fastest backend within 1%% of fp32, measured on the first batch and cached")
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    s.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto: bf16 on CPUs/GPUs that have it, else fp32")
     s.add_argument("--max-side", type=_int_at_least(64), default=640,
                    help="network input cap (>= 64); the depth is resized back to each image's resolution")
@@ -213,7 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
-    s.set_defaults(func=_predict)
+    s.set_defaults(func=run)
+
+
+def _export(sub: argparse._SubParsersAction) -> None:
+    def run(a: argparse.Namespace) -> int:
+        from .commands.export import export_cli
+
+        return export_cli(a.model, out=a.out, fmt=a.format, height=a.height, width=a.width, opset=a.opset,
+                          int8=a.int8, calibration=a.calibration,
+                          **({"tolerance": a.tolerance} if a.format == "openvino" else {}))
+
+    def convert(a: argparse.Namespace) -> int:
+        from .commands.export import convert_cli
+
+        return convert_cli(a.checkpoint, a.out)
 
     s = sub.add_parser("export", help="export a model (ONNX or OpenVINO IR, dynamic height and width)")
     s.add_argument("--model", required=True)
@@ -226,12 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=_int_at_least(1), default=240, help="example input height used for tracing/checking")
     s.add_argument("--width", type=_int_at_least(1), default=320)
     s.add_argument("--opset", type=int, default=18)
-    s.set_defaults(func=_export)
+    s.set_defaults(func=run)
 
     s = sub.add_parser("convert", help="the seed paper's Keras checkpoint (.keras) as a depthsmith model folder")
     s.add_argument("checkpoint", help="a .keras file saved by the seed notebook (e.g. irv2_unet_15.keras)")
     s.add_argument("--out", required=True, help="output folder (config.json + model.safetensors)")
-    s.set_defaults(func=_convert)
+    s.set_defaults(func=convert)
+
+
+def _app(sub: argparse._SubParsersAction) -> None:
+    from .runtime import backend_choices
+
+    def run(a: argparse.Namespace) -> int:
+        from .app import launch
+
+        launch(a.model, host=a.host, port=a.port, max_pixels=a.max_pixels, max_file_mb=a.max_file_mb,
+               backend=a.backend)
+        return 0
 
     s = sub.add_parser("app", help="web page: upload an image, get its depth")
     s.add_argument("--model", required=True)
@@ -240,7 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-pixels", type=_int_at_least(1), default=4096 * 4096)
     s.add_argument("--max-file-mb", type=float, default=20.0)
     s.add_argument("--backend", default="auto", choices=backend_choices())
-    s.set_defaults(func=_app)
+    s.set_defaults(func=run)
+
+
+def _bench(sub: argparse._SubParsersAction) -> None:
+    from .bench import BACKENDS
+
+    def run(a: argparse.Namespace) -> int:
+        from .commands.bench import bench_cli
+
+        return bench_cli(model=a.model, height=a.height, width=a.width, batch_sizes=a.batch_sizes,
+                         backends=a.backends, repeats=a.repeats, smp_reference=a.smp, loaded=a.loaded)
 
     s = sub.add_parser("bench", help="inference latency and throughput per backend")
     s.add_argument("--model", default="enc-dec-irv2", help="preset name or saved model folder")
@@ -252,15 +227,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time every row with a busy-loop neighbour process on one core")
     s.add_argument("--repeats", type=int, default=10)
     s.add_argument("--smp", action="store_true", help="add the segmentation_models_pytorch reference row")
-    s.set_defaults(func=_bench)
+    s.set_defaults(func=run)
 
-    data = sub.add_parser("data", help="dataset tools")
-    dsub = data.add_subparsers(dest="data_command", required=True)
+
+def _data(sub: argparse._SubParsersAction) -> None:
+    def check(a: argparse.Namespace) -> int:
+        from .commands.train import data_check_cli
+
+        return data_check_cli(a.config, a.out, max_samples=a.max_samples)
+
+    dsub = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("check", help="statistics, unreadable files and a preview grid of a dataset")
     s.add_argument("config", help="dataset config YAML")
     s.add_argument("--out", default="data_check")
     s.add_argument("--max-samples", type=_int_at_least(1))
-    s.set_defaults(func=_data_check)
+    s.set_defaults(func=check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="depthsmith", description="Monocular depth estimation: train, evaluate, deploy.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_catalog, _train, _eval, _report, _predict, _export, _app, _bench, _data):
+        add(sub)
     return p
 
 

@@ -19,7 +19,6 @@ accuracy cost of this against fp32 eager PyTorch.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,14 +26,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .errors import InputError, check_positive_int
 from .io import load_image
-from .packing import pack_convolutions
 
-__all__ = ["predict", "Predictor", "predict_cli", "resolve_precision", "cpu_has_native_bf16",
-           "fast_model", "fold_batchnorm", "load_any", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
+__all__ = ["predict", "Predictor", "check_size", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
 
 DEFAULT_MAX_SIDE = 640
 MIN_SIDE = 64
@@ -42,118 +38,7 @@ MIN_INPUT_SIDE = 2
 K = TypeVar("K")
 
 
-# ----------------------------------------------------------------------------- devices and precision
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (x86 ``avx512_bf16`` or ``amx_bf16``).
-
-    torch's own check (``torch.backends.mkldnn.is_bf16_supported``) also says yes on plain
-    AVX-512 CPUs, where bf16 is emulated and slower than fp32, so read the CPU flags.
-    """
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: stay on fp32 unless asked
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' where the hardware runs it natively, else 'fp32'."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision={precision!r} is not valid; choose auto, fp32 or bf16.")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-
-
-# ----------------------------------------------------------------------------- the fast model
-
-
-def fold_batchnorm(module: nn.Module) -> int:
-    """Fold eval-mode BatchNorm into the convolution right before it, in an fx GraphModule
-    (the paper's tapped Inception-ResNet-v2 encoder is one). Returns how many were folded.
-
-    One fewer pass over every activation map. timm's ``BatchNormAct2d`` keeps its activation.
-    """
-    if not isinstance(module, torch.fx.GraphModule):
-        return 0
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    modules = dict(module.named_modules())
-    folded = 0
-    for node in module.graph.nodes:
-        bn = modules.get(node.target) if node.op == "call_module" else None
-        if not isinstance(bn, nn.BatchNorm2d) or bn.training or not bn.track_running_stats:
-            continue
-        prev = node.args[0]
-        conv = modules.get(prev.target) if isinstance(prev, torch.fx.Node) and prev.op == "call_module" else None
-        if not isinstance(conv, nn.Conv2d) or len(prev.users) != 1:
-            continue
-        if type(bn) is nn.BatchNorm2d:
-            rest: nn.Module = nn.Identity()
-        elif type(bn).__name__ == "BatchNormAct2d" and hasattr(bn, "act") and hasattr(bn, "drop"):
-            rest = nn.Sequential(bn.drop, bn.act)  # timm: batchnorm -> drop -> act
-        else:
-            continue
-        module.set_submodule(prev.target, fuse_conv_bn_eval(conv, bn))
-        module.set_submodule(node.target, rest)
-        folded += 1
-    return folded
-
-
-def fast_model(model: nn.Module, device: torch.device, precision: str, prepack: bool = True) -> nn.Module:
-    """An inference copy of a DepthModel: BatchNorm folded, channels-last, encoder and decoder in
-    bf16 when ``precision == 'bf16'`` (the input normalisation, the sigmoid and the scaling to
-    metres stay fp32). Other modules are cast whole, with fp32 in and out. On the CPU, with
-    ``prepack``, convolution weights are kept pre-packed for oneDNN (see ``depthsmith.packing``)."""
-    # A copy in eval mode whatever the caller's model is in (Encoder.__deepcopy__ keeps modes).
-    m = copy.deepcopy(model).eval().to(device)
-    for p in m.parameters():
-        p.requires_grad_(False)
-    encoder_net = getattr(getattr(m, "encoder", None), "net", None)
-    if encoder_net is not None:
-        fold_batchnorm(encoder_net)
-    m = m.to(memory_format=torch.channels_last)
-    if precision == "bf16":
-        dtype = torch.bfloat16
-        parts = [m.encoder, m.decoder] if hasattr(m, "encoder") and hasattr(m, "decoder") else [m]
-        for part in parts:
-            part.to(dtype)
-        # Casting at the two boundaries (instead of autocast) avoids re-casting every weight
-        # on every call and keeps the sigmoid and the scaling to metres in fp32.
-        parts[0].register_forward_pre_hook(lambda mod, args: tuple(a.to(dtype) for a in args))
-        parts[-1].register_forward_hook(lambda mod, args, out: out.float())
-    if prepack and device.type == "cpu":
-        pack_convolutions(m)
-    return m
-
-
 # ----------------------------------------------------------------------------- predictor
-
-
-def load_any(model: Any) -> Any:
-    """A DepthModel from a module, a saved folder, a Hub id or a preset name (random weights,
-    said loudly: useful for benchmarks and export tests only); an ``.onnx`` path is returned as a Path."""
-    if isinstance(model, nn.Module):
-        return model
-    if str(model).endswith(".onnx"):
-        return Path(model)
-    from .models import create_model, list_models, load_model
-
-    if not Path(model).exists() and model in list_models():
-        print(f"warning: {model!r} is a preset name: building it with RANDOM weights (not a trained model)")
-        return create_model(model)
-    return load_model(model)
 
 
 def _to_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -295,13 +180,3 @@ def predict(
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model, device, precision, max_side=max_side)
     return predictor.predict(image)
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def predict_cli(*args: Any, **kwargs: Any) -> int:
-    """``depthsmith predict``; lives in :mod:`depthsmith.predict_files` (kept here for old imports)."""
-    from .predict_files import predict_cli as run
-
-    return run(*args, **kwargs)

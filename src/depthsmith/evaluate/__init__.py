@@ -4,14 +4,13 @@
 >>> print(format_table(result))
 """
 
-from .cli import evaluate_cli
 from .core import EvalResult, evaluate, evaluate_predictions, upsample_to
 from .multi import published, summary_table
 from .output import format_table, result_to_json, write_result
 from .protocols import PROTOCOLS, Protocol, describe, get_protocol, protocol_table, register_protocol
 
 __all__ = [
-    "EvalResult", "evaluate", "evaluate_predictions", "evaluate_cli", "upsample_to",
+    "EvalResult", "evaluate", "evaluate_predictions", "upsample_to",
     "format_table", "result_to_json", "write_result", "PROTOCOLS", "Protocol", "describe", "get_protocol",
     "protocol_table", "published", "summary_table", "register_protocol",
 ]

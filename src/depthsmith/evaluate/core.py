@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthsmith.inference import resolve_device
+from ..device import resolve_device
 from depthsmith.metrics import (CROP_MODES, METRIC_KEYS, PRED_FLOOR, MetricAccumulator, align_prediction, crop_mask,
                                 r2_score, valid_mask)
 

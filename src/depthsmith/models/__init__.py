@@ -17,7 +17,7 @@ from .presets import PRESET_NOTES, PRESETS
 from .vit import is_plain_vit
 from .weights import WeightFileError
 
-__all__ = ["DepthModel", "create_model", "list_models", "load_model", "convert_keras", "list_decoders",
+__all__ = ["DepthModel", "create_model", "list_models", "load_model", "load_any", "convert_keras", "list_decoders",
            "WeightFileError", "ModelConfigError"]
 
 
@@ -91,6 +91,22 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwar
     if hf is not None:
         return load_hf_depth(hf, map_location=map_location, source=str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
+
+
+def load_any(model: Any) -> Any:
+    """What every ``--model`` takes: a module (as it is), a saved folder, a ``.keras`` file or a Hub
+    id (``load_model``), or a preset name (built with RANDOM weights, said loudly: for benchmarks and
+    export tests only); an ``.onnx`` path comes back as a Path for the runtime to run."""
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        return model
+    if str(model).endswith(".onnx"):
+        return Path(model)
+    if not Path(model).exists() and model in list_models():
+        print(f"warning: {model!r} is a preset name: building it with RANDOM weights (not a trained model)")
+        return create_model(model)
+    return load_model(model)
 
 
 def convert_keras(path: str | Path, out_dir: str | Path) -> Path:

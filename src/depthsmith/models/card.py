@@ -111,7 +111,7 @@ def write_run_card(model: Any, model_dir: Any, config: Mapping[str, Any], holdou
     """Record the run in ``model.card`` and rewrite model_dir's config.json and README.md with it."""
     from pathlib import Path
 
-    from .hf_depth import source_license
+    from .hub import source_license
 
     model_dir = Path(model_dir)
     model.card.update(run_card(config, holdout, source_license((config.get("model") or {}).get("init_from"))))

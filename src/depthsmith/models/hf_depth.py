@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from .hub import read_license, resolve_folder
 from .weights import WeightFileError
 
 __all__ = ["hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
@@ -44,23 +45,11 @@ __all__ = ["hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_licen
 HF_MODEL_TYPES = ("depth_anything",)
 _DINOV2_NAMES = {384: "vit_small_patch14_dinov2", 768: "vit_base_patch14_dinov2",
                  1024: "vit_large_patch14_dinov2", 1536: "vit_giant_patch14_dinov2"}
-_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "README.md", "preprocessor_config.json"]
 
 
 def is_hf_depth_config(config: dict[str, Any]) -> bool:
     """A transformers config (``model_type``) rather than a depthsmith one (``encoder``/``decoder``)."""
     return "model_type" in config and "encoder" not in config
-
-
-def resolve_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path:
-    """A local folder as is; a Hub id downloaded (config, weights, card, processor config only)."""
-    path = Path(path_or_hub_id)
-    if path.exists():
-        return path
-    from huggingface_hub import snapshot_download
-
-    allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token")}
-    return Path(snapshot_download(str(path_or_hub_id), allow_patterns=_FILES, **allowed))
 
 
 def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | None:
@@ -83,17 +72,6 @@ def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | Non
     if not (isinstance(config, dict) and is_hf_depth_config(config)):
         return None
     return resolve_folder(path_or_hub_id, **hub_kwargs) if not Path(path_or_hub_id).exists() else path
-
-
-def read_license(folder: str | Path) -> str | None:
-    """The ``license:`` of a model folder's README.md front matter (None without one)."""
-    readme = Path(folder) / "README.md"
-    if not readme.is_file():
-        return None
-    from huggingface_hub import metadata_load
-
-    value = (metadata_load(readme) or {}).get("license")
-    return str(value) if value else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -257,44 +235,3 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
             state[f"decoder.head.conv3.{name}"] = state[f"decoder.head.conv3.{name}"] * scale
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval()
-
-
-INIT_PARTS = ("encoder", "decoder")
-
-
-def init_weights_from(model, source: str | Path, parts=("encoder",), **hub_kwargs: Any) -> None:
-    """Copy ``parts`` of a saved or published model into ``model`` (fine-tuning's starting point).
-
-    Depth-Anything-V2's metric_depth/train.py loads only the encoder ('pretrained.*' keys) of the
-    relative checkpoint and trains the DPT head from scratch; ``parts=('encoder', 'decoder')``
-    starts from its DPT too. Every tensor must fit (strict), and the input normalisation must
-    agree, since the copied encoder was trained with it.
-    """
-    from . import load_model
-
-    unknown = sorted(set(parts) - set(INIT_PARTS))
-    if unknown or not parts:
-        raise ValueError(f"init_parts {list(parts)} must be a non-empty list of {', '.join(INIT_PARTS)}.")
-    donor = load_model(source, **hub_kwargs)
-    for buffer in ("mean", "std"):
-        if not torch.allclose(getattr(donor.input_norm, buffer), getattr(model.input_norm, buffer)):
-            raise ValueError(f"init_from {source}: its input normalisation {buffer} "
-                             f"{getattr(donor.input_norm, buffer).flatten().tolist()} differs from this model's.")
-    for part in parts:
-        src, dst = getattr(donor, part).state_dict(), getattr(model, part).state_dict()
-        for key, ref in dst.items():
-            if key not in src or src[key].shape != ref.shape:
-                got = "missing" if key not in src else f"shape {tuple(src[key].shape)}"
-                raise WeightFileError(f"init_from {source}: {part}.{key} is {got} there, {tuple(ref.shape)} here; "
-                                      "build the same encoder/decoder sizes as the checkpoint.")
-        getattr(model, part).load_state_dict(src, strict=True)
-
-
-def source_license(source: str | Path | None) -> str | None:
-    """The licence in the card of a local folder or an already-downloaded Hub model (no network)."""
-    if not source:
-        return None
-    try:
-        return read_license(resolve_folder(source, local_files_only=True))
-    except Exception:  # not in the cache: the card then says the licence is not recorded
-        return None

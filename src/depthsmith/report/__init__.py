@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from depthsmith.evaluate import EvalResult, evaluate, write_result
-from depthsmith.inference import resolve_device
+from ..device import resolve_device
 
 from .figures import curves_figure, qualitative_figure, r2_figure, read_curves
 from .table import ModelCost, measure_cost, metrics_table

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from depthsmith.evaluate import EvalResult
+from ..evaluate import EvalResult
+from ..flops import count_flops
 
-__all__ = ["ModelCost", "measure_cost", "count_gflops", "metrics_table"]
+__all__ = ["ModelCost", "measure_cost", "metrics_table"]
 
 TABLE_METRICS = (("abs_rel", "AbsRel ↓"), ("rmse", "RMSE (m) ↓"), ("log10", "log10 ↓"),
                  ("d1", "δ<1.25 ↑"), ("d2", "δ<1.25² ↑"), ("d3", "δ<1.25³ ↑"), ("r2", "R² ↑"))
@@ -28,16 +29,6 @@ class ModelCost:
     latency_ms: float
     size: tuple[int, int]
     device: str
-
-
-def count_gflops(model: torch.nn.Module, height: int, width: int) -> float:
-    """GFLOPs of one forward pass at height x width (a multiply-add counts as 2 FLOPs).
-
-    The same counter as `depthsmith bench`, so the report and the benchmark agree.
-    """
-    from depthsmith.bench import count_flops
-
-    return float(count_flops(model, height, width))
 
 
 @torch.inference_mode()
@@ -63,7 +54,7 @@ def measure_cost(model: torch.nn.Module, size: tuple[int, int], device: torch.de
     model = model.to(device).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     try:
-        gflops = count_gflops(model, *size)
+        gflops = count_flops(model, *size)
     except Exception:  # a model the counter cannot trace still gets a table row
         gflops = math.nan
     return ModelCost(params, gflops, _latency_ms(model, *size, device, repeats, warmup), tuple(size), str(device))

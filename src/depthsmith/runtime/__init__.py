@@ -38,7 +38,7 @@ def open_model(model: Any) -> Any:
     suffixes = {s for n in list_backends() for s in _suffixes(n)}
     if not isinstance(model, nn.Module) and Path(str(model)).suffix in suffixes:
         return Path(model)
-    from ..inference import load_any
+    from ..models import load_any
 
     return load_any(model)
 
@@ -57,7 +57,7 @@ def create_runner(backend: str, model: Any, device: Any = "auto", precision: str
     (``AutoRunner``); an exported file runs on the backend that reads its format. ``torch``: the
     PyTorch fast path in fp32 or bf16 as ``precision`` resolves (bf16 where native).
     """
-    from ..inference import resolve_device, resolve_precision
+    from ..device import resolve_device, resolve_precision
 
     model = open_model(model)
     if compile and backend in ("auto", "torch"):

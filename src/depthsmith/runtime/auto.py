@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from .base import Runner, get_backend, list_backends, model_meta
+from .base import Runner, agreement, get_backend, list_backends, model_meta
 from .cache import cache_dir, model_key
-from .cpu import load_average, machine_busy, machine_key, runnable_others, usable_cores
+from ..cpu import load_average, machine_busy, machine_key, runnable_others, usable_cores
 
 __all__ = ["AutoRunner", "Probe", "choose", "timed_ms", "candidates", "MAX_REL_DIFF", "CACHE_FILE"]
 
@@ -182,7 +182,7 @@ class AutoRunner(Runner):
             for name, threads in names:
                 try:
                     runner = self._runner(name, threads)
-                    rel = _rel_diff(runner(x), reference) if name != "torch-fp32" else 0.0
+                    rel = agreement(runner(x), reference)[0] if name != "torch-fp32" else 0.0
                     probes.append(Probe(name, threads, float(self.probe(runner, x)), rel))
                 except Exception as err:  # a backend that cannot run this model is skipped, and said so
                     probes.append(Probe(name, threads, float("inf"), float("inf"), f"{type(err).__name__}: {err}"))
@@ -206,8 +206,3 @@ class AutoRunner(Runner):
             self.chosen[shape] = self.decide(x)
         self.current = self._runner(*self.chosen[shape])
         return self.current(x)
-
-
-def _rel_diff(fast: torch.Tensor, ref: torch.Tensor) -> float:
-    fast, ref = fast.float().clamp_min(1e-6), ref.float().clamp_min(1e-6)
-    return float(((fast - ref).abs() / ref).mean())

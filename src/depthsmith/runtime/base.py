@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Backend", "Runner", "register", "get_backend", "list_backends", "available_backends",
+__all__ = ["agreement", "Backend", "Runner", "register", "get_backend", "list_backends", "available_backends",
            "as_tensor", "model_meta"]
 
 
@@ -111,3 +111,12 @@ def model_meta(model: Any) -> tuple[str, bool, float]:
     """(name, is_metric, max_depth) of a DepthModel or any module."""
     return (getattr(model, "name", type(model).__name__), bool(getattr(model, "is_metric", True)),
             float(getattr(model, "max_depth", float("nan"))))
+
+
+def agreement(fast: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """How close a backend's depth is to the fp32 reference: (mean |fast - ref| / ref, fraction of
+    pixels with max(fast/ref, ref/fast) < 1.25). The auto gate, int8's check and bench use it."""
+    fast, ref = fast.float().clamp_min(1e-6), ref.float().clamp_min(1e-6)
+    rel = ((fast - ref).abs() / ref).mean().item()
+    delta1 = (torch.maximum(fast / ref, ref / fast) < 1.25).float().mean().item()
+    return rel, delta1

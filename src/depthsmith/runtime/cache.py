@@ -59,7 +59,7 @@ def exported_onnx(model: Any) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file {path} does not exist (write one with `depthsmith export`).")
         return path
-    from ..export import export_onnx
+    from .export_onnx import export_onnx
 
     out = _model_folder(model) / "model.onnx"
     if not out.is_file():
@@ -80,7 +80,7 @@ def exported_onnx(model: Any) -> Path:
 def exported_openvino(model: Any) -> Path:
     """An OpenVINO IR (.xml) for ``model``: the path itself if it is one, else converted (once,
     cached) from the checked ONNX export of a DepthModel or from a given .onnx file."""
-    from .openvino import convert_to_openvino
+    from .openvino_ir import convert_to_openvino
 
     if not isinstance(model, nn.Module):
         path = Path(model)

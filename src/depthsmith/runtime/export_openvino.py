@@ -11,7 +11,6 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 
 from .quantize import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, Int8Result, quantize_int8
 
-__all__ = ["export_openvino", "export_openvino_cli", "OpenVinoExport"]
+__all__ = ["export_openvino", "OpenVinoExport"]
 
 
 @dataclass
@@ -48,7 +47,7 @@ class OpenVinoExport:
 
 @torch.inference_mode()
 def _check(xml: Path, model: nn.Module, shapes: list[tuple[int, int, int]]) -> list[tuple[tuple[int, ...], float]]:
-    from .openvino import OpenVinoRunner
+    from .openvino_ir import OpenVinoRunner
 
     runner, gen, out = OpenVinoRunner(xml, "fp32"), torch.Generator().manual_seed(2), []
     for b, h, w in shapes:
@@ -65,8 +64,8 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
                     calibration_count: int = DEFAULT_CALIBRATION,
                     images: list[np.ndarray] | None = None) -> OpenVinoExport:
     """Write ``out`` (.xml + .bin): fp32, or int8 when ``int8`` (see the module docstring)."""
-    from ..export import _second_size, export_onnx
-    from .openvino import convert_to_openvino
+    from .export_onnx import _second_size, export_onnx
+    from .openvino_ir import convert_to_openvino
 
     out = Path(out)
     if out.suffix != ".xml":
@@ -90,22 +89,3 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
         else:
             result.path = out
     return result
-
-
-def export_openvino_cli(model: Any, out: str | Path, height: int = 240, width: int = 320, int8: bool = False,
-                        calibration: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> int:
-    """Prints the export's checks (and int8's held-out accuracy); 0 when written, 1 when refused or failed."""
-    from ..inference import load_any
-
-    net = load_any(model)
-    if calibration is not None and not int8:
-        print("note: --calibration is only used with --int8; writing an fp32 IR")
-    try:
-        result = export_openvino(net, out, height, width, int8=int8, calibration=calibration, tolerance=tolerance)
-    except (ValueError, FileNotFoundError):
-        raise  # bad arguments: the CLI prints these as errors
-    except Exception as err:  # torch.export / OpenVINO / NNCF report failures in many exception types
-        print(f"OpenVINO export of {model} failed: {type(err).__name__}: {err}")
-        return 1
-    print(result.summary())
-    return 0 if result.ok else 1

@@ -100,7 +100,7 @@ class Int8Result:
 
 
 def _agreement(fast: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    from ..bench import agreement
+    from .base import agreement
 
     return agreement(torch.from_numpy(fast), torch.from_numpy(ref))
 
@@ -113,7 +113,7 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
     import nncf
     import openvino as ov
 
-    from .openvino import OpenVinoRunner, read_metadata, save_openvino
+    from .openvino_ir import OpenVinoRunner, read_metadata, save_openvino
 
     if images is None:
         images, source = calibration_images(calibration, count, size)
@@ -156,7 +156,7 @@ def cached_int8(model: Any, tolerance: float = DEFAULT_TOLERANCE) -> Path:
     (synthetic-room calibration) into the model cache. Raises when refused (beyond ``tolerance``;
     the benchmark passes ``inf`` to measure a model's int8 cost whatever it is)."""
     from .cache import cache_dir, exported_openvino, model_key
-    from .openvino import read_metadata
+    from .openvino_ir import read_metadata
 
     if not isinstance(model, torch.nn.Module) and Path(model).suffix == ".xml":
         import openvino as ov

@@ -1,4 +1,4 @@
-"""PyTorch backends: the fast path of ``inference.fast_model`` in fp32 or bf16, and torch.compile.
+"""PyTorch backends: the fast path of ``runtime.fast.fast_model`` in fp32 or bf16, and torch.compile.
 
 ``threads``: run with that many intra-op threads (set around each call, restored after). On a
 machine where another process keeps a core busy, fewer OpenMP threads than cores avoid waiting
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .base import Backend, Runner, model_meta, register
-from .cpu import has_native_bf16
+from ..cpu import has_native_bf16
 
 __all__ = ["TorchRunner"]
 
@@ -21,7 +21,8 @@ __all__ = ["TorchRunner"]
 class TorchRunner(Runner):
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu", precision: str = "fp32",
                  compile: bool = False, threads: int | None = None, backend: str = "") -> None:
-        from ..inference import fast_model, resolve_device
+        from ..device import resolve_device
+        from .fast import fast_model
 
         if not isinstance(model, nn.Module):
             raise ValueError(f"the torch backends run a DepthModel (a saved folder, Hub id or preset), not {model}; "
@@ -60,7 +61,7 @@ def _bf16(model: Any, device: str | torch.device = "cpu", **options: Any) -> Tor
 
 
 def _compile(model: Any, device: str | torch.device = "cpu", precision: str = "auto", **options: Any) -> TorchRunner:
-    from ..inference import resolve_device, resolve_precision
+    from ..device import resolve_device, resolve_precision
 
     resolved = resolve_precision(precision, resolve_device(device))
     return TorchRunner(model, device, resolved, compile=True, backend="torch-compile", **options)
@@ -69,7 +70,7 @@ def _compile(model: Any, device: str | torch.device = "cpu", precision: str = "a
 register(Backend("torch-fp32", _fp32, "PyTorch fp32: BatchNorm folded, channels-last, weights pre-packed",
                  "fp32", tolerance=1e-4))
 # bf16 keeps 8 mantissa bits: ~0.3% mean relative difference on the paper's model.
-register(Backend("torch-bf16", _bf16, "PyTorch bf16 encoder/decoder, fp32 head (inference.fast_model)",
+register(Backend("torch-bf16", _bf16, "PyTorch bf16 encoder/decoder, fp32 head (runtime.fast.fast_model)",
                  "bf16", tolerance=0.01, condition=has_native_bf16))
 register(Backend("torch-compile", _compile, "torch.compile (inductor, frozen weights); opt-in: compiles per size",
                  "auto", tolerance=0.01, auto=False))

@@ -53,7 +53,7 @@ def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -
     try:
         model = create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
         if init_from and encoder_weights is not None:
-            from ..models.hf_depth import init_weights_from
+            from ..models.init_from import init_weights_from
 
             init_weights_from(model, init_from, init_parts)
         return model

@@ -2,7 +2,7 @@
 
 On a CPU, bf16 autocast is several times faster than fp32 with AVX-512 BF16 or AMX, and several
 times *slower* where bf16 is emulated (plain AVX-512 or AVX2), so the CPU's flags decide
-(``depthsmith.runtime.cpu.has_native_bf16``; torch's own check says yes on emulating CPUs).
+(``depthsmith.cpu.has_native_bf16``; torch's own check says yes on emulating CPUs).
 On CUDA, ``torch.cuda.is_bf16_supported()`` decides (Ampere and newer).
 """
 
@@ -17,7 +17,7 @@ def resolve_training_precision(precision: str, accelerator: str = "auto") -> str
     """The Lightning precision for ``precision`` ('auto' or any Lightning value, returned as is)."""
     if str(precision) != "auto":
         return precision
-    from ..runtime import cpu
+    from .. import cpu
 
     accelerator = str(accelerator or "auto")
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())

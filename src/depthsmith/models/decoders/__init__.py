@@ -7,32 +7,9 @@ input size and applies the output activation.
 
 from __future__ import annotations
 
-from typing import Callable
-
-from torch import nn
+from .registry import build_decoder, list_decoders, register_decoder
 
 __all__ = ["register_decoder", "build_decoder", "list_decoders"]
 
-_DECODERS: dict[str, type[nn.Module]] = {}
-
-
-def register_decoder(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        _DECODERS[name] = cls
-        return cls
-
-    return wrap
-
-
-def list_decoders() -> list[str]:
-    return sorted(_DECODERS)
-
-
-def build_decoder(name: str, channels: list[int], reductions: list[int], **kwargs) -> nn.Module:
-    if name not in _DECODERS:
-        raise ValueError(f"Unknown decoder {name!r}. Valid decoders: {', '.join(list_decoders())}.")
-    return _DECODERS[name](channels, reductions, **kwargs)
-
-
-# Import for their registration side effect.
-from . import densedepth, dpt, residual_unet, transposed, unet  # noqa: E402,F401
+# Each decoder module registers itself on import; a new decoder is one module and one name here.
+from . import densedepth, dpt, residual_unet, transposed, unet  # noqa: E402,F401,I001

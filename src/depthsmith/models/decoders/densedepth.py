@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register_decoder
+from .registry import register_decoder
 from .common import upsample_to
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_decoder
+from .registry import register_decoder
 
 __all__ = ["DPTDecoder"]
 

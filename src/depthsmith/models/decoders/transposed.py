@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register_decoder
+from .registry import register_decoder
 
 
 @register_decoder("transposed")

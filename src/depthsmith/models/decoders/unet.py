@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register_decoder
+from .registry import register_decoder
 from .common import pad_centered, plan_stages, size_at, upsample_to, upsample_x2
 
 DEFAULT_FILTERS = (256, 128, 64, 32, 16, 16)

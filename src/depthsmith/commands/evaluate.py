@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .core import check_seed_input, evaluate
-from .multi import dataset_entries, summary_table
-from .output import format_table, result_to_json, write_result
-from .protocols import get_protocol
+from ..evaluate.core import check_seed_input, evaluate
+from ..evaluate.multi import dataset_entries, summary_table
+from ..evaluate.output import format_table, result_to_json, write_result
+from ..evaluate.protocols import get_protocol
 
 __all__ = ["evaluate_cli"]
 
@@ -68,7 +68,7 @@ def evaluate_cli(
             [{"model": m, "dataset": d, **result_to_json(r)} for m, d, r in rows], indent=2) + "\n")
         print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
     if report_dir:
-        from depthsmith.report import write_report
+        from ..report import write_report
 
         # A model saved by `depthsmith train` sits in <run>/model: show that run's curves too.
         runs = [Path(m).parent for m in models if (Path(m).parent / "metrics.csv").is_file()]
@@ -80,6 +80,6 @@ def evaluate_cli(
 
 
 def _model_label(model: str | Path) -> str:
-    from depthsmith.report import model_label
+    from ..report import model_label
 
     return model_label(model)

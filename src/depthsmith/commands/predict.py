@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, check_intrinsics, check_positive_int
-from .inference import DEFAULT_MAX_SIDE, Predictor, check_size
-from .io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
+from ..errors import InputError, check_intrinsics, check_positive_int
+from ..inference import DEFAULT_MAX_SIDE, Predictor, check_size
+from ..io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
 
 __all__ = ["predict_cli", "predict_video"]
 
@@ -44,7 +44,7 @@ def predict_video(
 ) -> None:
     """Depth video(s) for a video: ``color`` -> <stem>_depth.mp4, ``side`` -> <stem>_side.mp4,
     ``png16``/``npy`` -> one file per frame in <stem>_frames/. Frames are batched."""
-    from .io import VideoWriter, render_color, side_by_side
+    from ..io import VideoWriter, render_color, side_by_side
 
     frames, info = read_video(path)
     writers = {kind: VideoWriter(out_dir / f"{stem}_{'depth' if kind == 'color' else kind}.mp4", info["fps"])
@@ -160,8 +160,8 @@ def _onnx_file_for(model: str, out: Path) -> Path:
     folder_file = Path(model) / "model.onnx"
     if folder_file.is_file():
         return folder_file
-    from .export import export_onnx
-    from .models import load_model
+    from ..runtime.export_onnx import export_onnx
+    from ..models import load_model
 
     print(f"exporting {model} to {out / 'model.onnx'} for ONNX Runtime ...")
     result = export_onnx(load_model(model), out / "model.onnx")

@@ -1,0 +1,92 @@
+"""One callable per benchmark row: the eager references, every backend of ``depthsmith.runtime``,
+and predict's default path (backend auto)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..inference import Predictor
+from ..runtime import create_runner, list_backends
+from ..runtime.base import _REGISTRY, agreement
+
+__all__ = ["BACKENDS", "default_backends", "row_runner", "mean_agreement", "Runner"]
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _backends() -> dict[str, str]:
+    eager = {"fp32": "PyTorch fp32 eager", "channels_last": "fp32 channels_last", "bf16": "bf16 autocast",
+             "bf16_cl": "bf16 autocast + channels_last"}
+    # Every registered backend is a row (the registry's description is its label), then the public path.
+    return {**eager, **{n: f"{n}: {_REGISTRY[n].description}" for n in list_backends()},
+            "predict": "predict() default path (backend auto)"}
+
+
+BACKENDS = _backends()
+
+
+def default_backends() -> list[str]:
+    """The rows run when none are named: installed backends suited to this CPU; torch.compile
+    (minutes of compilation per size) only when asked for."""
+    def wanted(name: str) -> bool:
+        spec = _REGISTRY.get(name)
+        return spec is None or (name != "torch-compile" and spec.installed() and spec.suits_hardware())
+
+    return [n for n in BACKENDS if wanted(n)]
+
+
+def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple[Runner, Any]:
+    """A callable B x 3 x H x W float -> B x 1 x H x W depth for ``backend``, and its precision
+    (or a function giving it: backend auto knows its precision once it has chosen)."""
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    if backend == "fp32":
+        return model, "fp32"
+    if backend in ("channels_last", "bf16_cl"):
+        # .eval() again: deepcopy of an fx GraphModule (the tapped IRv2 encoder) comes back in train mode
+        cl = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+
+        def run_cl(x: torch.Tensor) -> torch.Tensor:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if backend == "bf16_cl":
+                with bf16:
+                    return cl(x).float()
+            return cl(x)
+
+        return run_cl, "bf16" if backend == "bf16_cl" else "fp32"
+    if backend == "bf16":
+        def run_bf16(x: torch.Tensor) -> torch.Tensor:
+            with bf16:
+                return model(x).float()
+
+        return run_bf16, "bf16"
+    if backend == "predict":
+        predictor = Predictor(model, device="cpu")
+
+        def run_predict(x: torch.Tensor) -> torch.Tensor:
+            # The public path: decoded H x W x 3 images in, H x W depth arrays out.
+            images = list(enumerate(x.permute(0, 2, 3, 1).numpy()))
+            depths = [d for _, _, d in predictor.predict_many(images, batch_size=len(images))]
+            return torch.from_numpy(np.stack(depths))[:, None]
+
+        run_predict.predictor = predictor  # type: ignore[attr-defined]  (the loaded pass re-decides auto)
+        return run_predict, lambda: predictor.precision
+    if backend in list_backends():
+        # int8 is measured whatever its accuracy (the table shows it); predict and export refuse past 2%.
+        options = {"tolerance": float("inf")} if backend == "openvino-int8" else {}
+        runner = create_runner(backend, model, device="cpu", **options)
+        return runner, lambda: runner.precision
+    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def mean_agreement(run: Runner, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:
+    """Mean over images of (mean relative difference, delta1 agreement); NaN for no images."""
+    if not inputs:
+        return float("nan"), float("nan")
+    pairs = [agreement(run(x), ref) for x, ref in zip(inputs, refs)]
+    return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))

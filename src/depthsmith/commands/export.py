@@ -1,0 +1,66 @@
+"""``depthsmith export``: an ONNX file or an OpenVINO IR (fp32, or int8 checked on held-out images).
+
+Prints every check; exit 0 when the file is written and matches PyTorch within tolerance, 1 when
+the export failed or was refused (int8 past its tolerance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..models import load_any
+from ..runtime.quantize import DEFAULT_TOLERANCE
+
+__all__ = ["export_cli", "export_openvino_cli", "convert_cli"]
+
+
+def export_cli(model: str, out: str | Path, fmt: str = "onnx", height: int = 240, width: int = 320,
+               opset: int = 18, **openvino: Any) -> int:
+    """``depthsmith export``: returns 0 when ONNX Runtime matches PyTorch within tolerance, else 1.
+    ``fmt='openvino'``: see ``depthsmith.runtime.export_openvino`` (``openvino``: int8, calibration, tolerance)."""
+    if fmt == "openvino":
+        return export_openvino_cli(model, out, height, width, **openvino)
+    if openvino.get("int8") or openvino.get("calibration"):
+        raise InputError("--int8 and --calibration need --format openvino")
+    if fmt != "onnx":
+        print(f"format {fmt!r} is not supported; use onnx or openvino")
+        return 2
+    from ..runtime.export_onnx import export_onnx
+
+    net = load_any(model)
+    try:
+        result = export_onnx(net, out, height=height, width=width, opset=opset)
+    except Exception as err:  # torch.export reports unsupported code paths in many exception types
+        print(f"export of {model} failed: {type(err).__name__}: {err}")
+        return 1
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def export_openvino_cli(model: Any, out: str | Path, height: int = 240, width: int = 320, int8: bool = False,
+                        calibration: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> int:
+    """Prints the export's checks (and int8's held-out accuracy); 0 when written, 1 when refused or failed."""
+    from ..runtime.export_openvino import export_openvino
+
+    net = load_any(model)
+    if calibration is not None and not int8:
+        print("note: --calibration is only used with --int8; writing an fp32 IR")
+    try:
+        result = export_openvino(net, out, height, width, int8=int8, calibration=calibration, tolerance=tolerance)
+    except (ValueError, FileNotFoundError):
+        raise  # bad arguments: the CLI prints these as errors
+    except Exception as err:  # torch.export / OpenVINO / NNCF report failures in many exception types
+        print(f"OpenVINO export of {model} failed: {type(err).__name__}: {err}")
+        return 1
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def convert_cli(checkpoint: str | Path, out: str | Path) -> int:
+    """``depthsmith convert``: the seed's ``.keras`` checkpoint as a model folder."""
+    from ..models import convert_keras
+
+    print(f"wrote {convert_keras(checkpoint, out)} (load it with --model)")
+    return 0

@@ -1,0 +1,154 @@
+"""ONNX export (dynamic batch, height and width) and its check against PyTorch in ONNX Runtime.
+
+The exporter is ``torch.onnx.export(dynamo=True)`` (torch.export underneath): it traces
+the fx-built Inception-ResNet-v2 encoder and keeps every ``F.interpolate(size=...)``
+symbolic, so one file serves every input size. Every export is run through ONNX Runtime
+at the example size and at a second, different size and batch, and the largest absolute
+difference from PyTorch is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ort import onnx_session
+
+__all__ = ["export_onnx", "check_onnx", "ExportResult", "TOLERANCE"]
+
+# Largest |ONNX Runtime - PyTorch| accepted: 1 mm for a metric model (fp32 vs fp32 differs by
+# float rounding only, ~1e-5 m).
+TOLERANCE = 1e-3
+
+
+class _SymbolicSizeForward(nn.Module):
+    """DepthModel.forward with the resize decision taken once, at export time.
+
+    ``DepthModel.forward_normalized`` compares the decoder's output size with the input
+    size in Python to decide whether to resize; torch.export would specialise that
+    comparison on the example size. Here the decision is made once for the architecture;
+    the numerical check below guards against any drift from the model's own forward.
+    """
+
+    def __init__(self, model: nn.Module, resize: bool) -> None:
+        super().__init__()
+        self.model, self.resize = model, resize
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        size = (x.shape[-2], x.shape[-1])
+        logits = m.decoder(m.encoder(m.input_norm(x)), size)
+        if self.resize:  # decoders that stop short of full resolution, as forward_normalized does
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return m.to_depth(torch.sigmoid(logits))
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    checks: list[tuple[tuple[int, ...], float]] = field(default_factory=list)  # (input shape, max abs diff)
+    tolerance: float = TOLERANCE
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((d for _, d in self.checks), default=float("nan"))
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and self.max_abs_diff <= self.tolerance
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.path} ({self.path.stat().st_size / 1e6:.1f} MB), dynamic batch/height/width"]
+        for shape, diff in self.checks:
+            lines.append(f"  ONNX Runtime vs PyTorch at input {'x'.join(map(str, shape))}: max abs diff {diff:.3g}")
+        verdict = "OK" if self.ok else "FAILED"
+        lines.append(f"  check {verdict}: max abs diff {self.max_abs_diff:.3g} (tolerance {self.tolerance:g})")
+        return "\n".join(lines)
+
+
+def _second_size(height: int, width: int) -> tuple[int, int]:
+    # Different from the example in both sides, odd, and not a multiple of any stride.
+    return max(64, height * 3 // 4) | 1, (width * 5 // 4 + 3) | 1
+
+
+def export_onnx(
+    model: nn.Module,
+    out: str | Path,
+    height: int = 240,
+    width: int = 320,
+    opset: int = 18,
+    check: bool = True,
+) -> ExportResult:
+    """Export a DepthModel to ONNX: input ``image`` (B x 3 x H x W float RGB in [0, 1]), output
+    ``depth`` (B x 1 x H x W; metres unless the model is relative), B, H and W dynamic."""
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    # Batch 2, not 1: traced from a batch-1 example, torch.export (2.14) records the batch of some
+    # ViT token tensors (LayerNorm outputs) as a constant 1, and the ONNX graph fails at batch 2.
+    example = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0))
+    # Dim.DYNAMIC lets torch.export derive each size's valid range; named Dims with explicit
+    # ranges fail on timm encoders ("Invalid ranges [2:1]") in torch 2.15.
+    dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    with torch.no_grad():  # does the decoder itself reach the input size?
+        logits = model.decoder(model.encoder(model.input_norm(example)), (height, width))
+    wrapper = _SymbolicSizeForward(model, resize=tuple(logits.shape[-2:]) != (height, width)).eval()
+    torch.onnx.export(wrapper, (example,), str(out), dynamo=True,
+                      dynamic_shapes=(dims,), input_names=["image"], output_names=["depth"],
+                      opset_version=opset, verbose=False)
+
+    proto = onnx.load(str(out))
+    _name_dynamic_dims(proto, ("batch", None, "height", "width"))
+    # Metadata travels with the file so ONNX users know the units without the Python config.
+    meta = {"depthsmith.name": getattr(model, "name", type(model).__name__),
+            "depthsmith.is_metric": str(bool(getattr(model, "is_metric", True))),
+            "depthsmith.max_depth": str(getattr(model, "max_depth", "")),
+            "depthsmith.input": "image: B x 3 x H x W float32 RGB in [0, 1], any H and W",
+            "depthsmith.output": "depth: B x 1 x H x W float32, metres (relative models: unitless 0-1)"}
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(out))
+
+    result = ExportResult(out)
+    if check:
+        h2, w2 = _second_size(height, width)
+        result.checks = check_onnx(out, model, [(1, height, width), (2, h2, w2)])
+    return result
+
+
+def _name_dynamic_dims(proto: Any, names: tuple[str | None, ...]) -> None:
+    """Rename the exporter's symbols (s0, s53, ...) of the input's dims to readable names,
+    everywhere the exact same symbol appears (outputs, intermediate shapes)."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    rename = {d.dim_param: n for d, n in zip(dims, names) if n and d.dim_param}
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param in rename:
+                d.dim_param = rename[d.dim_param]
+
+
+@torch.inference_mode()
+def check_onnx(
+    path: str | Path, model: nn.Module, shapes: list[tuple[int, int, int]]
+) -> list[tuple[tuple[int, ...], float]]:
+    """Max |ONNX Runtime - PyTorch fp32| for random inputs of each (batch, height, width)."""
+    session = onnx_session(path)
+    gen = torch.Generator().manual_seed(1)
+    results = []
+    for b, h, w in shapes:
+        x = torch.rand(b, 3, h, w, generator=gen)
+        ref = model(x).numpy()
+        got = session.run(None, {"image": x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at input {b}x3x{h}x{w}")
+        results.append(((b, 3, h, w), float(np.abs(got - ref).max())))
+    return results

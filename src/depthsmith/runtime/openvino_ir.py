@@ -1,0 +1,118 @@
+"""OpenVINO IR: conversion from the checked ONNX export, metadata, a runner, and the int8 rate probe.
+
+The IR is converted from the ONNX file that ``export_onnx`` writes and checks (dynamic batch,
+height and width) rather than from the torch module: ``ov.convert_model(module)`` traces with
+TorchScript, which freezes the Python size comparisons in ``DepthModel.forward`` to the example size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cpu import usable_cores
+from .base import Runner
+
+__all__ = ["convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+META_KEYS = ("name", "is_metric", "max_depth", "precision", "input", "output")
+
+
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def save_openvino(ov_model: Any, out: str | Path, meta: dict[str, str]) -> Path:
+    """Write ``ov_model`` as IR (``out`` .xml + .bin next to it) with depthsmith metadata in its rt_info."""
+    import openvino as ov
+
+    out = Path(out)
+    if out.suffix != ".xml":
+        raise ValueError(f"{out}: an OpenVINO IR path must end in .xml (the weights go to {out.stem}.bin beside it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for key, value in meta.items():
+        ov_model.set_rt_info(str(value), ["depthsmith", key])
+    # compress_to_fp16=False: the default halves the weights on disk, which costs accuracy.
+    ov.save_model(ov_model, str(out), compress_to_fp16=False)
+    return out
+
+
+def convert_to_openvino(onnx_path: str | Path, out: str | Path) -> Path:
+    """IR from an exported ONNX file, carrying over its depthsmith metadata (name, units)."""
+    import onnx
+    import openvino as ov
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    meta = {p.key.removeprefix("depthsmith."): p.value for p in proto.metadata_props if p.key.startswith("depthsmith.")}
+    meta.setdefault("precision", "fp32")
+    return save_openvino(ov.convert_model(str(onnx_path)), out, meta)
+
+
+def read_metadata(ov_model: Any) -> dict[str, str]:
+    return {k: str(ov_model.get_rt_info(["depthsmith", k]).astype(str))
+            for k in META_KEYS if ov_model.has_rt_info(["depthsmith", k])}
+
+
+class OpenVinoRunner(Runner):
+    """Runs an IR (``.xml``) on the CPU with the given precision hint and thread count."""
+
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None,
+                 backend: str = "") -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"OpenVINO IR {self.path} does not exist "
+                                    "(write one with `depthsmith export --format openvino`).")
+        core = _core()
+        ov_model = core.read_model(str(self.path))
+        meta = read_metadata(ov_model)
+        self.name = meta.get("name", self.path.stem)
+        self.is_metric = meta.get("is_metric", "True") == "True"
+        self.max_depth = float(meta.get("max_depth") or "nan")
+        self.file_precision = meta.get("precision", "fp32")
+        self.precision = "int8" if self.file_precision == "int8" else precision
+        self.backend = backend or f"openvino-{self.precision}"
+        config = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": int(threads or usable_cores())}
+        self.compiled = core.compile_model(ov_model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # share_inputs/outputs avoid copies; the output is copied once into a tensor we own,
+        # because the request reuses its buffer on the next call.
+        self.request.infer({0: x.cpu().contiguous().numpy()}, share_inputs=True)
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
+
+
+def int8_conv_rate(channels: int = 256, height: int = 60, width: int = 80, repeats: int = 5) -> float:
+    """GOP/s (a multiply-add counted as 2) of one 3x3 convolution quantized to int8 by NNCF and run
+    by OpenVINO on the CPU: the int8 rate real int8 models can reach here (VNNI or AMX kernels),
+    for the int8 floor of the benchmark. Best of ``repeats`` after a warm-up."""
+    import time
+
+    import nncf
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, channels, height, width], np.float32, name="x")
+    w = ops.constant(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.05)
+    conv = ops.convolution(x, w, [1, 1], [1, 1], [1, 1], [1, 1])
+    model = ov.Model([ops.relu(conv)], [x], "conv")
+    data = [rng.random((1, channels, height, width), dtype=np.float32) for _ in range(4)]
+    quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=4, preset=nncf.QuantizationPreset.PERFORMANCE)
+    compiled = _core().compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                         "INFERENCE_NUM_THREADS": usable_cores()})
+    request = compiled.create_infer_request()
+    request.infer({0: data[0]})
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        request.infer({0: data[0]})
+        best = min(best, time.perf_counter() - start)
+    return 2 * channels * channels * 9 * height * width / best / 1e9
