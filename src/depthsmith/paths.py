@@ -12,7 +12,7 @@ import glob
 import os
 import re
 
-__all__ = ["glob_files"]
+__all__ = ["glob_files", "unique_names"]
 
 
 def _part_regex(part: str) -> str:
@@ -97,3 +97,17 @@ def glob_files(pattern: str) -> list[str]:
             if regex.fullmatch(rel):
                 found.append(rel if base == "." else os.path.join(base, rel))
     return sorted(found)
+
+
+def unique_names(names: list[str], sep: str = "-") -> list[str]:
+    """The names in order, a repeat suffixed ``<sep>2``, ``<sep>3``, ... and never equal to another
+    name of the list (["a", "a", "a-2"] -> ["a", "a-3", "a-2"]): report columns, figure legends and
+    output files of one run are told apart by it."""
+    taken = set(names)
+    out: list[str] = []
+    for name in names:
+        label, n = name, 2
+        while label in out or (label != name and label in taken):
+            label, n = f"{name}{sep}{n}", n + 1
+        out.append(label)
+    return out

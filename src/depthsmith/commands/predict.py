@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, check_intrinsics, check_positive_int
 from ..inference import DEFAULT_MAX_SIDE, Predictor, check_size
+from ..paths import unique_names
 from ..io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
 
 __all__ = ["predict_cli", "predict_video"]
@@ -23,13 +25,8 @@ def _stems(files: Sequence[Path]) -> dict[Path, str]:
     counts: dict[str, int] = {}
     for f in files:
         counts[f.stem] = counts.get(f.stem, 0) + 1
-    stems = {f: f.stem if counts[f.stem] == 1 else f"{f.parent.name}_{f.stem}" for f in files}
-    seen: dict[str, int] = {}
-    for f, s in stems.items():  # still clashing (same folder name too): number them
-        seen[s] = seen.get(s, 0) + 1
-        if seen[s] > 1:
-            stems[f] = f"{s}_{seen[s]}"
-    return stems
+    stems = [f.stem if counts[f.stem] == 1 else f"{f.parent.name}_{f.stem}" for f in files]
+    return dict(zip(files, unique_names(stems, sep="_")))  # still clashing (same folder name too): numbered
 
 
 def _progress(iterable: Iterable, total: int | None, unit: str, desc: str) -> Iterable:
@@ -91,13 +88,7 @@ def predict_cli(
     """
     check_positive_int(batch_size, "--batch-size")
     intrinsics = check_intrinsics(intrinsics)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is an existing file; give a folder (it is created if missing).")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file further up the path, no permission
-        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err}).") from err
+    out = _output_folder(out_dir)
     files, problems = expand_inputs(inputs)
     failures = [f"{name}: {reason}" for name, reason in problems]
     if backend == "onnx" and not str(model).endswith(".onnx"):
@@ -109,11 +100,44 @@ def predict_cli(
         print("note: relative model: depth files hold unitless values (16-bit PNG: value x 1000), not metres")
     if "ply" in outputs and intrinsics is None:
         print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
-
     stems = _stems(files)
     images = [f for f in files if not is_video(f)]
-    done = 0
+    done = _predict_images(predictor, images, stems, out, outputs, cmap, intrinsics, batch_size, failures)
+    for f in (f for f in files if is_video(f)):
+        try:
+            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size)
+            done += 1
+        except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
+            failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
+    info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
+            "precision": predictor.precision, "max_side": max_side}
+    (out / "depth_info.json").write_text(json.dumps(info, indent=2))
+    print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
+    if failures:
+        print(f"{len(failures)} input(s) failed:")
+        for message in failures:
+            print(f"  {message}")
+        return 1
+    return 0
 
+
+def _output_folder(out_dir: str | Path) -> Path:
+    """``--out``, created; an existing file or an uncreatable path is refused before any work."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is an existing file; give a folder (it is created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file further up the path, no permission
+        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err}).") from err
+    return out
+
+
+def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Path, str], out: Path,
+                    outputs: Sequence[str], cmap: str, intrinsics: Any, batch_size: int,
+                    failures: list[str]) -> int:
+    """Write every image's outputs; an image that cannot be read, run or written is added to
+    ``failures`` by name and the others go on. Returns how many were written."""
     def readable() -> Iterator[tuple[Path, np.ndarray]]:
         for f in images:
             try:
@@ -128,6 +152,7 @@ def predict_cli(
     def failed(f: Path, err: Exception) -> None:  # one image that cannot run: named, the rest go on
         failures.append(f"{f}: cannot predict ({type(err).__name__}: {str(err).splitlines()[0][:300]})")
 
+    done = 0
     stream = predictor.predict_many(readable(), batch_size, on_error=failed)
     for f, rgb, depth in _progress(stream, len(images), "img", "images"):
         try:
@@ -135,23 +160,7 @@ def predict_cli(
             done += 1
         except (OSError, ValueError) as err:
             failures.append(f"{f}: cannot write outputs ({err})")
-    for f in (f for f in files if is_video(f)):
-        try:
-            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size)
-            done += 1
-        except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
-            failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
-
-    info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
-            "precision": predictor.precision, "max_side": max_side}
-    (out / "depth_info.json").write_text(json.dumps(info, indent=2))
-    print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
-    if failures:
-        print(f"{len(failures)} input(s) failed:")
-        for message in failures:
-            print(f"  {message}")
-        return 1
-    return 0
+    return done
 
 
 def _onnx_file_for(model: str, out: Path) -> Path:

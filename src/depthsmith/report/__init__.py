@@ -15,6 +15,7 @@ import torch
 
 from depthsmith.evaluate import EvalResult, evaluate, write_result
 from ..device import resolve_device
+from ..paths import unique_names
 
 from .figures import curves_figure, qualitative_figure, r2_figure, read_curves
 from .table import ModelCost, measure_cost, metrics_table
@@ -31,16 +32,6 @@ def model_label(model: Any) -> str:
         path = path.resolve()
         return path.parent.name if path.name == "model" else path.name
     return str(model)
-
-
-def _unique_labels(models: list[Any]) -> list[str]:
-    labels: list[str] = []
-    for model in models:
-        label, n = model_label(model), 2
-        while label in labels:
-            label, n = f"{model_label(model)}-{n}", n + 1
-        labels.append(label)
-    return labels
 
 
 def make_report(
@@ -71,7 +62,7 @@ def make_report(
     # Several datasets (a list of configs): one row per (model, dataset), each with its own protocol.
     entries = dataset_entries(data) if models else []
     results: dict[str, tuple[Any, EvalResult]] = {}
-    for label, model in zip(_unique_labels(models), models):
+    for label, model in zip(unique_names([model_label(m) for m in models]), models):
         for entry in entries:
             result = evaluate(model, entry.config, protocol=entry.protocol or protocol, batch_size=batch_size,
                               device=device, keep_examples=examples, max_images=max_images, progress=progress,

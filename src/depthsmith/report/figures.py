@@ -19,6 +19,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from depthsmith.evaluate import PROTOCOLS, EvalResult
+from depthsmith.paths import unique_names
 from depthsmith.viz import INVALID_GREY, colorize, to_numpy_image
 
 __all__ = ["r2_figure", "qualitative_figure", "curves_figure", "read_curves", "CURVE_PANELS"]
@@ -198,7 +199,7 @@ def curves_figure(runs: list[str | Path], path: str | Path) -> Path:
     """Loss, RMSE and SSIM per epoch: one panel each, train solid and validation dashed, one colour per run."""
     fig = _new_figure(5.2 * len(CURVE_PANELS), 4.2)
     axes = fig.subplots(1, len(CURVE_PANELS))
-    labels = _unique([Path(r).name for r in runs])
+    labels = unique_names([Path(r).name for r in runs])
     for i, (run, label) in enumerate(zip(runs, labels)):
         curves = read_curves(run)
         for ax, (_, _, key) in zip(axes, CURVE_PANELS):
@@ -222,13 +223,3 @@ def curves_figure(runs: list[str | Path], path: str | Path) -> Path:
     fig.suptitle("training curves (solid: train, dashed: validation)", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def _unique(labels: list[str]) -> list[str]:
-    """Make labels unique by appending -2, -3, ... to repeats."""
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
-    return out
