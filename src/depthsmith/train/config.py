@@ -8,7 +8,7 @@ applies the overrides and checks every key of the fixed sections (``optim``, ``s
 valid, before anything is written. The ``model``, ``loss`` and dataset sub-dicts are free-form:
 they are handed to ``create_model``, ``build_loss`` and ``build_dataset``, which check their own
 arguments. Stdlib dataclasses, not OmegaConf/jsonargparse/pydantic: those would replace our
-YAML-typed ``--set`` syntax or add a dependency for what one 60-line hint walker does.
+YAML-typed ``--set`` syntax or add a dependency for what one small type-hint walker does.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import yaml
 
 from .schema import PRECISION_ALIASES, Target, TrainConfig, checked_keys, sections, value_problem
 
-_KEYS = sections()  # the key tree of the fixed sections (None: a value or a free sub-dict)
-
 __all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_config", "resolve_config", "parse_override",
            "yaml_load", "dump_config"]
+
+_KEYS = sections()  # the key tree of the fixed sections (None: a value or a free sub-dict)
 
 
 class ConfigError(ValueError):

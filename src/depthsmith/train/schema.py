@@ -2,10 +2,10 @@
 
 Stdlib dataclasses rather than OmegaConf structured configs, jsonargparse or pydantic: they
 keep our YAML-typed ``--set a.b=value`` overrides and free-form ``model``/``loss``/dataset
-sub-dicts as they are, and add no dependency (see issue #11 for the comparison).
+sub-dicts as they are, and add no dependency.
 
-A field's type hint is its rule, checked by :func:`check_values` (the one place a value is
-checked; ``optim.py`` dispatches on the checked value):
+A field's type hint is its rule, checked by :func:`value_problem` (the one place a value is
+checked: ``config.resolve_config`` calls it, ``optim.py`` dispatches on the checked value):
 
 - ``Literal["a", "b"]``: one of the choices (``trainer.precision=32`` reads as an integer,
   so a value also matches a string choice by its text);
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
 __all__ = ["Range", "TrainConfig", "OptimConfig", "ScheduleConfig", "TrainerConfig", "DataConfig",
-           "CheckpointConfig", "LoggingConfig", "field_rules", "choices", "value_problem", "sections"]
+           "CheckpointConfig", "LoggingConfig", "field_rules", "choices", "value_problem", "checked_keys", "sections", "from_dict"]
 
 INF = float("inf")
 
