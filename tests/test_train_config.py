@@ -188,3 +188,57 @@ def test_a_bad_value_in_a_yaml_file_names_the_key(tmp_path):
     path.write_text("model: {name: test_resnet}\ndata: {train: {type: synthetic}, batch_size: 0}\n")
     with pytest.raises(ConfigError, match=r"data\.batch_size must be an integer >= 1; got 0"):
         resolve_config(path)
+
+
+@pytest.mark.parametrize("bad, hint", [
+    ("optim.name=sgd", r"optim\.name must be one of adam, adamw; got 'sgd'"),
+    ("optim.lr=abc", r"optim\.lr must be a number > 0; got 'abc'"),
+    ("optim.lr=-1", r"optim\.lr must be a number > 0; got -1"),
+    ("trainer.max_epochs=1.5", r"trainer\.max_epochs must be an integer >= -1 or null; got 1\.5"),
+    ("optim.amsgrad=maybe", r"optim\.amsgrad must be true or false; got 'maybe'"),
+    ("logging.wandb=1", r"logging\.wandb must be true, false or auto; got 1"),
+    ("trainer.seed=4294967296", r"trainer\.seed must be an integer in \[0, 4294967295\] or null"),
+])
+def test_a_bad_set_value_fails_before_anything_is_written(tmp_path, bad, hint):
+    from depthsmith.train import train
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=hint):
+        train("quickstart", [bad], run_dir=run_dir)
+    assert list(tmp_path.iterdir()) == []  # no run folder, no config.yaml
+
+
+def test_the_schema_is_the_defaults_and_every_recipe_fits_it():
+    import dataclasses
+
+    from depthsmith.train.config import DEFAULTS
+    from depthsmith.train.schema import TrainConfig, field_rules, from_dict
+
+    assert DEFAULTS == dataclasses.asdict(TrainConfig())
+    assert DEFAULTS["optim"] == {"name": "adam", "lr": 1e-4, "encoder_lr": None, "decoder_lr": None,
+                                 "weight_decay": 0.0, "amsgrad": False, "betas": [0.9, 0.999], "eps": 1e-8}
+    for recipe in list_recipes():
+        cfg = resolve_config(recipe)
+        typed = from_dict(TrainConfig, cfg)
+        assert dataclasses.asdict(typed) == cfg  # the resolved dict has exactly the schema's keys
+    rules = field_rules()  # what a CLI or the docs can list
+    assert rules["optim.name"] == "must be one of adam, adamw"
+    assert rules["data.batch_size"] == "must be an integer >= 1"
+    assert rules["trainer.matmul_precision"] == "must be one of highest, high, medium, null"
+    assert "model.name" not in rules and "loss" not in rules  # free-form: checked where they are used
+
+
+def test_the_optimiser_and_schedule_builders_take_exactly_the_schema_choices():
+    # Checked once (schema.py); optim.py's tables must cover every choice and nothing else,
+    # so a choice added to one side only fails here instead of deep inside training.
+    import depthsmith.train.optim as optim
+    from depthsmith.train.schema import choices
+
+    assert set(optim.OPTIMIZERS) == set(choices("optim.name"))
+    assert set(optim.SCHEDULES) == set(choices("schedule.name"))
+    assert not hasattr(optim, "ConfigError")  # no second check of the names there
+    model = build_model(resolve_config("quickstart", ["model.name=test_resnet"])["model"])
+    for name in choices("schedule.name"):
+        cfg = resolve_config("quickstart", ["model.name=test_resnet", f"schedule.name={name}"])
+        sched = build_scheduler(build_optimizer(model, cfg["optim"]), cfg["schedule"], total_steps=10, total_epochs=2)
+        assert (sched is None) == (name == "none")

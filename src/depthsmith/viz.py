@@ -126,17 +126,10 @@ def save_grid(
                             top=0.93 if col_titles else 0.99, bottom=0.01)
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
-            ax = fig.add_subplot(grid[r, c])
-            if is_depth[r][c]:
-                ax.imshow(colorize(cell, vmin, vmax, cmap, mask=masks[r][c]), interpolation="nearest")
-            else:
-                ax.imshow(to_numpy_image(cell), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0 and col_titles and c < len(col_titles):
-                ax.set_title(col_titles[c], fontsize=10)
-            if c == 0 and row_titles and r < len(row_titles):
-                ax.set_ylabel(row_titles[r], fontsize=8)
+            depth_style = (vmin, vmax, cmap, masks[r][c]) if is_depth[r][c] else None
+            _draw_cell(fig.add_subplot(grid[r, c]), cell, depth_style,
+                       col_titles[c] if r == 0 and col_titles and c < len(col_titles) else None,
+                       row_titles[r] if c == 0 and row_titles and r < len(row_titles) else None)
     if depth_cells:
         cax = fig.add_axes([0.9, 0.1, 0.02, 0.8])
         bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), cax=cax)
@@ -145,3 +138,18 @@ def save_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def _draw_cell(ax, cell: np.ndarray, depth_style: tuple | None, title: str | None, ylabel: str | None) -> None:
+    """One grid panel: an RGB image, or a depth map coloured with ``depth_style`` = (vmin, vmax, cmap, mask)."""
+    if depth_style is not None:
+        vmin, vmax, cmap, mask = depth_style
+        ax.imshow(colorize(cell, vmin, vmax, cmap, mask=mask), interpolation="nearest")
+    else:
+        ax.imshow(to_numpy_image(cell), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=8)

@@ -28,19 +28,53 @@ def check_dataset(cfg: Mapping[str, Any] | str | Path, out_dir: str | Path,
     pixels grey) and ``summary.json`` to ``out_dir``. Unreadable samples are listed with the
     reason, never raised, whatever the config's ``on_error``.
     """
-    from tqdm import tqdm
-
     from ..viz import save_grid
 
     cfg = load_config(cfg)
     dataset = build_dataset(cfg)
     total = len(dataset)
+    indices, preview_at = _pick(total, max_samples)
+    seen = _scan(dataset, indices, preview_at)
+    stats: dict[str, Any] = {
+        "dataset": cfg.get("type"),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.items()},
+        "pairs": total,
+        "checked": len(indices),
+        "readable": len(seen["ratios"]),
+        "resolutions": dict(seen["resolutions"].most_common()),
+        "depth_m": None,
+        "valid_ratio": None,
+        "unreadable": seen["unreadable"],
+    }
+    if seen["values"]:
+        allv = np.concatenate(seen["values"]).astype(np.float64)
+        stats["depth_m"] = {"min": float(allv.min()), "max": float(allv.max()),
+                            **{f"p{q}": float(np.percentile(allv, q)) for q in PERCENTILES}}
+        ratios = seen["ratios"]
+        stats["valid_ratio"] = {"min": min(ratios), "mean": float(np.mean(ratios)), "max": max(ratios)}
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if seen["preview"]:
+        stats["preview"] = str(_save_preview(seen["preview"], out_dir / "preview.png", stats["depth_m"], save_grid))
+    (out_dir / "summary.json").write_text(json.dumps(stats, indent=2, default=str))
+    return stats
+
+
+def _pick(total: int, max_samples: int | None) -> tuple[list[int], set[int]]:
+    """The sample indices to read (all, or ``max_samples`` spread evenly) and the positions among them to preview."""
     if max_samples is not None and max_samples < total:
         indices = np.unique(np.linspace(0, total - 1, max_samples).round().astype(int)).tolist()
     else:
         indices = list(range(total))
     preview_at = set(np.unique(np.linspace(0, len(indices) - 1, min(PREVIEW_SAMPLES, len(indices))).round()
                                .astype(int)).tolist()) if indices else set()
+    return indices, preview_at
+
+
+def _scan(dataset: Any, indices: list[int], preview_at: set[int]) -> dict[str, Any]:
+    """Read the samples: resolutions, valid ratios, subsampled valid depths, unreadable ones, preview samples."""
+    from tqdm import tqdm
 
     resolutions: Counter[str] = Counter()
     ratios, values, unreadable, preview = [], [], [], []
@@ -57,30 +91,8 @@ def check_dataset(cfg: Mapping[str, Any] | str | Path, out_dir: str | Path,
         values.append(valid[:: max(1, valid.size // PIXELS_PER_IMAGE)])
         if k in preview_at:
             preview.append(sample)
-
-    stats: dict[str, Any] = {
-        "dataset": cfg.get("type"),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.items()},
-        "pairs": total,
-        "checked": len(indices),
-        "readable": len(ratios),
-        "resolutions": dict(resolutions.most_common()),
-        "depth_m": None,
-        "valid_ratio": None,
-        "unreadable": unreadable,
-    }
-    if values:
-        allv = np.concatenate(values).astype(np.float64)
-        stats["depth_m"] = {"min": float(allv.min()), "max": float(allv.max()),
-                            **{f"p{q}": float(np.percentile(allv, q)) for q in PERCENTILES}}
-        stats["valid_ratio"] = {"min": min(ratios), "mean": float(np.mean(ratios)), "max": max(ratios)}
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if preview:
-        stats["preview"] = str(_save_preview(preview, out_dir / "preview.png", stats["depth_m"], save_grid))
-    (out_dir / "summary.json").write_text(json.dumps(stats, indent=2, default=str))
-    return stats
+    return {"resolutions": resolutions, "ratios": ratios, "values": values, "unreadable": unreadable,
+            "preview": preview}
 
 
 def _save_preview(samples: list[dict], path: Path, depth_stats: dict, save_grid) -> Path:

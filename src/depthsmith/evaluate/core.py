@@ -337,16 +337,12 @@ def evaluate(
     ``seed_input='raw'`` (protocol 'seed' only) reproduces the seed's evaluation input, RGB x/255
     without the model's normalisation (see ``_input_as``).
     """
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     proto = get_protocol(protocol, min_depth, max_depth)
     check_seed_input(proto, seed_input)
-    model, data = _load_model(model), _load_dataset(dataset)
-    if hasattr(data, "substitute_skipped"):
-        data.substitute_skipped = False  # on_error=skip: a bad sample is dropped and counted, not replaced
-    if max_images is not None and max_images < len(data):
-        data = Subset(data, range(max_images))
+    model, data = _load_model(model), _eval_data(dataset, max_images)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     output = getattr(model, "output", "metric")
@@ -356,28 +352,48 @@ def evaluate(
     eval_size: list[int] | None = list(size) if size else None  # network input size, for the report's GFLOPs
     with tqdm(total=len(data), desc=f"eval {proto.name}", unit="img", disable=not progress) as bar:
         for batch_start, samples in zip(range(0, len(data), batch_size), loader):
-            count = len(samples)
             scorer.skipped += [_unreadable_name(data, batch_start + i) for i, s in enumerate(samples) if s is None]
-            samples = [s for s in samples if s is not None]
-            groups: dict[tuple[int, ...], list[int]] = {}
-            for i, s in enumerate(samples):  # one forward per image size
-                groups.setdefault(tuple(s["image"].shape), []).append(i)
-            preds: dict[int, torch.Tensor] = {}
-            for members in groups.values():
-                x = torch.stack([samples[i]["image"] for i in members]).to(dev)
-                eval_size = eval_size or [int(x.shape[-2]), int(x.shape[-1])]
-                with _input_as(model, seed_input):
-                    out = scorer.sanitize(_predict(model, x, flip_tta, size)).cpu()
-                preds.update(zip(members, out))
-            for i, s in enumerate(samples):  # score in dataset order
-                depth, mask = s["depth"].numpy(), s["mask"].numpy()
-                image = s["image"].numpy() if len(scorer.examples) < keep_examples else None
-                pred = upsample_to(preds[i].double(), tuple(depth.shape[-2:]))
-                scorer.add(pred.numpy(), depth, mask, s["name"], image)
-            bar.update(count)
+            readable = [s for s in samples if s is not None]
+            seen = _score_batch(model, scorer, readable, dev, flip_tta, size, seed_input, keep_examples)
+            eval_size = eval_size or seen
+            bar.update(len(samples))
     settings = {"source": "model", "model": getattr(model, "name", type(model).__name__), "device": str(dev),
                 "batch_size": batch_size, "eval_size": eval_size, "seed_input": seed_input}
     return _result(scorer, settings, flip_tta, size)
+
+
+def _eval_data(dataset: Any, max_images: int | None) -> Any:
+    """The dataset to evaluate: loaded, bad samples dropped (not replaced), the first ``max_images``."""
+    from torch.utils.data import Subset
+
+    data = _load_dataset(dataset)
+    if hasattr(data, "substitute_skipped"):
+        data.substitute_skipped = False  # on_error=skip: a bad sample is dropped and counted, not replaced
+    if max_images is not None and max_images < len(data):
+        data = Subset(data, range(max_images))
+    return data
+
+
+def _score_batch(model: Any, scorer: _Scorer, samples: list[dict[str, Any]], dev: torch.device, flip_tta: bool,
+                 size: tuple[int, int] | None, seed_input: str, keep_examples: int) -> list[int] | None:
+    """Predict and score one batch of readable samples; returns the first network input size (H, W) or None."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, s in enumerate(samples):  # one forward per image size
+        groups.setdefault(tuple(s["image"].shape), []).append(i)
+    preds: dict[int, torch.Tensor] = {}
+    first_size = None
+    for members in groups.values():
+        x = torch.stack([samples[i]["image"] for i in members]).to(dev)
+        first_size = first_size or [int(x.shape[-2]), int(x.shape[-1])]
+        with _input_as(model, seed_input):
+            out = scorer.sanitize(_predict(model, x, flip_tta, size)).cpu()
+        preds.update(zip(members, out))
+    for i, s in enumerate(samples):  # score in dataset order
+        depth, mask = s["depth"].numpy(), s["mask"].numpy()
+        image = s["image"].numpy() if len(scorer.examples) < keep_examples else None
+        pred = upsample_to(preds[i].double(), tuple(depth.shape[-2:]))
+        scorer.add(pred.numpy(), depth, mask, s["name"], image)
+    return first_size
 
 
 def check_seed_input(proto: Protocol, seed_input: str) -> None:

@@ -4,6 +4,10 @@
   applied per epoch: epoch e of E trains at lr * (1 - e / E)).
 - report: AdamW, lr 1e-4 for the encoder and 1e-3 for the decoder, OneCycle with cosine
   annealing (PyTorch ``OneCycleLR``; each group peaks at its own lr).
+
+``optim.name`` and ``schedule.name`` are checked once, against the choices of ``schema.py``,
+when the config is resolved; the builders here look the checked name up in their tables, whose
+keys tests/test_train_config.py compares with those choices.
 """
 
 from __future__ import annotations
@@ -14,8 +18,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from .config import ConfigError
 
 __all__ = ["build_optimizer", "build_scheduler", "param_groups"]
 
@@ -39,15 +41,49 @@ def param_groups(model: nn.Module, optim: Mapping[str, Any]) -> list[dict[str, A
     return [g for g in out if g["params"]]
 
 
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
 def build_optimizer(model: nn.Module, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
     groups = param_groups(model, optim)
     kwargs = dict(betas=tuple(optim["betas"]), eps=float(optim["eps"]), weight_decay=float(optim["weight_decay"]),
                   amsgrad=bool(optim["amsgrad"]))
-    if optim["name"] == "adam":
-        return torch.optim.Adam(groups, **kwargs)
-    if optim["name"] == "adamw":
-        return torch.optim.AdamW(groups, **kwargs)
-    raise ConfigError(f"optim.name must be adam or adamw, got {optim['name']!r}")
+    return OPTIMIZERS[optim["name"]](groups, **kwargs)
+
+
+def _onecycle(optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any], total: int) -> Any:
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
+        total_steps=total,
+        pct_start=float(schedule["pct_start"]),
+        anneal_strategy=str(schedule["anneal_strategy"]),
+        div_factor=float(schedule["div_factor"]),
+        final_div_factor=float(schedule["final_div_factor"]),
+    )
+
+
+def _poly(optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any], total: int, power: float | None = None) -> Any:
+    # lr * (1 - t / total) ** power: Keras poly_decay with power 1 is the paper's schedule.
+    power = float(schedule["power"]) if power is None else power
+    return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=power)
+
+
+def _linear(optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any], total: int) -> Any:
+    return _poly(optimizer, schedule, total, power=1.0)
+
+
+def _cosine(optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any], total: int) -> Any:
+    # Ours, not CosineAnnealingLR: the floor is a ratio of each group's own lr (encoder and
+    # decoder end at the same fraction of theirs), and the lr stays there past the end.
+    floor = float(schedule["min_lr_ratio"])
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total)))
+
+
+# name -> builder(optimizer, schedule, total) or None for a constant learning rate.
+SCHEDULES: dict[str, Any] = {"none": None, "linear": _linear, "poly": _poly, "onecycle": _onecycle,
+                             "cosine": _cosine}
 
 
 def build_scheduler(
@@ -58,34 +94,10 @@ def build_scheduler(
     ``total_steps`` (optimiser steps of the whole run) is used when the schedule advances per
     step, ``total_epochs`` when it advances per epoch.
     """
-    name = schedule["name"]
-    if name == "none":
+    builder = SCHEDULES[schedule["name"]]
+    if builder is None:
         return None
-    interval = schedule["interval"]
-    if name == "onecycle":
-        # OneCycle is defined per optimiser step.
-        interval = "step"
-        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=[g["lr"] for g in optimizer.param_groups],
-            total_steps=max(int(total_steps), 1),
-            pct_start=float(schedule["pct_start"]),
-            anneal_strategy=str(schedule["anneal_strategy"]),
-            div_factor=float(schedule["div_factor"]),
-            final_div_factor=float(schedule["final_div_factor"]),
-        )
-    else:
-        total = max(int(total_steps if interval == "step" else total_epochs), 1)
-        if name in ("linear", "poly"):
-            # lr * (1 - t / total) ** power: Keras poly_decay with power 1 is the paper's schedule.
-            power = 1.0 if name == "linear" else float(schedule["power"])
-            scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=power)
-        elif name == "cosine":
-            # Ours, not CosineAnnealingLR: the floor is a ratio of each group's own lr (encoder and
-            # decoder end at the same fraction of theirs), and the lr stays there past the end.
-            floor = float(schedule["min_lr_ratio"])
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda t: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total)))
-        else:
-            raise ConfigError(f"unknown schedule.name {name!r}")
-    return {"scheduler": scheduler, "interval": interval, "frequency": 1, "name": "lr"}
+    # OneCycle is defined per optimiser step.
+    interval = "step" if builder is _onecycle else schedule["interval"]
+    total = max(int(total_steps if interval == "step" else total_epochs), 1)
+    return {"scheduler": builder(optimizer, schedule, total), "interval": interval, "frequency": 1, "name": "lr"}
