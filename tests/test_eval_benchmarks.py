@@ -300,7 +300,7 @@ def test_eval_cli_prints_one_table_for_several_datasets(tmp_path, capsys):
     import torch
 
     import depthsmith
-    from depthsmith.evaluate import evaluate_cli
+    from depthsmith.commands.evaluate import evaluate_cli
 
     torch.manual_seed(0)
     model_dir = tmp_path / "model"

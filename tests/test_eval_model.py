@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import depthsmith
-from depthsmith.evaluate import evaluate, evaluate_cli, evaluate_predictions
+from depthsmith.commands.evaluate import evaluate_cli
+from depthsmith.evaluate import evaluate, evaluate_predictions
 from depthsmith.device import resolve_device
 
 

@@ -11,7 +11,8 @@ import pytest
 from depthsmith import load_model
 from torch import nn
 
-from depthsmith.evaluate import evaluate_cli, evaluate_predictions
+from depthsmith.commands.evaluate import evaluate_cli
+from depthsmith.evaluate import evaluate_predictions
 from depthsmith.report import make_report, model_label, read_curves
 from depthsmith.report.figures import curves_figure, qualitative_figure, r2_figure
 from depthsmith.flops import count_flops

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core import EvalResult
+from .scorer import EvalResult
 
 __all__ = ["DatasetEntry", "dataset_entry", "dataset_entries", "summary_table", "published", "SUMMARY_COLUMNS"]
 

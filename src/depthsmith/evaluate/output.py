@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .core import SUMMARY_KEYS, EvalResult
+from .scorer import SUMMARY_KEYS, EvalResult
 
 __all__ = ["format_table", "write_result", "result_to_json", "METRIC_TITLES"]
 
