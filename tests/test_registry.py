@@ -189,6 +189,10 @@ def test_every_protocol_matches_a_reference_from_its_own_fields(name: str) -> No
 
 
 # -- dataset types --------------------------------------------------------------------------------
+def test_every_dataset_fixture_is_a_registered_type() -> None:
+    assert set(DATASET_FIXTURES) <= set(DATASETS), sorted(set(DATASET_FIXTURES) - set(DATASETS))
+
+
 @pytest.mark.parametrize("kind", list(DATASETS))
 def test_every_dataset_type_yields_the_documented_sample(kind: str, tmp_path: Path) -> None:
     if kind not in DATASET_FIXTURES:
@@ -230,9 +234,9 @@ def _backend_params() -> list:
 @pytest.mark.parametrize("name", _backend_params())
 def test_every_backend_matches_fp32_within_its_tolerance(name: str, tiny_model) -> None:
     if name not in available_backends():
-        with pytest.raises(ValueError, match="not installed"):  # and says so when asked for
+        with pytest.raises(ValueError, match="not installed") as err:  # and says so when asked for
             get_backend(name)
-        pytest.skip(f"backend {name} not installed here")
+        pytest.skip(str(err.value))  # the reason: which package is missing, and how to install it
     from depthsmith.bench import agreement
     from depthsmith.bench_sets import synthetic_rooms
 

@@ -24,7 +24,7 @@ from ..errors import InputError
 
 __all__ = ["read_state_dict", "load_encoder_file", "WeightFileError"]
 
-# Wrappers that training code puts around a model, beyond the DDP / compile ones timm strips.
+# Wrappers that training code puts around a model, in any order (timm strips DDP / compile only at the start).
 _PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.net.", "net.")
 _NESTED = ("model_state_dict", "ema")  # timm unwraps state_dict_ema, model_ema, state_dict and model
 
