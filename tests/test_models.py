@@ -8,43 +8,13 @@ import torch
 
 import depthsmith
 from depthsmith.models import WeightFileError
-from depthsmith.models.presets import PRESETS
 
-TINY = ["test_resnet", "test_convnext", "test_efficientnet"]
-
-
-def _forward_backward(model: torch.nn.Module, h: int = 64, w: int = 80) -> torch.Tensor:
-    model.train()
-    x = torch.rand(2, 3, h, w)
-    y = model(x)
-    y.mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
-    assert not missing, f"parameters without a finite gradient: {missing[:5]}"
-    return y.detach()
-
-
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_every_preset_forward_backward_at_64x80(preset: str) -> None:
-    model = depthsmith.create_model(preset, encoder_weights=None)
-    y = _forward_backward(model)
-    assert y.shape == (2, 1, 64, 80)
-    assert torch.isfinite(y).all()
-    if model.output == "metric":
-        assert (y > 0).all() and (y < model.max_depth).all()
-    elif model.output == "inverse":
-        assert (y >= model.min_depth).all() and (y <= model.max_depth + 1e-4).all()
-
-
-@pytest.mark.parametrize("encoder", TINY)
-@pytest.mark.parametrize("decoder", ["unet", "residual_unet", "transposed", "densedepth"])
-def test_any_tiny_encoder_with_any_decoder(encoder: str, decoder: str) -> None:
-    model = depthsmith.create_model(encoder, decoder=decoder)
-    y = _forward_backward(model, 48, 72)
-    assert y.shape == (2, 1, 48, 72)
+# Every preset (parameter counts on the meta device, a forward for the small ones) and every decoder on
+# every tiny encoder with gradients: tests/test_registry.py.
 
 
 @pytest.mark.parametrize("size", [(240, 320), (144, 256), (231, 307), (33, 47)])
-@pytest.mark.parametrize("decoder", ["unet", "residual_unet", "transposed"])
+@pytest.mark.parametrize("decoder", depthsmith.list_decoders())
 def test_any_input_size(size: tuple[int, int], decoder: str) -> None:
     model = depthsmith.create_model("test_convnext", decoder=decoder).eval()
     with torch.no_grad():
@@ -111,6 +81,24 @@ def test_encoder_weights_from_local_file(tmp_path, suffix: str) -> None:
         assert len(got) > 10
         for key, value in got.items():
             assert torch.equal(value, ref_flat[key.replace(".", "_")]), key
+
+
+def test_encoder_weights_from_training_checkpoints(tmp_path) -> None:
+    """A Lightning-style checkpoint (tensors under 'state_dict', keys of a DepthModel held as
+    'model', compiled) and a timm training checkpoint whose EMA weights are the ones to use."""
+    ref = depthsmith.create_model("test_resnet").encoder
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_()
+    lightning = {f"model._orig_mod.encoder.{k}": v for k, v in ref.state_dict().items()}
+    torch.save({"state_dict": lightning, "epoch": torch.tensor(3)}, tmp_path / "last.ckpt")
+    loaded = depthsmith.create_model("test_resnet", encoder_weights=str(tmp_path / "last.ckpt")).encoder
+    for key, value in ref.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    noise = {k: torch.zeros_like(v) for k, v in ref.net.state_dict().items()}
+    torch.save({"state_dict": noise, "state_dict_ema": ref.net.state_dict()}, tmp_path / "ema.pth")
+    ema = depthsmith.create_model("test_resnet", encoder_weights=str(tmp_path / "ema.pth")).encoder
+    assert all(torch.equal(ema.state_dict()[k], v) for k, v in ref.state_dict().items())
 
 
 def test_wrong_weight_files_are_named(tmp_path) -> None:

@@ -99,11 +99,36 @@ def test_predict_many_batches_in_order(tiny):
         np.testing.assert_allclose(depth, predictor.predict(image), atol=1e-4)
 
 
-def test_precision_auto_and_bn_folding(tiny):
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+def _cpuinfo_flags() -> set[str]:
+    """This machine's CPU flags, read here independently of depthsmith.runtime.cpu."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return next((set(ln.split(":", 1)[1].split()) for ln in text.splitlines() if ln.startswith("flags")), set())
+
+
+def test_precision_auto_follows_the_cpu_flags(monkeypatch):
+    cpu = torch.device("cpu")
+    # The documented rule: bf16 only where the CPU computes it in hardware (AVX-512 BF16 or AMX-BF16).
+    native = bool({"avx512_bf16", "amx_bf16"} & _cpuinfo_flags())
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    from depthsmith.runtime import cpu as cpu_info
+
+    real_read = Path.read_text
+    for flags, expected in (({"avx2", "avx512f"}, "fp32"), ({"avx512f", "avx512_bf16"}, "bf16"),
+                            ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")):  # both branches, any machine
+        fake = f"processor\t: 0\nflags\t\t: fpu sse2 {' '.join(sorted(flags))}\n"
+        # At the file, so that whichever function reads it (and caches it) sees this CPU.
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, _f=fake, **k: _f if str(self) == "/proc/cpuinfo"
+                            else real_read(self, *a, **k))
+        cpu_info._cpuinfo.cache_clear()
+        assert resolve_precision("auto", cpu) == expected, flags
+        assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"  # kept
     with pytest.raises(ValueError, match="precision"):
-        resolve_precision("fp16", torch.device("cpu"))
+        resolve_precision("fp16", cpu)
+    monkeypatch.undo()
+    cpu_info._cpuinfo.cache_clear()  # the real flags again for the tests after this one
 
 
 

@@ -16,6 +16,7 @@ paper's last skip connection.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -163,5 +164,5 @@ def _probe_shapes(net: nn.Module, taps: list[str], size: int = 160) -> tuple[lis
     net.train(was_training)
     channels = [int(outs[t].shape[1]) for t in taps]
     # Valid-padding networks (IRv2) give e.g. 79 at stride 2 of 160: round to a power of two.
-    reductions = [int(2 ** round(torch.log2(torch.tensor(size / outs[t].shape[-1])).item())) for t in taps]
+    reductions = [int(2 ** round(math.log2(size / outs[t].shape[-1]))) for t in taps]  # plain floats: meta-safe
     return channels, reductions

@@ -1,19 +1,32 @@
-"""Reading state dicts from local files, safely (no arbitrary unpickling)."""
+"""Reading state dicts from local files, safely (no arbitrary unpickling).
+
+Reading is timm's ``load_state_dict``: safetensors or ``torch.load(weights_only=True)``, the
+EMA / ``state_dict`` / ``model`` nesting of training checkpoints, and ``clean_state_dict`` for the
+DDP / torch.compile prefixes. What is ours, and why:
+
+* errors that name the file (timm raises a bare ``FileNotFoundError()`` and torch's key lists);
+* the wrappers timm does not strip (``model.`` of a LightningModule, ``encoder.net.`` of a
+  depthsmith model) and nestings it does not know (``model_state_dict``, ``ema``);
+* the fit check. Not ``timm.create_model(pretrained_cfg_overlay=dict(file=...))``: for a
+  ``features_only`` encoder timm loads non-strictly, so a file lacking tensors leaves them at
+  random init with only a log line (checked with timm 1.0); every tensor must come from the file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from timm.models import load_state_dict as timm_load_state_dict
 from torch import nn
 
 from ..errors import InputError
 
 __all__ = ["read_state_dict", "load_encoder_file", "WeightFileError"]
 
-# Wrappers that training code puts around a model, and what they add to every key.
+# Wrappers that training code puts around a model, in any order (timm strips DDP / compile only at the start).
 _PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.net.", "net.")
-_NESTED = ("state_dict", "model", "model_state_dict", "ema")
+_NESTED = ("model_state_dict", "ema")  # timm unwraps state_dict_ema, model_ema, state_dict and model
 
 
 class WeightFileError(InputError):
@@ -30,12 +43,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightFileError(f"Weight file {path} does not exist.")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = timm_load_state_dict(str(path), weights_only=True)  # EMA weights first, as timm does
     except Exception as err:
         raise WeightFileError(
             f"Cannot read weight file {path}: {err}. Expected a .safetensors file or a "
