@@ -100,7 +100,7 @@ def test_predict_many_batches_in_order(tiny):
 
 
 def _cpuinfo_flags() -> set[str]:
-    """This machine's CPU flags, read here independently of depthsmith.runtime.cpu."""
+    """This machine's CPU flags, read here independently of depthsmith.cpu."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -113,13 +113,13 @@ def test_precision_auto_follows_the_cpu_flags(monkeypatch):
     # The documented rule: bf16 only where the CPU computes it in hardware (AVX-512 BF16 or AMX-BF16).
     native = bool({"avx512_bf16", "amx_bf16"} & _cpuinfo_flags())
     assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
-    from depthsmith.runtime import cpu as cpu_info
+    from depthsmith import cpu as cpu_info
 
     real_read = Path.read_text
     for flags, expected in (({"avx2", "avx512f"}, "fp32"), ({"avx512f", "avx512_bf16"}, "bf16"),
                             ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")):  # both branches, any machine
         fake = f"processor\t: 0\nflags\t\t: fpu sse2 {' '.join(sorted(flags))}\n"
-        # At the file, so that whichever function reads it (and caches it) sees this CPU.
+        # At the file read (cached by cpu._cpuinfo), so every check of the flags sees this CPU.
         monkeypatch.setattr(Path, "read_text", lambda self, *a, _f=fake, **k: _f if str(self) == "/proc/cpuinfo"
                             else real_read(self, *a, **k))
         cpu_info._cpuinfo.cache_clear()
