@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError, check_intrinsics, check_positive_int
 from .inference import DEFAULT_MAX_SIDE, Predictor, check_size
-from .io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
+from .io import PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
 
 __all__ = ["predict_cli", "predict_video"]
 
@@ -142,7 +142,7 @@ def predict_cli(
         except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
             failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
 
-    info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
+    info = {"model": predictor.name, "units": predictor.units, "png16_scale": round(PNG16_SCALE), "backend": predictor.backend,
             "precision": predictor.precision, "max_side": max_side}
     (out / "depth_info.json").write_text(json.dumps(info, indent=2))
     print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
