@@ -4,6 +4,9 @@ Every reader, loader and argument check raises a subclass of :class:`InputError`
 message names the file (or argument), says what is wrong with it and what would be valid.
 It is a ``ValueError`` so code that caught ``ValueError`` before keeps working; the CLI
 catches it and prints ``error: <message>`` instead of a traceback.
+
+Below it: :class:`DataError`, a sample or dataset that cannot be used, and :class:`ReadError`,
+a DataError for a file that cannot be read at all (raised by ``decode`` for every entry point).
 """
 
 from __future__ import annotations
