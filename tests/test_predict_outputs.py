@@ -88,7 +88,8 @@ def test_cli_writes_every_output_and_reports_unreadable_files(model_dir, tmp_pat
         assert b"element vertex" in (out / f"{stem}.ply").read_bytes()[:400]
     npy = np.load(out / "a_depth.npy")
     np.testing.assert_allclose(read_png16(out / "a_depth16.png"), npy, atol=0.0006)  # mm rounding
-    assert json.loads((out / "depth_info.json").read_text())["units"] == "metres"
+    info = json.loads((out / "depth_info.json").read_text())
+    assert info["units"] == "metres" and info["png16_scale"] == 1000 and isinstance(info["png16_scale"], int)
 
 
 def test_relative_model_says_its_output_is_not_metres(tmp_path, capsys):

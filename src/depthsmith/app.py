@@ -21,7 +21,7 @@ from PIL import Image
 
 from .errors import InputError
 from .inference import Predictor
-from .io import load_image, render_color, save_png16, save_ply, scaled_intrinsics, to_float_rgb
+from .io import PNG16_SCALE, load_image, render_color, save_png16, save_ply, scaled_intrinsics, to_float_rgb
 
 __all__ = ["build_app", "launch", "check_limits", "LimitError", "make_handler", "upload_callback"]
 
@@ -95,8 +95,8 @@ def make_handler(
         note = (
             f"**{w} x {h}** image, depth {float(depth.min()):.2f} to {float(depth.max()):.2f} {unit} "
             f"(near = yellow, far = purple). Network input {work[1]} x {work[0]}, {seconds:.2f} s on "
-            f"{predictor.device} ({predictor.backend}, {predictor.precision}). The 16-bit PNG stores depth x 1000 "
-            f"(millimetres); the point cloud uses NYU Kinect intrinsics scaled to the image."
+            f"{predictor.device} ({predictor.backend}, {predictor.precision}). The 16-bit PNG stores depth x "
+            f"{round(PNG16_SCALE)} (millimetres); the point cloud uses NYU Kinect intrinsics scaled to the image."
         )
         rgb8 = (to_float_rgb(rgb) * 255.0 + 0.5).astype(np.uint8)
         return rgb8, colored, str(png), str(ply), note

@@ -4,6 +4,9 @@ Every reader, loader and argument check raises a subclass of :class:`InputError`
 message names the file (or argument), says what is wrong with it and what would be valid.
 It is a ``ValueError`` so code that caught ``ValueError`` before keeps working; the CLI
 catches it and prints ``error: <message>`` instead of a traceback.
+
+Below it: :class:`DataError`, a sample or dataset that cannot be used, and :class:`ReadError`,
+a DataError for a file that cannot be read at all (raised by ``decode`` for every entry point).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["InputError", "MissingInputError", "check_positive_int", "check_intrinsics"]
+__all__ = ["InputError", "MissingInputError", "DataError", "ReadError", "check_positive_int", "check_intrinsics"]
 
 
 class InputError(ValueError):
@@ -20,6 +23,16 @@ class InputError(ValueError):
 
 class MissingInputError(InputError, FileNotFoundError):
     """A named file or folder that does not exist (also a FileNotFoundError, for older callers)."""
+
+
+class DataError(InputError):
+    """A sample or dataset cannot be used; the message names the file(s) and the problem."""
+
+
+class ReadError(DataError):
+    """A file (image, depth map, array, video) that cannot be read or decoded; the message names
+    it and says why. A DataError too, so a dataset skips or reports an unreadable sample like
+    any other unusable one."""
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:

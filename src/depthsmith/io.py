@@ -1,8 +1,8 @@
 """Image and video I/O for inference, and the files ``predict`` writes.
 
-Reading: any image Pillow decodes (EXIF orientation applied; grey, RGBA, palette and
-16-bit inputs turned into RGB), numpy arrays, and videos through the ffmpeg binary that
-ships inside the ``imageio-ffmpeg`` wheel (no system ffmpeg needed).
+Reading: images and arrays through :mod:`depthsmith.decode` (the datasets' decoder too: EXIF
+orientation applied; grey, RGBA, palette and 16-bit inputs turned into RGB), and videos through
+the ffmpeg binary that ships inside the ``imageio-ffmpeg`` wheel (no system ffmpeg needed).
 
 Writing: 16-bit PNG depth, ``.npy``, coloured depth, side-by-side RGB | depth, coloured
 point clouds (PLY) and depth videos (mp4).
@@ -11,21 +11,22 @@ point clouds (PLY) and depth videos (mp4).
 from __future__ import annotations
 
 import glob
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .errors import InputError, check_intrinsics
+from .decode import check_pixels, decode_rgb, float_rgb, read_depth, rgb_layout
+from .errors import ReadError, check_intrinsics
 from .paths import glob_files
+from .units import Encoding, encode_depth, get_encoding
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ReadError", "load_image", "to_float_rgb", "expand_inputs",
     "is_video", "read_video", "VideoWriter", "save_png16", "read_png16", "side_by_side",
     "NYU_KINECT", "scaled_intrinsics", "depth_to_points", "save_ply", "render_color", "write_outputs",
-    "OUTPUT_SUFFIXES", "check_pixels",
+    "OUTPUT_SUFFIXES", "check_pixels", "PNG16_ENCODING", "PNG16_SCALE",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -34,96 +35,30 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 # NYU Depth V2's Kinect RGB camera (the toolbox's camera_params.m), for 640 x 480 images.
 NYU_KINECT = {"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362, "width": 640, "height": 480}
 
-# 16-bit PNG depth stores value * 1000: millimetres for metric models (the KITTI / NYU
-# toolbox convention users already read), 0 = no depth.
-PNG16_SCALE = 1000.0
-
-
-class ReadError(InputError):
-    """An input that cannot be decoded; the message names the file and the reason."""
+# 16-bit PNG depth is the units table's png_mm: millimetres for metric models (the KITTI / NYU
+# toolbox convention users already read), 0 = no depth. PNG16_SCALE is its factor, for metadata.
+PNG16_ENCODING = "png_mm"
+PNG16_SCALE = get_encoding(PNG16_ENCODING).scale
 
 
 # ----------------------------------------------------------------------------- reading
 
 
 def to_float_rgb(array: np.ndarray, name: str = "array") -> np.ndarray:
-    """H x W x 3 float32 in [0, 1] from uint8, uint16 or float arrays (grey and RGBA accepted).
+    """H x W x 3 float32 in [0, 1] from uint8, uint16 or float arrays (grey, RGBA and CHW accepted).
 
     uint16 is divided by 65535 (the full 16-bit range), floats are assumed in [0, 1] and clipped.
     """
-    a = np.asarray(array)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-        raise ReadError(f"{name}: expected an H x W (x 1/3/4) image, got shape {a.shape}")
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    a = a[..., :3]  # alpha dropped: the colours under it are what the camera saw
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    if np.issubdtype(a.dtype, np.floating):
-        return np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0)
-    raise ReadError(f"{name}: unsupported image dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+    return float_rgb(rgb_layout(array, name))
 
 
-def _pil_to_float(image: Image.Image, name: str) -> np.ndarray:
-    image = ImageOps.exif_transpose(image)  # phone photos: pixels stored sideways + a rotation tag
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return to_float_rgb(np.asarray(image).astype(np.uint16), name)
-    if image.mode == "I":  # 32-bit int container, in practice 16-bit grey PNGs
-        return to_float_rgb(np.clip(np.asarray(image), 0, 65535).astype(np.uint16), name)
-    if image.mode == "F":  # float TIFFs: taken as [0, 1] like float arrays
-        return to_float_rgb(np.asarray(image, dtype=np.float32), name)
-    if image.mode not in ("RGB", "L"):
-        image = image.convert("RGBA" if "A" in image.mode or image.mode == "P" else "RGB")
-    return to_float_rgb(np.asarray(image), name)
-
-
-def check_pixels(size: tuple[int, int], name: object) -> None:
-    """Refuse an image whose header says it has more than ``Image.MAX_IMAGE_PIXELS`` pixels,
-    before anything is decoded: Pillow itself only warns below twice that limit, and a file of a
-    few kilobytes can decode to gigabytes (a decompression bomb)."""
-    width, height = size
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and width * height > limit:
-        raise ReadError(
-            f"{name}: image is {width} x {height} = {width * height / 1e6:.1f} megapixels, above the "
-            f"{limit / 1e6:.1f} megapixel limit (PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression "
-            "bombs); downscale it first, or raise the limit if you trust the file."
-        )
-
-
-def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
-    """Any image as H x W x 3 float32 RGB in [0, 1]: a path, a PIL image or an array.
+def load_image(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Any image as H x W x 3 float32 RGB in [0, 1]: a path, its bytes, a PIL image or an array
+    (decoded by :func:`depthsmith.decode.decode_rgb`, the datasets' decoder too).
 
     Raises ``ReadError`` naming the file when it cannot be decoded.
     """
-    if isinstance(source, np.ndarray):
-        return to_float_rgb(source)
-    if isinstance(source, Image.Image):
-        return _pil_to_float(source, "PIL image")
-    path = Path(source)
-    if path.suffix.lower() == ".npy":
-        try:
-            return to_float_rgb(np.load(path, allow_pickle=False), str(path))
-        except (OSError, ValueError) as err:
-            raise ReadError(f"{path}: cannot read array ({err})") from err
-    try:
-        with warnings.catch_warnings():  # Pillow's bomb warning: check_pixels refuses these itself
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)  # lazy: only the header is read here
-        with image:
-            check_pixels(image.size, path)
-            image.load()  # decode now so a truncated file fails here, naming it
-            return _pil_to_float(image, str(path))
-    except FileNotFoundError as err:
-        raise ReadError(f"{path}: file not found") from err
-    except ReadError:
-        raise
-    except Exception as err:  # Pillow raises many types for corrupt data
-        raise ReadError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
+    return float_rgb(decode_rgb(source))
 
 
 def is_video(path: str | Path) -> bool:
@@ -220,22 +155,27 @@ class VideoWriter:
 # ----------------------------------------------------------------------------- writing
 
 
-def save_png16(path: str | Path, depth: np.ndarray, scale: float = PNG16_SCALE) -> Path:
-    """Depth as a 16-bit PNG of round(depth * scale): millimetres for metres, 0 = invalid.
+def save_png16(path: str | Path, depth: np.ndarray, encoding: str | Encoding | float = PNG16_ENCODING) -> Path:
+    """Depth as a 16-bit PNG in a 16-bit encoding of ``units`` (default ``png_mm``: millimetres for
+    metres; a number is a custom scale), 0 = invalid (NaN, inf, <= 0).
 
-    Values above 65.535 m (at scale 1000) are clipped to 65535.
+    Depths beyond the encoding's range (65.535 m in millimetres) are stored as its largest value,
+    not as 0: far is not "no depth".
     """
-    d = np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    mm = np.clip(np.round(d * scale), 0, 65535).astype(np.uint16)
+    enc = get_encoding(encoding)
+    if enc.dtype != "uint16":
+        raise ValueError(f"save_png16 needs a 16-bit PNG encoding, got {enc.name} ({enc.description})")
+    top = 65535.0 / enc.scale  # the largest depth the encoding holds
+    d = np.asarray(depth, dtype=np.float64)
+    mm = encode_depth(np.where(np.isfinite(d) & (d > top), top, d), enc)
     path = Path(path)
     Image.fromarray(mm).save(path)  # Pillow writes uint16 arrays as 16-bit greyscale PNG
     return path
 
 
-def read_png16(path: str | Path, scale: float = PNG16_SCALE) -> np.ndarray:
-    """Inverse of ``save_png16``: float32 depth, 0 where nothing was stored."""
-    with Image.open(path) as image:
-        return np.asarray(image).astype(np.float32) / scale
+def read_png16(path: str | Path, encoding: str | Encoding | float = PNG16_ENCODING) -> np.ndarray:
+    """Inverse of ``save_png16``: float32 metres, 0 where nothing was stored."""
+    return read_depth(path, encoding, str(path))
 
 
 def side_by_side(rgb: np.ndarray, colored: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import InputError, check_intrinsics, check_positive_int
 from ..inference import DEFAULT_MAX_SIDE, Predictor, check_size
+from ..io import PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
 from ..paths import unique_names
-from ..io import ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
 
 __all__ = ["predict_cli", "predict_video"]
 
@@ -97,7 +97,8 @@ def predict_cli(
                           compile=compile)
     print(f"model {predictor.describe()}")
     if not predictor.is_metric:
-        print("note: relative model: depth files hold unitless values (16-bit PNG: value x 1000), not metres")
+        print(f"note: relative model: depth files hold unitless values (16-bit PNG: value x {round(PNG16_SCALE)}), "
+              "not metres")
     if "ply" in outputs and intrinsics is None:
         print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
     stems = _stems(files)
@@ -109,8 +110,8 @@ def predict_cli(
             done += 1
         except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
             failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
-    info = {"model": predictor.name, "units": predictor.units, "png16_scale": 1000, "backend": predictor.backend,
-            "precision": predictor.precision, "max_side": max_side}
+    info = {"model": predictor.name, "units": predictor.units, "png16_scale": round(PNG16_SCALE),
+            "backend": predictor.backend, "precision": predictor.precision, "max_side": max_side}
     (out / "depth_info.json").write_text(json.dumps(info, indent=2))
     print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
     if failures:

@@ -4,17 +4,17 @@ Every dataset yields ``{"image": 3xHxW float RGB in [0, 1], "depth": 1xHxW metre
 "mask": 1xHxW bool, "name": str}``; :func:`build_dataset` makes one from a config dict.
 """
 
+from ..errors import DataError, ReadError
+from ..units import ENCODINGS, Encoding, decode_depth, encode_depth, get_encoding
 from .base import DepthDataset, make_sample
 from .build import DATASETS, build_dataset, holdout_split, load_config
-from .encodings import ENCODINGS, Encoding, decode_depth, encode_depth, get_encoding
 from .folders import BtsDataset, H5Dataset, PairedDataset
-from .io import DataError
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
 from .transforms import build_transforms, depth_to_target, target_to_depth
 
 __all__ = [
-    "DataError", "DepthDataset", "make_sample", "DATASETS", "build_dataset", "load_config", "holdout_split",
+    "DataError", "ReadError", "DepthDataset", "make_sample", "DATASETS", "build_dataset", "load_config", "holdout_split",
     "ENCODINGS", "Encoding", "decode_depth", "encode_depth", "get_encoding",
     "BtsDataset", "H5Dataset", "PairedDataset", "NyuMatDataset", "NyuZipDataset", "SyntheticScenes",
     "build_transforms", "depth_to_target", "target_to_depth",

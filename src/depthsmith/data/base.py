@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import DataError
+from ..errors import DataError
 
 __all__ = ["DataError", "DepthDataset", "make_sample", "ON_ERROR"]
 

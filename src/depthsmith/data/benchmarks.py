@@ -1,6 +1,6 @@
 """Readers for the benchmarks beyond NYU: KITTI (Eigen split), DIODE, iBims-1, SUN RGB-D, ETH3D and
 Cityscapes, each in the packaging its authors publish. Units and invalid values are stated per
-reader and decoded through ``encodings`` (iBims' and ETH3D's own encodings live there too).
+reader and decoded through ``depthsmith.units`` (iBims' and ETH3D's own encodings live there too).
 
 Evaluate them with the protocol of the same name (``kitti-garg``, ``diode-indoor``, ``ibims`` ...,
 see ``depthsmith.evaluate.PROTOCOLS``).

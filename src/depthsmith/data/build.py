@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingInputError
+from ..errors import DataError, MissingInputError
 from .base import DepthDataset
 from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDataset, KittiDataset,
                          SunRgbdDataset)
-from .io import DataError
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes

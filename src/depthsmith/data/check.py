@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .build import build_dataset, load_config
-from .io import DataError
 
 __all__ = ["check_dataset", "format_report"]
 

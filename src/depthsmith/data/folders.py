@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import glob_files
+from ..units import Encoding, get_encoding
 from .base import DepthDataset
-from .encodings import Encoding, get_encoding
 from .io import DataError, decode_or_raise, read_depth, read_rgb, reading, rgb_from_array
 
 __all__ = ["PairedDataset", "BtsDataset", "H5Dataset"]
@@ -62,7 +62,7 @@ class PairedDataset(_PairDataset):
 
     Paths in the CSV are relative to ``root`` (default: the CSV's folder); globs are relative to
     ``root`` (default: the working directory) and are paired in sorted order, so they must match
-    one to one. ``encoding`` names how depth is stored (see ``encodings.ENCODINGS``) or gives the
+    one to one. ``encoding`` names how depth is stored (see ``depthsmith.units.ENCODINGS``) or gives the
     16-bit PNG scale as a number (KITTI 256, TUM 5000); .npy / .h5 imply metres.
     """
 

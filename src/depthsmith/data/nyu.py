@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..units import decode_depth
 from .base import DepthDataset
-from .encodings import decode_depth
 from .io import DataError, decode_or_raise, read_depth_array, read_rgb, reading
 
 __all__ = ["NyuZipDataset", "NyuMatDataset", "read_mat_indices"]

@@ -1,9 +1,12 @@
-"""Depth encodings: the one place where stored values become metres.
+"""Depth encodings: the one place where stored values become metres, and metres stored values.
 
 Every reader names an encoding from :data:`ENCODINGS` (or gives a custom PNG
-scale) and calls :func:`decode_depth`; no other module multiplies or divides
-depth by a unit factor. Zero always means "no measurement" in the integer
-encodings; :func:`decode_depth` keeps it as 0 and the reader masks it.
+scale) and calls :func:`decode_depth`; every writer calls :func:`encode_depth`
+(``predict``'s 16-bit PNGs are ``png_mm``). No other module multiplies or divides
+depth by a unit factor. This module sits in the base layer: it imports nothing
+from depthsmith, so readers, writers and metadata all take their units from here.
+Zero always means "no measurement" in the integer encodings; :func:`decode_depth`
+keeps it as 0 and the reader masks it.
 """
 
 from __future__ import annotations
