@@ -238,7 +238,7 @@ def test_every_backend_matches_fp32_within_its_tolerance(name: str, tiny_model) 
             get_backend(name)
         pytest.skip(str(err.value))  # the reason: which package is missing, and how to install it
     from depthsmith.bench import agreement
-    from depthsmith.bench_sets import synthetic_rooms
+    from depthsmith.bench import synthetic_rooms
 
     rooms = torch.cat(synthetic_rooms(2, 64, 96))
     with torch.no_grad():
