@@ -2,7 +2,9 @@
 
 Geometric transforms move image, depth and mask together. Random transforms draw from the
 ``torch.Generator`` they are given, or from torch's global RNG, which DataLoader seeds
-differently in every worker. Samples stay RGB in [0, 1]: the model normalises its input itself
+differently in every worker; so the draws are ours, and the pixel work is torchvision's
+``transforms.v2.functional`` (its transform classes draw from the global RNG only, and know
+neither a depth map's masked resize nor INTER_AREA). Samples stay RGB in [0, 1]: the model normalises its input itself
 (``models.model.InputNorm``), so training, prediction and export cannot disagree.
 """
 
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms.v2 import InterpolationMode
 
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
@@ -97,12 +101,12 @@ class Resize:
         if self.image_mode == "area":
             out["image"] = area_resize(sample["image"], self.size).clamp_(0.0, 1.0)
         else:
-            out["image"] = F.interpolate(sample["image"][None], self.size, mode="bilinear",
-                                         align_corners=False, antialias=True)[0].clamp_(0.0, 1.0)
+            out["image"] = TF.resize(sample["image"], list(self.size), InterpolationMode.BILINEAR,
+                                     antialias=True).clamp_(0.0, 1.0)
         depth, mask = sample["depth"][None], sample["mask"][None]
         if self.depth_mode == "nearest":
-            out["depth"] = F.interpolate(depth, self.size, mode="nearest-exact")[0]
-            out["mask"] = F.interpolate(mask.float(), self.size, mode="nearest-exact")[0] > 0.5
+            out["depth"] = TF.resize(sample["depth"], list(self.size), InterpolationMode.NEAREST_EXACT)
+            out["mask"] = TF.resize(sample["mask"], list(self.size), InterpolationMode.NEAREST_EXACT)
         elif self.depth_mode == "area":
             out["depth"] = area_resize(sample["depth"], self.size)
             out["mask"] = area_resize(sample["mask"].to(sample["depth"].dtype), self.size) > 0
@@ -129,14 +133,14 @@ class RandomHorizontalFlip:
             return sample
         out = dict(sample)
         for key in ("image", "depth", "mask"):
-            out[key] = sample[key].flip(-1)
+            out[key] = TF.horizontal_flip(sample[key])
         return out
 
 
 def _crop(sample: Sample, top: int, left: int, size: tuple[int, int]) -> Sample:
     out = dict(sample)
     for key in ("image", "depth", "mask"):
-        out[key] = sample[key][..., top : top + size[0], left : left + size[1]]
+        out[key] = TF.crop(sample[key], top, left, size[0], size[1])
     return out
 
 
@@ -159,18 +163,25 @@ class RandomCrop:
 
 
 class CenterCrop:
+    """torchvision's centre crop (an odd margin m puts round(m / 2) pixels above / left)."""
+
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _size(size)
 
     def __call__(self, sample: Sample) -> Sample:
-        h, w = _check_fits(sample, self.size)
-        return _crop(sample, (h - self.size[0]) // 2, (w - self.size[1]) // 2, self.size)
+        _check_fits(sample, self.size)
+        out = dict(sample)
+        for key in ("image", "depth", "mask"):
+            out[key] = TF.center_crop(sample[key], list(self.size))
+        return out
 
 
 class ColorJitter:
     """Random brightness, contrast, saturation, gamma and per-channel gain (BTS-style), RGB kept in [0, 1].
 
     Each strength ``s`` draws a factor in [1 - s, 1 + s]; ``gamma`` and ``channel_gain`` likewise.
+    Applied in that order with torchvision's kernels (each clamps to [0, 1]); the per-channel gain,
+    which torchvision lacks, last.
     """
 
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
@@ -180,12 +191,10 @@ class ColorJitter:
 
     def __call__(self, sample: Sample) -> Sample:
         g = self.generator
-        img = sample["image"]
-        img = img.clamp(1e-6, 1.0) ** _uniform(1 - self.gamma, 1 + self.gamma, g)
-        img = img * _uniform(1 - self.brightness, 1 + self.brightness, g)
-        grey = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
-        img = grey.mean() + (img - grey.mean()) * _uniform(1 - self.contrast, 1 + self.contrast, g)
-        img = grey + (img - grey) * _uniform(1 - self.saturation, 1 + self.saturation, g)
+        img = TF.adjust_gamma(sample["image"].clamp(0.0, 1.0), _uniform(1 - self.gamma, 1 + self.gamma, g))
+        img = TF.adjust_brightness(img, _uniform(1 - self.brightness, 1 + self.brightness, g))
+        img = TF.adjust_contrast(img, _uniform(1 - self.contrast, 1 + self.contrast, g))
+        img = TF.adjust_saturation(img, _uniform(1 - self.saturation, 1 + self.saturation, g))
         gains = torch.tensor([_uniform(1 - self.channel_gain, 1 + self.channel_gain, g) for _ in range(3)])
         out = dict(sample)
         out["image"] = (img * gains[:, None, None]).clamp_(0.0, 1.0)
@@ -202,7 +211,7 @@ class RandomChannelSwap:
         if torch.rand((), generator=self.generator).item() >= self.p:
             return sample
         out = dict(sample)
-        out["image"] = sample["image"][torch.randperm(3, generator=self.generator)]
+        out["image"] = TF.permute_channels(sample["image"], torch.randperm(3, generator=self.generator).tolist())
         return out
 
 

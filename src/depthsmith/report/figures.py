@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import textwrap
 from pathlib import Path
@@ -172,27 +171,17 @@ def _colorize_error(err: np.ndarray, vmax: float) -> np.ndarray:
 def read_curves(run_dir: str | Path) -> dict[str, dict[int, float]]:
     """Per-epoch values from a run's Lightning CSVLogger metrics.csv: {column: {epoch: value}}.
 
-    Lightning writes one row per logging call with empty cells for the other columns; the
-    last non-empty value of each column within an epoch is that epoch's value. A column
-    logged both per step and per epoch appears as `name_epoch`, which is preferred.
+    The last non-empty value of each column within an epoch is that epoch's value; a column
+    logged both per step and per epoch appears as `name_epoch`, which is preferred (see
+    ``depthsmith.train.metrics_file``, the one reader of that file).
     """
+    # Imported here: depthsmith.train pulls in Lightning, which the other figures do not need.
+    from depthsmith.train.metrics_file import epoch_curves, read_metrics
+
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a training run folder holds metrics.csv (Lightning CSVLogger)")
-    curves: dict[str, dict[int, float]] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                epoch = int(float(row.get("epoch") or "nan"))
-            except ValueError:
-                continue
-            for key, cell in row.items():
-                if key in ("epoch", "step") or cell in (None, ""):
-                    continue
-                value = float(cell)
-                if math.isfinite(value):
-                    curves.setdefault(key.removesuffix("_epoch"), {})[epoch] = value
-    return curves
+    return epoch_curves(read_metrics(path))
 
 
 def curves_figure(runs: list[str | Path], path: str | Path) -> Path:

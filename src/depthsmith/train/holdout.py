@@ -13,16 +13,18 @@ strong as a constant can be):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..data import build_dataset
-from ..metrics import MetricAccumulator
+from ..evaluate.core import evaluate_predictions
+from ..metrics import METRIC_KEYS, valid_mask
 from .data import collate_skip_none
 
 __all__ = ["evaluate_holdout", "best_constant_abs_rel", "best_constant_d1"]
@@ -51,6 +53,28 @@ def best_constant_d1(gts: list[np.ndarray], grid: int = 4000) -> float:
 
 
 @torch.no_grad()
+def _predictions(model: torch.nn.Module, dataset_cfg: Mapping[str, Any], batch_size: int,
+                 autocast: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[str]]:
+    """Per image: the model's prediction at the ground truth's size, the ground truth, its mask, its name."""
+    loader = DataLoader(build_dataset(dict(dataset_cfg)), batch_size=batch_size, collate_fn=collate_skip_none)
+    model.eval()
+    device = next(model.parameters()).device
+    preds, gts, masks, names = [], [], [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            pred = model(batch["image"].to(device)).float()
+        gt = batch["depth"]
+        if pred.shape[-2:] != gt.shape[-2:]:
+            pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+        preds += list(pred.cpu()[:, 0])
+        gts += list(gt[:, 0])
+        masks += list(batch["mask"][:, 0])
+        names += list(batch["name"])
+    return preds, gts, masks, names
+
+
 def evaluate_holdout(
     model: torch.nn.Module,
     dataset_cfg: Mapping[str, Any],
@@ -61,38 +85,30 @@ def evaluate_holdout(
 ) -> dict[str, Any]:
     """Metrics of ``model`` and of the two best constants on a held-out dataset config.
 
-    Relative-depth models are aligned per image (least-squares scale and shift); the
-    constants are never aligned (an aligned constant would just be the per-image mean).
+    Scored by ``evaluate_predictions`` under protocol 'none' (no crop, min_depth < gt <
+    max_depth, the dataset's mask). Relative-depth models are aligned per image
+    (least-squares scale and shift); the constants are never aligned (an aligned constant
+    would just be the per-image mean).
     """
     max_depth = float(max_depth or model.max_depth)
     relative = getattr(model, "output", "metric") == "relative"
-    dataset = build_dataset(dict(dataset_cfg))
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_none)
-    model.eval()
-    device = next(model.parameters()).device
-    ours = MetricAccumulator(min_depth=min_depth, max_depth=max_depth, align="lstsq" if relative else "none")
-    gts, maps = [], []  # valid pixels per image; (gt, mask) per image
-    for batch in loader:
-        if batch is None:
-            continue
-        image = batch["image"].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            pred = model(image).float()
-        gt = batch["depth"]
-        if pred.shape[-2:] != gt.shape[-2:]:
-            pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear", align_corners=False)
-        ours.update_batch(pred.cpu(), gt, mask=batch["mask"], names=list(batch["name"]))
-        for g, m in zip(gt[:, 0].numpy().astype(np.float64), batch["mask"][:, 0].numpy()):
-            valid = m & np.isfinite(g) & (g > min_depth) & (g < max_depth)
-            gts.append(g[valid])
-            maps.append((g, m))
-    result: dict[str, Any] = {"n_images": len(ours), "min_depth": min_depth, "max_depth": max_depth,
-                              "model": ours.compute()}
-    for key, value in (("constant_abs_rel", best_constant_abs_rel(gts)), ("constant_d1", best_constant_d1(gts))):
-        acc = MetricAccumulator(min_depth=min_depth, max_depth=max_depth)
-        for g, m in maps:
-            acc.update(np.full_like(g, value), g, mask=m)
-        result[key] = {"value": value, **acc.compute()}
+    preds, gts, masks, names = _predictions(model, dataset_cfg, batch_size, autocast)
+
+    def score(predictions: Iterable[Any], align: str = "none", output: str = "metric") -> dict[str, float]:
+        metrics = evaluate_predictions(predictions, gts, "none", masks=masks, names=names, align=align, output=output,
+                                       min_depth=min_depth, max_depth=max_depth).metrics
+        return {k: metrics[k] for k in (*METRIC_KEYS, "n_images", "n_valid")}  # the keys summary.json has always had
+
+    ours = score(preds, "lstsq" if relative else "none", "relative" if relative else "metric")
+    # The valid ground-truth pixels of each image, which the best constants are fitted to.
+    valid = []
+    for g, m in zip(gts, masks):
+        g = g.double().numpy()
+        valid.append(g[valid_mask(g, min_depth, max_depth, mask=m)])
+    result: dict[str, Any] = {"n_images": ours["n_images"], "min_depth": min_depth, "max_depth": max_depth,
+                              "model": ours}
+    for key, value in (("constant_abs_rel", best_constant_abs_rel(valid)), ("constant_d1", best_constant_d1(valid))):
+        result[key] = {"value": value, **score(torch.full_like(g, value, dtype=torch.float64) for g in gts)}
     return result
 
 

@@ -169,6 +169,8 @@ class DepthTrainModule(pl.LightningModule):
                      prog_bar=name == "rmse" and prefix == "val", add_dataloader_idx=False)
 
     # -- throughput for the progress bar --------------------------------------------------
+    # Not Lightning's ThroughputMonitor: it logs to the loggers (metrics.csv, TensorBoard), not to
+    # the progress bar, and warns on every run of a module without a flops_per_batch.
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
         if self._last_batch_end is not None and batch is not None:
@@ -179,6 +181,10 @@ class DepthTrainModule(pl.LightningModule):
         self._last_batch_end = now
 
     # -- encoder freezing -------------------------------------------------------------------
+    # Not Lightning's BaseFinetuning: it unfreezes by adding a new optimizer param group (which the
+    # OneCycle schedule, built on the groups at the start, never schedules) and its freeze leaves
+    # BatchNorm training or on batch statistics; here the encoder stays in the optimizer from step 0
+    # (frozen = no gradient, so AdamW skips it) and frozen BatchNorm keeps its running statistics.
     def on_train_epoch_start(self) -> None:
         self._last_batch_end = None
         if self.freeze_encoder_epochs <= 0:
