@@ -144,6 +144,29 @@ def test_openvino_export_has_dynamic_sizes_and_metadata(tiny, ov_export, tmp_pat
     assert json.loads((tmp_path / "out" / "depth_info.json").read_text())["backend"] == "openvino-fp32"
 
 
+def test_two_openvino_runners_survive_a_signal(ov_export):
+    """Two runners released in the order they were made, then a signal handled in Python (SIGCHLD,
+    as torch's DataLoader installs). With one ov.Core per runner, each CPU plugin's destructor put
+    back a signal stack that was already unmapped and the process died of SIGSEGV at the next
+    signal, with no traceback (the whole test suite in one process did). One Core per process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, signal, subprocess, sys, torch\n"
+        "from depthsmith.runtime.openvino_ir import OpenVinoRunner\n"
+        "a = OpenVinoRunner(sys.argv[1]); b = OpenVinoRunner(sys.argv[1])\n"
+        "x = torch.rand(1, 3, 64, 96); a(x); b(x)\n"
+        "del a; gc.collect(); del b; gc.collect()\n"
+        "signal.signal(signal.SIGCHLD, lambda *args: None)\n"
+        "subprocess.run(['true'])\n"
+        "print('survived')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(ov_export.path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "survived" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
 def test_int8_export_reports_held_out_accuracy_and_refuses_past_tolerance(tiny, ov_export, tmp_path, capsys):
     pytest.importorskip("nncf")
     from depthsmith.runtime.quantize import quantize_int8

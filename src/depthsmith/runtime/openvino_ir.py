@@ -7,6 +7,7 @@ TorchScript, which freezes the Python size comparisons in ``DepthModel.forward``
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,30 @@ import torch
 from ..cpu import usable_cores
 from .base import Runner
 
-__all__ = ["convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
+__all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 META_KEYS = ("name", "is_metric", "max_depth", "precision", "input", "output")
 
 
-def _core() -> Any:
+@lru_cache(maxsize=1)
+def core() -> Any:
+    """The one OpenVINO Core of this process, its CPU plugin loaded at once and never released.
+
+    Why one: each ``ov.Core`` loads its own CPU plugin, whose constructor (``SigAltStackSetup`` in
+    OpenVINO's intel_cpu plugin) maps a signal alternate stack for the thread and whose destructor
+    re-installs the stack that was current before it. Two plugins released in creation order (two
+    runners, ``auto`` dropping a candidate, garbage collection) leave the thread's alternate stack
+    pointing at unmapped memory, and the next Python-handled signal (CPython installs handlers with
+    SA_ONSTACK; torch's DataLoader handles SIGCHLD) kills the process with SIGSEGV and no traceback
+    (reproduced by tests/test_runtime.py::test_two_openvino_runners_survive_a_signal). One Core made
+    first and kept keeps every later plugin (NNCF's) nested inside it.
+    """
     import openvino as ov
 
-    return ov.Core()
+    shared = ov.Core()
+    shared.get_versions("CPU")  # load the CPU plugin now, before any other Core's
+    return shared
 
 
 def save_openvino(ov_model: Any, out: str | Path, meta: dict[str, str]) -> Path:
@@ -67,8 +82,8 @@ class OpenVinoRunner(Runner):
         if not self.path.is_file():
             raise FileNotFoundError(f"OpenVINO IR {self.path} does not exist "
                                     "(write one with `depthsmith export --format openvino`).")
-        core = _core()
-        ov_model = core.read_model(str(self.path))
+        ov_core = core()
+        ov_model = ov_core.read_model(str(self.path))
         meta = read_metadata(ov_model)
         self.name = meta.get("name", self.path.stem)
         self.is_metric = meta.get("is_metric", "True") == "True"
@@ -78,7 +93,7 @@ class OpenVinoRunner(Runner):
         self.backend = backend or f"openvino-{self.precision}"
         config = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": int(threads or usable_cores())}
-        self.compiled = core.compile_model(ov_model, "CPU", config)
+        self.compiled = ov_core.compile_model(ov_model, "CPU", config)
         self.request = self.compiled.create_infer_request()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +121,7 @@ def int8_conv_rate(channels: int = 256, height: int = 60, width: int = 80, repea
     model = ov.Model([ops.relu(conv)], [x], "conv")
     data = [rng.random((1, channels, height, width), dtype=np.float32) for _ in range(4)]
     quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=4, preset=nncf.QuantizationPreset.PERFORMANCE)
-    compiled = _core().compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+    compiled = core().compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "LATENCY",
                                                          "INFERENCE_NUM_THREADS": usable_cores()})
     request = compiled.create_infer_request()
     request.infer({0: data[0]})

@@ -111,9 +111,8 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
                   source: str = "") -> Int8Result:
     """Quantize an fp32 IR with NNCF, measure it on held-out images, write it if within ``tolerance``."""
     import nncf
-    import openvino as ov
 
-    from .openvino_ir import OpenVinoRunner, read_metadata, save_openvino
+    from .openvino_ir import OpenVinoRunner, core, read_metadata, save_openvino
 
     if images is None:
         images, source = calibration_images(calibration, count, size)
@@ -122,8 +121,7 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
                          f"to measure accuracy); {source} gave {len(images)}")
     held = images[3::4] or images[-1:]  # every 4th image is held out
     calib = [im for i, im in enumerate(images) if i % 4 != 3] if len(images) > 3 else images[:-1]
-    core = ov.Core()
-    fp32_model = core.read_model(str(fp32_xml))
+    fp32_model = core().read_model(str(fp32_xml))
     meta = read_metadata(fp32_model)
     # PERFORMANCE preset: symmetric int8 weights and activations, the fastest kernels on VNNI.
     quantized = nncf.quantize(fp32_model, nncf.Dataset(calib), subset_size=len(calib),
@@ -156,12 +154,10 @@ def cached_int8(model: Any, tolerance: float = DEFAULT_TOLERANCE) -> Path:
     (synthetic-room calibration) into the model cache. Raises when refused (beyond ``tolerance``;
     the benchmark passes ``inf`` to measure a model's int8 cost whatever it is)."""
     from .cache import cache_dir, exported_openvino, model_key
-    from .openvino_ir import read_metadata
+    from .openvino_ir import core, read_metadata
 
     if not isinstance(model, torch.nn.Module) and Path(model).suffix == ".xml":
-        import openvino as ov
-
-        meta = read_metadata(ov.Core().read_model(str(model)))
+        meta = read_metadata(core().read_model(str(model)))
         if meta.get("precision") != "int8":
             raise ValueError(f"{model} is not an int8 IR (precision {meta.get('precision', 'unknown')}); write one "
                              "with `depthsmith export --format openvino --int8`, or run it with --backend openvino")
