@@ -147,3 +147,40 @@ def test_depth_targets_by_hand():
     assert depth_to_target(depth, mask, "inverse", min_depth=0.5).flatten().tolist() == pytest.approx([1, 0.25, 0.125, 0])
     with pytest.raises(ValueError, match="depth_range"):
         target_to_depth(depth, "minmax")
+
+
+def _rgb_sample(h: int, w: int, seed: int = 0, high: float = 1.0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.rand(3, h, w, generator=gen) * high
+    depth = torch.rand(1, h, w, generator=gen) * 5 + 0.5
+    return {"image": image, "depth": depth, "mask": depth > 1.0, "name": "x"}
+
+
+def test_center_crop_puts_the_rounded_half_margin_above_and_left():
+    # margins 3 (240 -> 237) and 4 (320 -> 316): round(1.5) = 2 above, 2 left; the rest below / right
+    sample = _rgb_sample(240, 320)
+    out = CenterCrop((237, 316))(sample)
+    for key in ("image", "depth", "mask"):
+        assert torch.equal(out[key], sample[key][:, 2:239, 2:318])
+
+
+def test_color_jitter_brightness_alone_scales_every_value_by_one_factor():
+    sample = _rgb_sample(16, 20, high=0.5)  # at most 0.5: a factor <= 1.3 never clips
+    jitter = ColorJitter(brightness=0.3, contrast=0, saturation=0, gamma=0, channel_gain=0,
+                         generator=torch.Generator().manual_seed(3))
+    ratio = jitter(sample)["image"] / sample["image"]
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-5)
+    assert 0.7 <= float(ratio.flatten()[0]) <= 1.3 and abs(float(ratio.flatten()[0]) - 1) > 1e-3
+
+
+def test_color_jitter_contrast_blends_with_the_mean_grey():
+    """Contrast f: out = f * img + (1 - f) * mean(0.299 R + 0.587 G + 0.114 B), by hand."""
+    sample = _rgb_sample(16, 20, seed=1, high=0.6)
+    jitter = ColorJitter(brightness=0, contrast=0.3, saturation=0, gamma=0, channel_gain=0,
+                         generator=torch.Generator().manual_seed(5))
+    out = jitter(sample)["image"]
+    img = sample["image"].double()
+    grey = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]).mean()
+    f = float((out[0, 0, 0] - out[0, 0, 1]) / (img[0, 0, 0] - img[0, 0, 1]))  # the drawn factor
+    assert 0.7 <= f <= 1.3
+    np.testing.assert_allclose(out.double().numpy(), (f * img + (1 - f) * grey).clamp(0, 1).numpy(), atol=1e-5)

@@ -180,8 +180,9 @@ class ColorJitter:
     """Random brightness, contrast, saturation, gamma and per-channel gain (BTS-style), RGB kept in [0, 1].
 
     Each strength ``s`` draws a factor in [1 - s, 1 + s]; ``gamma`` and ``channel_gain`` likewise.
-    Applied in that order with torchvision's kernels (each clamps to [0, 1]); the per-channel gain,
-    which torchvision lacks, last.
+    Applied as gamma, brightness, contrast, saturation with torchvision's kernels (each clamps to
+    [0, 1]; contrast and saturation blend with the ITU-R 601 grey), then the per-channel gain,
+    which torchvision lacks.
     """
 
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
