@@ -62,3 +62,18 @@ def test_data_check_command_writes_preview_and_counts_unreadable(tmp_path, capsy
     assert code == 1  # one unreadable pair
     assert "b_rgb.png" in out and "2 listed" in out
     assert (tmp_path / "check" / "preview.png").stat().st_size > 1000
+
+
+def test_recipes_keys_lists_what_set_accepts(capsys):
+    """Every key the schema checks, with its default and rule; a value it lists as valid resolves
+    and one it excludes is refused (the listing and the check are the same schema)."""
+    from depthsmith.train import resolve_config
+    from depthsmith.train.config import ConfigError
+
+    assert main(["recipes", "--keys"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert 'default "adam"' in lines["optim.name"] and "must be one of adam, adamw" in lines["optim.name"]
+    assert "default 8 " in lines["data.batch_size"] and "integer >= 1" in lines["data.batch_size"]
+    assert resolve_config("quickstart", ["optim.name=adamw"])["optim"]["name"] == "adamw"
+    with pytest.raises(ConfigError, match="optim.name"):
+        resolve_config("quickstart", ["optim.name=sgd"])

@@ -43,10 +43,12 @@ def _catalog(sub: argparse._SubParsersAction) -> None:
     def recipes(a: argparse.Namespace) -> int:
         from .commands.catalog import recipes_cli
 
-        return recipes_cli()
+        return recipes_cli(keys=a.keys)
 
     sub.add_parser("models", help="list model presets and decoders").set_defaults(func=models)
-    sub.add_parser("recipes", help="list the training recipes shipped with depthsmith").set_defaults(func=recipes)
+    s = sub.add_parser("recipes", help="list the training recipes shipped with depthsmith")
+    s.add_argument("--keys", action="store_true", help="list every config key --set takes: default, valid values")
+    s.set_defaults(func=recipes)
 
 
 def _train(sub: argparse._SubParsersAction) -> None:

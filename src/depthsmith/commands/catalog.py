@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ..models import list_decoders, list_models
 from ..models.presets import PRESET_NOTES
 from ..train import list_recipes
@@ -16,7 +18,19 @@ def models_cli() -> int:
     return 0
 
 
-def recipes_cli() -> int:
-    for name, note in list_recipes().items():
-        print(f"{name:28s} {note}")
+def recipes_cli(keys: bool = False) -> int:
+    """The shipped recipes; with ``keys``, every checked config key (for ``--set``), its default
+    and what it accepts, from the typed schema (``train.schema``)."""
+    if not keys:
+        for name, note in list_recipes().items():
+            print(f"{name:28s} {note}")
+        return 0
+    from ..train.config import DEFAULTS
+    from ..train.schema import field_rules
+
+    for key, rule in field_rules().items():
+        default: object = DEFAULTS
+        for part in key.split("."):
+            default = default.get(part) if isinstance(default, dict) else None
+        print(f"{key:36s} default {json.dumps(default):14s} {rule}")  # YAML spelling: null, true, "scene"
     return 0
