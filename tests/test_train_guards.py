@@ -95,9 +95,26 @@ class CrashAtStep(pl.Callback):
 def test_a_mid_epoch_resume_with_another_batch_size_is_refused_by_name(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train("quickstart", TINY + ["data.batch_size=2", "checkpoint.every_n_train_steps=1"], run_dir=run,
-              callbacks=[CrashAtStep(2)])
+        # constant lr: a new batch size under a schedule is refused earlier, as a new run length
+        train("quickstart", TINY + ["data.batch_size=2", "checkpoint.every_n_train_steps=1", "schedule.name=none"],
+              run_dir=run, callbacks=[CrashAtStep(2)])
     # "batch 2 of epoch 0" means other samples at batch size 4: exact resume is impossible.
     with pytest.raises(ConfigError, match=r"middle of epoch 0 \(after batch 2\).*batch_size 2 -> 4.*data\.batch_size"):
         train("quickstart", ["data.batch_size=4"], run_dir=run, resume=True)
     assert "batch_size: 2" in (run / "config.yaml").read_text()
+
+
+def test_a_scheduled_run_refuses_a_new_length_on_resume_and_says_how_to_train_longer(tmp_path):
+    """OneCycle's step count is in the checkpoint: a longer resume used to die in torch ("Tried to
+    step 3 times"), and linear decay would have trained the added epochs at lr 0."""
+    run = tmp_path / "run"
+    assert train("quickstart", TINY + ["schedule.name=onecycle"], run_dir=run).ok
+    saved = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"trainer\.max_epochs 1 -> 2.*onecycle.*model\.init_from="):
+        train("quickstart", ["trainer.max_epochs=2"], run_dir=run, resume=True)
+    assert (run / "config.yaml").read_text() == saved
+    # the way the message gives: a new run from this one's weights, the longer schedule from its start
+    longer = train("quickstart", TINY + ["schedule.name=onecycle", "trainer.max_epochs=2",
+                                         f"model.init_from={run / 'model'}", "model.init_parts=[encoder, decoder]"],
+                   run_dir=tmp_path / "longer")
+    assert longer.ok and longer.summary["epochs"] == 2

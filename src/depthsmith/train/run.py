@@ -32,7 +32,7 @@ from .data import DepthDataModule
 from .finish import TrainResult, failed, finish
 from .module import DepthTrainModule, NonFiniteLossError
 from .precision import resolve_training_precision
-from .run_dir import RUN_DIR_ENV, default_run_dir, prepare_run_dir, saved_config
+from .run_dir import RUN_DIR_ENV, check_resume_length, default_run_dir, prepare_run_dir, saved_config
 from .trainer import build_callbacks, build_loggers, build_trainer, close_wandb
 
 __all__ = ["train", "TrainResult", "RUN_DIR_ENV"]
@@ -52,8 +52,11 @@ def _apply_launch_args(config: dict[str, Any], devices: Any, strategy: Any, acce
 def _resolve(config: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any], resume: bool,
              run_dir: str | Path | None, launch: tuple[Any, Any, Any]) -> dict[str, Any]:
     """The config this run really runs: the saved one on resume, overrides and launch arguments on top."""
-    cfg = resolve_config(saved_config(run_dir) if resume else config, overrides)
+    saved = saved_config(run_dir) if resume else None
+    cfg = resolve_config(saved if resume else config, overrides)
     _apply_launch_args(cfg, *launch)
+    if saved is not None:
+        check_resume_length(saved, cfg, Path(run_dir))
     # precision auto -> bf16-mixed or 32-true for this machine; the resolved value is what config.yaml records.
     cfg["trainer"]["precision"] = resolve_training_precision(cfg["trainer"]["precision"], cfg["trainer"]["accelerator"])
     return cfg
@@ -106,7 +109,8 @@ def train(
 
     ``devices`` / ``strategy`` / ``accelerator`` = None keep the config's values. With
     ``resume=True`` the run continues from ``run_dir/checkpoints/last.ckpt`` with the saved
-    ``config.yaml`` (overrides still apply on top, e.g. ``trainer.max_epochs=30`` to extend).
+    ``config.yaml`` (overrides still apply on top, e.g. ``trainer.max_epochs=30`` to extend a run
+    with a constant learning rate; a scheduled run refuses a new length, see ``check_resume_length``).
     ``callbacks`` are extra Lightning callbacks (tests, custom hooks).
     """
     started = time.time()

@@ -16,7 +16,7 @@ from .callbacks import clean_orphans
 from .config import ConfigError, yaml_load
 from .metrics_file import truncate_metrics
 
-__all__ = ["RUN_DIR_ENV", "default_run_dir", "saved_config", "prepare_run_dir"]
+__all__ = ["RUN_DIR_ENV", "default_run_dir", "saved_config", "prepare_run_dir", "check_resume_length"]
 
 # Set by rank 0 when it picks a default run directory, so that the processes Lightning
 # launches for DDP (which re-run the same command line) write into the same folder.
@@ -46,6 +46,39 @@ def saved_config(run_dir: str | Path | None) -> dict[str, Any]:
     if not saved.is_file():
         raise ConfigError(f"cannot resume: {saved} not found")
     return yaml_load(saved.read_text())
+
+
+# What fixes how many optimiser steps a run has, which a learning-rate schedule is laid out over.
+LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches",
+               "trainer.accumulate_grad_batches", "data.batch_size")
+
+
+def _get(config: Mapping[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def check_resume_length(saved: Mapping[str, Any], config: Mapping[str, Any], run_dir: Path) -> None:
+    """Refuse a resume that changes the run's length under a learning-rate schedule.
+
+    The schedule was laid out over the original number of steps and its state is in the
+    checkpoint: OneCycle then fails with torch's "Tried to step N times", linear/poly decay sit at
+    lr 0 for every added step, cosine jumps. A constant learning rate (``schedule.name=none``)
+    extends fine; so does a run with no checkpoint yet (it starts from the beginning).
+    """
+    schedule = _get(config, "schedule.name")
+    if schedule in (None, "none") or not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return
+    changed = [f"{k} {_get(saved, k)!r} -> {_get(config, k)!r}" for k in LENGTH_KEYS if _get(saved, k) != _get(config, k)]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir} with {', '.join(changed)}: its {schedule} learning-rate schedule was laid out "
+            "over the run's original length and cannot be stretched mid-run. Resume with the same length, or train "
+            f"longer as a new run that starts from this one's weights: --set model.init_from={run_dir / 'model'} "
+            "--set 'model.init_parts=[encoder, decoder]' (with a new --run-dir)."
+        )
 
 
 def prepare_run_dir(config: Mapping[str, Any], run_dir: Path, resume: bool) -> Path | None:
