@@ -96,5 +96,11 @@ def exported_openvino(model: Any) -> Path:
         out = _model_folder(model) / "model.xml"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        convert_to_openvino(exported_onnx(model), out)
+        # Converted beside its final name, then renamed .bin first and .xml last: the .xml is what
+        # "already cached" looks for, so another process never reads an IR whose weights are missing.
+        tmp = Path(tempfile.mkdtemp(dir=out.parent)) / "model.xml"
+        convert_to_openvino(exported_onnx(model), tmp)
+        os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(tmp, out)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
     return out
