@@ -25,12 +25,10 @@ def recipes_cli(keys: bool = False) -> int:
         for name, note in list_recipes().items():
             print(f"{name:28s} {note}")
         return 0
-    from ..train.config import DEFAULTS
+    from ..train.config import DEFAULTS, config_value
     from ..train.schema import field_rules
 
     for key, rule in field_rules().items():
-        default: object = DEFAULTS
-        for part in key.split("."):
-            default = default.get(part) if isinstance(default, dict) else None
+        default = config_value(DEFAULTS, key)
         print(f"{key:36s} default {json.dumps(default):14s} {rule}")  # YAML spelling: null, true, "scene"
     return 0

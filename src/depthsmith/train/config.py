@@ -41,15 +41,24 @@ DEFAULTS: dict[str, Any] = dataclasses.asdict(TrainConfig())
 TARGETS = typing.get_args(Target)
 
 
+_MISSING = object()
+
+
+def config_value(config: Mapping[str, Any], key: str, missing: Any = None) -> Any:
+    """The value at dotted ``key`` ("optim.lr") of a nested config, or ``missing`` where it is absent."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return missing
+        node = node[part]
+    return node
+
+
 def _check_values(config: Mapping[str, Any], keys: Sequence[str] = (), source: str = "") -> None:
     """Check the given dotted keys (default: every key with a rule) of a merged config."""
     for key in keys or checked_keys():
-        node: Any = config
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                break
-            node = node[part]
-        else:
+        node = config_value(config, key, _MISSING)
+        if node is not _MISSING:
             problem = value_problem(key, node)
             if problem:
                 where = f"{source}: " if source else ""

@@ -13,7 +13,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import _get_rank
 
 from .callbacks import clean_orphans
-from .config import ConfigError, yaml_load
+from .config import ConfigError, config_value, yaml_load
 from .metrics_file import truncate_metrics
 
 __all__ = ["RUN_DIR_ENV", "default_run_dir", "saved_config", "prepare_run_dir", "check_resume_length"]
@@ -53,13 +53,6 @@ LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_b
                "trainer.accumulate_grad_batches", "data.batch_size")
 
 
-def _get(config: Mapping[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
-
-
 def check_resume_length(saved: Mapping[str, Any], config: Mapping[str, Any], run_dir: Path) -> None:
     """Refuse a resume that changes the run's length under a learning-rate schedule.
 
@@ -68,10 +61,12 @@ def check_resume_length(saved: Mapping[str, Any], config: Mapping[str, Any], run
     lr 0 for every added step, cosine jumps. A constant learning rate (``schedule.name=none``)
     extends fine; so does a run with no checkpoint yet (it starts from the beginning).
     """
-    schedule = _get(config, "schedule.name")
+    schedule = config_value(config, "schedule.name")
     if schedule in (None, "none") or not (run_dir / "checkpoints" / "last.ckpt").is_file():
         return
-    changed = [f"{k} {_get(saved, k)!r} -> {_get(config, k)!r}" for k in LENGTH_KEYS if _get(saved, k) != _get(config, k)]
+    before = {k: config_value(saved, k) for k in LENGTH_KEYS}
+    after = {k: config_value(config, k) for k in LENGTH_KEYS}
+    changed = [f"{k} {before[k]!r} -> {after[k]!r}" for k in LENGTH_KEYS if before[k] != after[k]]
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir} with {', '.join(changed)}: its {schedule} learning-rate schedule was laid out "
