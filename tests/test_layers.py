@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("errors", "paths", "cpu", "units", "decode")),
-    ("numerics and files", ("ssim", "metrics", "losses", "viz", "packing", "device", "flops", "io")),
+    ("numerics and files", ("ssim", "metrics", "losses", "viz", "packing", "device", "flops", "resize", "io")),
     ("models and data", ("models", "data")),
     ("runtime", ("runtime", "export")),
     ("inference", ("inference",)),

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, check_positive_int
 from .io import load_image
+from .resize import resized
 
 __all__ = ["predict", "Predictor", "check_size", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
 
@@ -98,7 +99,7 @@ class Predictor:
         work = self.working_size(*size)
         x = batch.to(self.device, non_blocking=True)
         if work != size:
-            x = F.interpolate(x, size=work, mode="bilinear", align_corners=False, antialias=work[0] < size[0])
+            x = resized(x, work)
         depth = self.runner(x)
         if work != size:
             depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)

@@ -20,17 +20,11 @@ from torch import nn
 from ..data.synthetic import SyntheticScenes
 from ..io import IMAGE_SUFFIXES, load_image, read_png16
 from ..models import load_any
+from ..resize import resized
 
 __all__ = ["synthetic_rooms", "real_frames", "synthetic_scene", "fit_depth_head", "load_for_bench", "HELDOUT_SEED"]
 
 HELDOUT_SEED = 7  # recipes train on seed 0, validate on 1 and evaluate on 2; int8 calibrates on 1234
-
-
-def _resized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = x[None] if x.ndim == 3 else x
-    if tuple(x.shape[-2:]) == size:
-        return x.contiguous()
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=x.shape[-2] > size[0])
 
 
 def synthetic_rooms(count: int, height: int, width: int, seed: int = HELDOUT_SEED) -> list[torch.Tensor]:
@@ -50,7 +44,7 @@ def real_frames(folder: str | Path | None, height: int, width: int, limit: int =
     files = sorted(p for p in folder.rglob("*_rgb.*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         return [], f"real frames skipped: no *_rgb images under {folder}"
-    frames = [_resized(torch.from_numpy(load_image(f)).permute(2, 0, 1), (height, width)) for f in files]
+    frames = [resized(torch.from_numpy(load_image(f)).permute(2, 0, 1), (height, width)) for f in files]
     return frames, f"{len(files)} real frames from {folder} ({', '.join(sorted({f.parent.name for f in files}))})"
 
 

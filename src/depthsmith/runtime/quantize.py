@@ -18,19 +18,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = ["calibration_images", "quantize_int8", "Int8Result", "cached_int8", "DEFAULT_TOLERANCE"]
+from ..resize import resized
 
 DEFAULT_TOLERANCE = 0.02  # mean relative difference vs fp32 above which an int8 model is refused
 DEFAULT_CALIBRATION = 24  # images (the measurement on a Xeon used 24)
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    x = image[None] if image.ndim == 3 else image
-    if tuple(x.shape[-2:]) != size:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=x.shape[-2] > size[0])
-    return x.contiguous().numpy().astype(np.float32)
+    return resized(image, size).numpy().astype(np.float32)
 
 
 def calibration_images(source: str | Path | None, count: int = DEFAULT_CALIBRATION,
