@@ -39,6 +39,7 @@ def evaluate_cli(
     crop_mode: str = "exact",
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
+    from ..report import model_label  # matplotlib: only when a command runs
     models, entries = _as_list(model), dataset_entries(data)
     try:  # argument mistakes get one line, not a traceback
         for entry in entries:
@@ -49,16 +50,17 @@ def evaluate_cli(
     single = len(models) == 1 and len(entries) == 1
     keep = 4 if report_dir else 0
     rows = []
+    labels = {str(m): model_label(m) for m in models}
     for m in models:
         for entry in entries:
             result = evaluate(m, entry.config, protocol=entry.protocol or protocol, flip_tta=flip_tta, align=align,
                               batch_size=batch_size, device=device, min_depth=min_depth, max_depth=max_depth,
                               keep_examples=keep, seed_input=seed_input, crop_mode=entry.crop_mode or crop_mode)
             print(format_table(result))
-            folder = Path(out_dir) if single else Path(out_dir) / f"{_model_label(m)}__{entry.label}"
+            folder = Path(out_dir) if single else Path(out_dir) / f"{labels[str(m)]}__{entry.label}"
             json_path, csv_path = write_result(result, folder)
             print(f"wrote {json_path} and {csv_path}")
-            rows.append((_model_label(m), entry.label, result))
+            rows.append((labels[str(m)], entry.label, result))
     if not single:
         table = summary_table(rows)
         print("\n" + table)
@@ -77,9 +79,3 @@ def evaluate_cli(
         path = write_report(results, runs=runs, out_dir=report_dir, device=rows[0][2].settings.get("device", device))
         print(f"report written to {path}")
     return 0
-
-
-def _model_label(model: str | Path) -> str:
-    from ..report import model_label
-
-    return model_label(model)
