@@ -18,6 +18,12 @@ The one step done here rather than by timm is the position-embedding resample: t
 is antialiased bicubic, DINOv2 (and Hugging Face's Dinov2, which the published Depth Anything
 checkpoints run on) use plain bicubic. ``pos_embed_antialias`` picks; dinov2 names default to
 False so converted checkpoints reproduce their published outputs at every size.
+
+``pos_embed_offset``: the original DINOv2 code (facebookresearch/dinov2 ``interpolate_offset``,
+kept by Depth-Anything-V2's ``depth_anything_v2/dinov2.py`` with 0.1) resamples by
+``scale_factor=(grid + offset) / old_grid`` rather than to the grid size; the output has the same
+grid but bicubic samples other source points (the offset guards against float error, see
+facebookresearch/dino issue 8). 0 (the default) is timm's and Hugging Face's resample to the size.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, Sequence
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
@@ -46,6 +53,18 @@ def _exporting() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
+def _resample_with_offset(pos: torch.Tensor, new, old, prefix_count: int, offset: float, antialias: bool):
+    """DINOv2's original ``interpolate_pos_encoding``: bicubic by ``scale_factor`` (new + offset) / old,
+    in float32; the output grid is floor(old * scale) = new."""
+    prefix, grid = pos[:, :prefix_count], pos[:, prefix_count:]
+    dim = grid.shape[-1]
+    grid = grid.float().reshape(1, old[0], old[1], dim).permute(0, 3, 1, 2)
+    scale = ((new[0] + offset) / old[0], (new[1] + offset) / old[1])
+    grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", align_corners=False, antialias=antialias)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos.dtype)
+    return torch.cat([prefix, grid], dim=1)
+
+
 class ViTFeatures(nn.Module):
     """A timm ViT returning ``len(out_indices)`` feature maps (B x C x gh x gw), shallow to deep.
 
@@ -61,6 +80,7 @@ class ViTFeatures(nn.Module):
         weight_file: str | Path | None = None,
         norm: bool = True,
         pos_embed_antialias: bool | None = None,
+        pos_embed_offset: float = 0.0,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -87,6 +107,9 @@ class ViTFeatures(nn.Module):
         if weight_file is not None:  # a timm/DINOv2 checkpoint keys the bare ViT, not this wrapper
             load_encoder_file(self.vit, weight_file)
         self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
+        self.offset = float(pos_embed_offset)
+        if not 0 <= self.offset < 1:
+            raise ValueError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
         self.patch_size = int(self.vit.patch_embed.patch_size[0])
         if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
             raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
@@ -105,6 +128,9 @@ class ViTFeatures(nn.Module):
         old = tuple(vit.patch_embed.grid_size)
         if not _exporting() and (gh, gw) == old:
             pos = vit.pos_embed  # bicubic to the same size is the identity: skip it
+        elif self.offset:
+            prefix_count = 0 if vit.no_embed_class else vit.num_prefix_tokens
+            pos = _resample_with_offset(vit.pos_embed, (gh, gw), old, prefix_count, self.offset, self.antialias)
         else:
             pos = resample_abs_pos_embed(
                 vit.pos_embed, new_size=(gh, gw), old_size=old,
