@@ -113,7 +113,7 @@ def test_the_comparison_fails_for_a_perturbed_weight_or_normalisation(converted)
     kind, reference, _, ours = converted
     x = torch.rand(2, 3, 56, 70, generator=torch.Generator().manual_seed(2))
     # upstream fed the other common normalisation ((x - 0.5) / 0.5, e.g. DPT-BEiT's)
-    assert _difference(ours, reference, kind, x, mean=0.5, std=0.5) > 1e-2
+    assert _difference(ours, reference, kind, x, mean=0.5, std=0.5) > 1e-3
     qkv = ours.encoder.net.vit.blocks[5].attn.qkv.weight
     keep = qkv.detach().clone()
     try:
@@ -126,7 +126,7 @@ def test_the_comparison_fails_for_a_perturbed_weight_or_normalisation(converted)
     # timm's / transformers' resample to the grid size instead of upstream DINOv2's interpolate_offset
     ours.encoder.net.offset = 0.0
     try:
-        assert _difference(ours, reference, kind, x) > 1e-2
+        assert _difference(ours, reference, kind, x) > 1e-3
     finally:
         ours.encoder.net.offset = 0.1
 
