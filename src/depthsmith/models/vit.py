@@ -33,7 +33,6 @@ from typing import Any, Sequence
 
 import timm
 import torch
-import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
@@ -53,15 +52,38 @@ def _exporting() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
-def _resample_with_offset(pos: torch.Tensor, new, old, prefix_count: int, offset: float, antialias: bool):
-    """DINOv2's original ``interpolate_pos_encoding``: bicubic by ``scale_factor`` (new + offset) / old,
-    in float32; the output grid is floor(old * scale) = new."""
+def _cubic_matrix(size, old: int, inverse_scale, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` x ``old`` matrices: [i == j], and PyTorch's bicubic resampling by ``scale_factor``
+    1 / ``inverse_scale`` (aten/src/ATen/native/UpSample.h: source (dst + 0.5) / scale - 0.5, not
+    clamped; Keys' kernel with A = -0.75; taps outside clamped to the border). Built from tensors, so
+    export keeps ``size`` symbolic where ``F.interpolate(scale_factor=...)`` freezes the example's scale."""
+    dst = torch.arange(size, dtype=torch.float32, device=like.device)
+    src = (dst + 0.5) * inverse_scale - 0.5
+    base = torch.floor(src)
+    t = src - base
+    a = -0.75
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731  |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731  1 < |x| < 2
+    columns = torch.arange(old, dtype=torch.float32, device=like.device)
+    matrix = sum(w[:, None] * ((base + k - 1).clamp(0, old - 1)[:, None] == columns).float()
+                 for k, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t))))
+    identity = (dst[:, None] == columns).float()
+    return identity, matrix
+
+
+def _resample_with_offset(pos: torch.Tensor, new, old, prefix_count: int, offset: float) -> torch.Tensor:
+    """DINOv2's original ``interpolate_pos_encoding``: bicubic (no antialias) by ``scale_factor``
+    (new + offset) / old in float32, giving the ``new`` grid; the embedding as it is when ``new`` == ``old``."""
     prefix, grid = pos[:, :prefix_count], pos[:, prefix_count:]
     dim = grid.shape[-1]
-    grid = grid.float().reshape(1, old[0], old[1], dim).permute(0, 3, 1, 2)
-    scale = ((new[0] + offset) / old[0], (new[1] + offset) / old[1])
-    grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", align_corners=False, antialias=antialias)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos.dtype)
+    grid = grid.float().reshape(old[0], old[1], dim).permute(2, 0, 1)  # C x old_h x old_w
+    eye_h, rows = _cubic_matrix(new[0], old[0], old[0] / (new[0] + offset), grid)
+    eye_w, cols = _cubic_matrix(new[1], old[1], old[1] / (new[1] + offset), grid)
+    # new == old as a tensor (last index == old - 1), not a Python bool that export would specialise on
+    same = (eye_h[-1, -1] > 0) & (eye_w[-1, -1] > 0)
+    rows, cols = torch.where(same, eye_h, rows), torch.where(same, eye_w, cols)
+    grid = rows @ grid @ cols.T  # C x new_h x new_w
+    grid = grid.permute(1, 2, 0).reshape(1, -1, dim).to(pos.dtype)
     return torch.cat([prefix, grid], dim=1)
 
 
@@ -110,6 +132,9 @@ class ViTFeatures(nn.Module):
         self.offset = float(pos_embed_offset)
         if not 0 <= self.offset < 1:
             raise ValueError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
+        if self.offset and self.antialias:
+            raise ValueError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
+                             f"antialias; pos_embed_antialias must be False for {name!r}.")
         self.patch_size = int(self.vit.patch_embed.patch_size[0])
         if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
             raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
@@ -130,7 +155,7 @@ class ViTFeatures(nn.Module):
             pos = vit.pos_embed  # bicubic to the same size is the identity: skip it
         elif self.offset:
             prefix_count = 0 if vit.no_embed_class else vit.num_prefix_tokens
-            pos = _resample_with_offset(vit.pos_embed, (gh, gw), old, prefix_count, self.offset, self.antialias)
+            pos = _resample_with_offset(vit.pos_embed, (gh, gw), old, prefix_count, self.offset)
         else:
             pos = resample_abs_pos_embed(
                 vit.pos_embed, new_size=(gh, gw), old_size=old,
