@@ -98,8 +98,8 @@ def _output(path: Path, output: str | None, max_depth: float | None) -> dict:
             raise DA2CheckpointError(f"{path}: a metric checkpoint, but its name does not say hypersim (20 m) or "
                                      "vkitti (80 m); pass max_depth= (metres).")
         max_depth = _METRIC_DATA[data[0]]
-    if not max_depth > 0:
-        raise InputError(f"{path}: max_depth={max_depth} must be > 0 (metres).")
+    if isinstance(max_depth, bool) or not isinstance(max_depth, (int, float)) or not 0 < max_depth < float("inf"):
+        raise InputError(f"{path}: max_depth={max_depth!r} is not valid: give the metres of the sigmoid's top (> 0).")
     return {"output": "metric", "max_depth": float(max_depth)}
 
 
