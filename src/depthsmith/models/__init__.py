@@ -65,14 +65,14 @@ def create_model(
 def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
     seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), or convert a transformers
-    Depth Anything checkpoint (folder or Hub id; see ``hf_depth``).
+    Depth Anything or DPT checkpoint (folder or Hub id; see ``hf_depth``, ``hf_dpt``).
 
     Weights come from safetensors (or the .keras file's HDF5) only and every tensor must match
     (strict): nothing is unpickled, and the encoder's ImageNet weights are not fetched again. A bad
     local folder raises ModelConfigError (config.json) or WeightFileError (model.safetensors)
     naming the file.
     """
-    from .hf_depth import hf_depth_folder, load_hf_depth
+    from .hf_depth import hf_depth_folder
 
     path = Path(path_or_hub_id).expanduser()
     if path.suffix == ".keras":  # before the Hub: a missing file must say so, not look like a repo id
@@ -81,7 +81,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwar
         return load_keras_seed(path).to(map_location)
     if path.exists():
         hf = hf_depth_folder(path)  # a transformers checkpoint folder: converted
-        return load_hf_depth(hf, map_location=map_location, source=str(path)) if hf else load_local(path, map_location)
+        return _load_hf(hf, map_location, str(path)) if hf else load_local(path, map_location)
     if looks_like_path(str(path_or_hub_id)):
         raise MissingInputError(
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
@@ -89,8 +89,20 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwar
         )
     hf = hf_depth_folder(str(path_or_hub_id), **hub_kwargs)
     if hf is not None:
-        return load_hf_depth(hf, map_location=map_location, source=str(path_or_hub_id))
+        return _load_hf(hf, map_location, str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
+
+
+def _load_hf(folder: Path, map_location: str, source: str) -> DepthModel:
+    """A transformers checkpoint folder, converted by the converter of its config's ``model_type``."""
+    import json
+
+    from .hf_depth import load_hf_depth
+    from .hf_dpt import load_hf_dpt
+
+    model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    load = load_hf_dpt if model_type == "dpt" else load_hf_depth  # load_hf_depth names the unsupported ones
+    return load(folder, map_location=map_location, source=source)
 
 
 def load_any(model: Any) -> Any:

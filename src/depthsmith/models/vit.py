@@ -18,6 +18,17 @@ The one step done here rather than by timm is the position-embedding resample: t
 is antialiased bicubic, DINOv2 (and Hugging Face's Dinov2, which the published Depth Anything
 checkpoints run on) use plain bicubic. ``pos_embed_antialias`` picks; dinov2 names default to
 False so converted checkpoints reproduce their published outputs at every size.
+
+Options for converted DPT / MiDaS 3 checkpoints (models/hf_dpt.py), each off by default:
+
+* ``readout``: what the class token does to the patch tokens of a tap (DPT's "readout"; the
+  original keeps it in the backbone, ``act_postprocess`` in isl-org/DPT ``dpt/vit.py``):
+  ``ignore`` drops it, ``add`` adds it to every token, ``project`` concatenates it to every token
+  and applies Linear(2C, C) + GELU (one per tap).
+* ``pos_embed_interpolation``: ``bilinear`` for DPT (transformers ``DPTViTEmbeddings._resize_pos_embed``).
+* ``layer_norm_eps``: every LayerNorm's epsilon (DPT's ViT uses 1e-12, timm 1e-6).
+* ``pad_multiple``: zero-pad to this multiple instead of the patch. DPT fuses by doubling each
+  level's size, so its grids must be even: 2 x patch (the processor's ``ensure_multiple_of`` 32).
 """
 
 from __future__ import annotations
@@ -29,10 +40,13 @@ import timm
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
+from torch.nn import functional as F
 
 from .weights import load_encoder_file
 
-__all__ = ["is_plain_vit", "ViTFeatures"]
+__all__ = ["is_plain_vit", "ViTFeatures", "READOUTS"]
+
+READOUTS = ("ignore", "add", "project")
 
 
 def is_plain_vit(name: str) -> bool:
@@ -61,6 +75,10 @@ class ViTFeatures(nn.Module):
         weight_file: str | Path | None = None,
         norm: bool = True,
         pos_embed_antialias: bool | None = None,
+        readout: str = "ignore",
+        pos_embed_interpolation: str = "bicubic",
+        layer_norm_eps: float | None = None,
+        pad_multiple: int | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -93,6 +111,23 @@ class ViTFeatures(nn.Module):
         self.channels = [int(self.vit.embed_dim)] * len(self.out_indices)
         self.reductions = [self.patch_size] * len(self.out_indices)
         self.pretrained_cfg = dict(getattr(self.vit, "pretrained_cfg", None) or {})
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r} is not valid; choose one of {READOUTS}.")
+        if pos_embed_interpolation not in ("bicubic", "bilinear"):
+            raise ValueError(f"pos_embed_interpolation={pos_embed_interpolation!r}: choose bicubic or bilinear.")
+        if pad_multiple is not None and (int(pad_multiple) < 1 or int(pad_multiple) % self.patch_size):
+            raise ValueError(f"pad_multiple={pad_multiple} must be a positive multiple of the patch ({self.patch_size}).")
+        if readout != "ignore" and self.vit.num_prefix_tokens != 1:
+            raise ValueError(f"readout={readout!r} needs exactly one class token; {name!r} has "
+                             f"{self.vit.num_prefix_tokens} prefix tokens.")
+        self.readout_mode, self.interpolation, self.pad_multiple = readout, pos_embed_interpolation, pad_multiple
+        dim = int(self.vit.embed_dim)
+        self.readout = (nn.ModuleList(nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU()) for _ in self.out_indices)
+                        if readout == "project" else None)
+        if layer_norm_eps is not None:
+            for module in self.vit.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.eps = float(layer_norm_eps)
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """timm's ``VisionTransformer._pos_embed`` with the antialias choice made explicit."""
@@ -108,7 +143,8 @@ class ViTFeatures(nn.Module):
         else:
             pos = resample_abs_pos_embed(
                 vit.pos_embed, new_size=(gh, gw), old_size=old,
-                num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens, antialias=self.antialias,
+                num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens,
+                interpolation=self.interpolation, antialias=self.antialias,
             )
         if vit.no_embed_class:
             x = torch.cat([*prefix, x + pos], dim=1)
@@ -119,6 +155,8 @@ class ViTFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         vit = self.vit
         batch = x.shape[0]
+        if self.pad_multiple is not None:  # zeros on the right and bottom, as timm's patch padding
+            x = F.pad(x, (0, (-x.shape[-1]) % self.pad_multiple, 0, (-x.shape[-2]) % self.pad_multiple))
         tokens = vit.patch_embed(x)  # B x gh x gw x C (NHWC with dynamic_img_size), padded to the patch
         gh, gw = tokens.shape[1], tokens.shape[2]
         tokens = vit.norm_pre(vit.patch_drop(self._pos_embed(tokens)))
@@ -126,7 +164,16 @@ class ViTFeatures(nn.Module):
         for i, block in enumerate(vit.blocks):
             tokens = block(tokens)
             if i in self.out_indices:
-                out = vit.norm(tokens)
-                out = out[:, vit.num_prefix_tokens:]
+                out = self._read_out(vit.norm(tokens), len(feats))
                 feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return feats
+
+    def _read_out(self, tokens: torch.Tensor, tap: int) -> torch.Tensor:
+        """The patch tokens of one tap, with the class token's readout (transformers
+        ``DPTReassembleStage.forward``)."""
+        patches = tokens[:, self.vit.num_prefix_tokens:]
+        if self.readout_mode == "add":
+            return patches + tokens[:, :1]
+        if self.readout is not None:
+            return self.readout[tap](torch.cat([patches, tokens[:, :1].expand_as(patches)], dim=-1))
+        return patches
