@@ -1,9 +1,10 @@
-"""transformers DPT (MiDaS 3.0, ``Intel/dpt-large`` layout): a tiny random ``DPTForDepthEstimation``,
+"""transformers DPT (MiDaS 3.0: ``Intel/dpt-large`` and ``Intel/dpt-hybrid-midas`` layouts): a tiny random ``DPTForDepthEstimation``,
 saved with ``save_pretrained``, converted by ``depthsmith.load_model`` and compared with transformers'
 own forward and ``post_process_depth_estimation`` on the processor-normalised tensor (no download)."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -25,6 +26,9 @@ VARIANTS = {  # dpt-large's layout, and the other readouts and fusion options of
     "project": {},
     "add-batchnorm": {"readout_type": "add", "use_batch_norm_in_fusion_residual": True},
     "ignore-projection": {"readout_type": "ignore", "add_projection": True, "fusion_hidden_size": 256},
+    # dpt-hybrid-midas: the BiT R50 stem (full size: timm's hybrid has it fixed) under a tiny ViT
+    "hybrid": {"is_hybrid": True, "reassemble_factors": [1, 1, 1, 0.5], "neck_hidden_sizes": [256, 512, 64, 64],
+               "backbone_featmap_shape": [1, 1024, 4, 4]},
 }
 
 
@@ -36,6 +40,11 @@ def _tiny_hf(**options):
                           "image_size": 64, "patch_size": 16, "backbone_out_indices": [0, 1, 2, 3],
                           "neck_hidden_sizes": [16, 32, 64, 64], "fusion_hidden_size": 32, **options})
     model = DPTForDepthEstimation(config).eval()
+    if config.is_hybrid:
+        # DPTModel never passes interpolate_pos_encoding to the hybrid embeddings, which then refuse
+        # any size but image_size; switch on their own resizing (_resize_pos_embed) for other sizes.
+        embeddings = model.dpt.embeddings
+        embeddings.forward = functools.partial(type(embeddings).forward, embeddings, interpolate_pos_encoding=True)
     with torch.no_grad():
         # Weights of unit gain (the default init gives a near-constant output that would hide
         # conversion bugs) and random batch-norm statistics, then the last conv scaled and shifted
@@ -150,14 +159,19 @@ def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
 
 
 @pytest.mark.parametrize("key, value, named", [
-    ("is_hybrid", True, "is_hybrid"),
+    ("is_hybrid", True, "backbone_config.model_type=None"),  # a hybrid without its BiT config
     ("backbone_config", {"model_type": "beit"}, "backbone_config.model_type='beit'"),
     ("reassemble_factors", [1, 1, 1, 0.5], "reassemble_factors"),
+    ("backbone_config.depths", [3, 4, 6], r"backbone_config.depths=\[3, 4, 6\]"),
 ])
 def test_unsupported_layouts_are_refused_by_key(key, value, named, tmp_path):
-    _tiny_hf().save_pretrained(tmp_path)
+    hybrid = key.startswith("backbone_config.")
+    _tiny_hf(**(VARIANTS["hybrid"] if hybrid else {})).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    config[key] = value
+    if hybrid:
+        config["backbone_config"][key.split(".")[1]] = value
+    else:
+        config[key] = value
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=f"config.json: {named}"):
         depthsmith.load_model(tmp_path)

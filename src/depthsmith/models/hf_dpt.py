@@ -19,8 +19,12 @@ What is reproduced (transformers ``models/dpt/modeling_dpt.py``):
 * Input: the processor's mean / std (default 0.5, ``IMAGENET_STANDARD``) on RGB in [0, 1]; its
   working size (384, ``keep_aspect_ratio``, ``ensure_multiple_of``) goes into the card.
 
-Not converted, refused by config key: the hybrid ViT (``is_hybrid``), other backbones
-(``backbone_config``: BEiT, Swin), and any head or reassemble layout other than DPT's.
+* Hybrid (``is_hybrid``, ``Intel/dpt-hybrid-midas``): transformers' BiT R50 stem is timm's
+  ``vit_base_r50_s16_384`` ResNetV2 (weight-standardised "same" convs, GroupNorm); its stage 1 and
+  2 outputs are the first two levels as they are (``cnn_taps`` in the encoder and the decoder).
+
+Not converted, refused by config key: other backbones (``backbone_config`` without ``is_hybrid``:
+BEiT, Swin), a BiT other than the R50, and any head or reassemble layout other than DPT's.
 Keys read but deliberately not loaded: ``dpt.layernorm`` (pooler only), the deepest fusion block's
 ``residual_layer1`` (never called), and blocks after the deepest tap.
 """
@@ -53,16 +57,45 @@ def _refuse(where: Path, key: str, value: Any, why: str) -> None:
     raise DPTConfigError(f"{where}: {key}={value!r} cannot be converted: {why} (DPTForDepthEstimation).")
 
 
+# DPT-Hybrid's BiT (transformers BitConfig as DPTConfig builds it) must be timm's R50 of
+# vit_base_r50_s16_384: ResNetV2 (3, 4, 9), non-pre-activation, "same" padding, GroupNorm(32).
+_BIT = {"model_type": "bit", "layer_type": "bottleneck", "global_padding": "same", "depths": [3, 4, 9],
+        "hidden_sizes": [256, 512, 1024], "embedding_size": 64, "num_groups": 32, "width_factor": 1,
+        "hidden_act": "relu", "embedding_dynamic_padding": True, "out_features": ["stage1", "stage2", "stage3"]}
+
+
+def _check_hybrid(config: dict[str, Any], where: Path) -> None:
+    bit = config.get("backbone_config") or {}
+    for key, expected in _BIT.items():
+        value = bit.get(key)
+        value = value.lower() if isinstance(value, str) else value
+        value = value[:3] if key == "hidden_sizes" and isinstance(value, list) else value
+        if value != expected:
+            _refuse(where, f"backbone_config.{key}", bit.get(key), f"timm's vit_base_r50_s16_384 has {expected!r}")
+    checks = [("reassemble_factors", [float(f) for f in config.get("reassemble_factors", ())[2:]], [1.0, 0.5]),
+              ("neck_hidden_sizes", list(config.get("neck_hidden_sizes", ()))[:2], [256, 512]),
+              ("neck_ignore_stages", list(config.get("neck_ignore_stages", (0, 1))), [0, 1]),
+              ("patch_size", config.get("patch_size", 16), 16),
+              ("readout_type", config.get("readout_type", "project"), "project"),
+              ("backbone_featmap_shape", list(config.get("backbone_featmap_shape") or [0, 1024])[1:2], [1024])]
+    for key, value, expected in checks:
+        if value != expected:
+            _refuse(where, key, config.get(key), f"DPT-Hybrid on the R50 stem needs {expected!r} there")
+
+
 def _check_layout(config: dict[str, Any], where: Path) -> None:
-    if config.get("is_hybrid"):
-        _refuse(where, "is_hybrid", True, "the ViT-hybrid (BiT ResNet stem) backbone is not supported yet")
     backbone = config.get("backbone_config")
-    if backbone is not None or config.get("backbone") is not None:
+    if config.get("is_hybrid"):
+        _check_hybrid(config, where)
+    elif backbone is not None or config.get("backbone") is not None:
         kind = (backbone or {}).get("model_type", config.get("backbone"))
-        _refuse(where, "backbone_config.model_type", kind, "only DPT's own ViT backbone (no backbone_config) is "
-                "supported; BEiT and Swin backbones are not")
-    checks = [("reassemble_factors", [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))],
-               [4.0, 2.0, 1.0, 0.5]), ("head_in_index", config.get("head_in_index", -1), -1),
+        _refuse(where, "backbone_config.model_type", kind, "only DPT's own ViT and ViT-hybrid backbones "
+                "(is_hybrid) are supported; BEiT and Swin backbones are not")
+    else:
+        factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
+        if factors != [4.0, 2.0, 1.0, 0.5]:
+            _refuse(where, "reassemble_factors", factors, "the dpt decoder implements [4, 2, 1, 0.5] for a plain ViT")
+    checks = [("head_in_index", config.get("head_in_index", -1), -1),
               ("hidden_act", config.get("hidden_act", "gelu"), "gelu"), ("num_channels", config.get("num_channels", 3), 3)]
     for key, value, expected in checks:
         if value != expected:
@@ -79,7 +112,7 @@ def _processor(folder: Path) -> dict[str, Any]:
 
 
 def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """DepthModel arguments reproducing a (plain ViT) DPTForDepthEstimation config."""
+    """DepthModel arguments reproducing a DPTForDepthEstimation config (plain ViT or hybrid)."""
     where = folder / "config.json"
     _check_layout(config, where)
     hidden, patch = int(config.get("hidden_size", 768)), int(config.get("patch_size", 16))
@@ -88,24 +121,27 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
         _refuse(where, "intermediate_size", inner, f"timm's ViT needs a whole multiple of hidden_size {hidden}")
     proc = _processor(folder)
     mean, std = (proc["image_mean"], proc["image_std"]) if proc.get("do_normalize", True) else ([0.0] * 3, [1.0] * 3)
+    hybrid = bool(config.get("is_hybrid"))
+    taps = [int(i) for i in config["backbone_out_indices"]][2 if hybrid else 0:]  # hybrid: 2 ResNet taps first
     encoder_kwargs = {
-        "out_indices": [int(i) for i in config["backbone_out_indices"]], "norm": False,
+        "out_indices": taps, "norm": False, **({"cnn_taps": 2} if hybrid else {"patch_size": patch}),
         "readout": config.get("readout_type", "project"), "pos_embed_interpolation": "bilinear",
         "pos_embed_antialias": False, "layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
         "pad_multiple": 2 * patch, "embed_dim": hidden, "depth": int(config.get("num_hidden_layers", 12)),
         "num_heads": int(config.get("num_attention_heads", 12)), "mlp_ratio": inner / hidden,
-        "patch_size": patch, "img_size": int(config.get("image_size", 384)), "qkv_bias": bool(config.get("qkv_bias", True)),
+        "img_size": int(config.get("image_size", 384)), "qkv_bias": bool(config.get("qkv_bias", True)),
         "pretrained_cfg_overlay": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
     }
     batch_norm = bool(config.get("use_batch_norm_in_fusion_residual") or False)
     bias = config.get("use_bias_in_fusion_residual")
     decoder_kwargs = {
         "features": int(config.get("fusion_hidden_size", 256)), "head_features": 32,
-        "out_channels": [int(c) for c in config.get("neck_hidden_sizes", (96, 192, 384, 768))],
+        "out_channels": [int(c) for c in config.get("neck_hidden_sizes", (96, 192, 384, 768))][2 if hybrid else 0:],
         "fusion_batch_norm": batch_norm, "fusion_bias": None if bias is None else bool(bias),
-        "head_projection": bool(config.get("add_projection", False)),
+        "head_projection": bool(config.get("add_projection", False)), **({"cnn_taps": 2} if hybrid else {}),
     }
-    return dict(encoder=_VIT_NAMES.get((hidden, patch), "vit_base_patch16_384"), decoder="dpt",
+    name = "vit_base_r50_s16_384" if hybrid else _VIT_NAMES.get((hidden, patch), "vit_base_patch16_384")
+    return dict(encoder=name, decoder="dpt",
                 encoder_kwargs=encoder_kwargs, decoder_kwargs=decoder_kwargs, output="disparity")
 
 
@@ -141,6 +177,14 @@ _RULES = [
     (r"head\.head\.0\.(weight|bias)", r"decoder.head.conv1.\1"),
     (r"head\.head\.2\.(weight|bias)", r"decoder.head.conv2.\1"),
     (r"head\.head\.4\.(weight|bias)", r"decoder.head.conv3.\1"),
+]
+_B = _V + "patch_embed.backbone."
+_RULES += [  # DPT-Hybrid: transformers BitBackbone -> timm ResNetV2, and the 1 x 1 projection to tokens
+    (r"dpt\.embeddings\.backbone\.bit\.embedder\.convolution\.weight", _B + "stem.conv.weight"),
+    (r"dpt\.embeddings\.backbone\.bit\.embedder\.norm\.(weight|bias)", _B + r"stem.norm.\1"),
+    (r"dpt\.embeddings\.backbone\.bit\.encoder\.stages\.(\d)\.layers\.(\d+)\.(conv[123]|norm[123]|downsample\.conv"
+     r"|downsample\.norm)\.(weight|bias)", _B + r"stages.\1.blocks.\2.\3.\4"),
+    (r"dpt\.embeddings\.projection\.(weight|bias)", _V + r"patch_embed.proj.\1"),
 ]
 _QKV = re.compile(r"dpt\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)")
 _LAYER = re.compile(r"dpt\.encoder\.layer\.(\d+)\.")

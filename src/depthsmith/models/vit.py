@@ -29,6 +29,9 @@ Options for converted DPT / MiDaS 3 checkpoints (models/hf_dpt.py), each off by 
 * ``layer_norm_eps``: every LayerNorm's epsilon (DPT's ViT uses 1e-12, timm 1e-6).
 * ``pad_multiple``: zero-pad to this multiple instead of the patch. DPT fuses by doubling each
   level's size, so its grids must be even: 2 x patch (the processor's ``ensure_multiple_of`` 32).
+* ``cnn_taps``: for a hybrid ViT (timm ``vision_transformer_hybrid``: a CNN whose stride-16 map
+  is the token grid), the outputs of its first ``cnn_taps`` CNN stages come first in the list, as
+  DPT-Hybrid takes ResNet stages 1 and 2 (``DPTViTHybridEmbeddings.residual_feature_map_index``).
 """
 
 from __future__ import annotations
@@ -44,9 +47,15 @@ from torch.nn import functional as F
 
 from .weights import load_encoder_file
 
-__all__ = ["is_plain_vit", "ViTFeatures", "READOUTS"]
+__all__ = ["is_plain_vit", "is_hybrid_vit", "ViTFeatures", "READOUTS"]
 
 READOUTS = ("ignore", "add", "project")
+
+
+def is_hybrid_vit(name: str) -> bool:
+    """True for timm's ``vision_transformer_hybrid`` family (``vit_base_r50_s16_384``, ...)."""
+    base = timm.models.split_model_name_tag(name)[0]
+    return base in timm.list_models(module="vision_transformer_hybrid")
 
 
 def is_plain_vit(name: str) -> bool:
@@ -79,6 +88,7 @@ class ViTFeatures(nn.Module):
         pos_embed_interpolation: str = "bicubic",
         layer_norm_eps: float | None = None,
         pad_multiple: int | None = None,
+        cnn_taps: int = 0,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -105,11 +115,23 @@ class ViTFeatures(nn.Module):
         if weight_file is not None:  # a timm/DINOv2 checkpoint keys the bare ViT, not this wrapper
             load_encoder_file(self.vit, weight_file)
         self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
-        self.patch_size = int(self.vit.patch_embed.patch_size[0])
-        if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
-            raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
+        # A hybrid's token stride is its CNN's (feature_ratio) times its patch on that map (1).
+        ratio = tuple(getattr(self.vit.patch_embed, "feature_ratio", (1, 1)))
+        stride = tuple(int(p) * int(r) for p, r in zip(self.vit.patch_embed.patch_size, ratio))
+        self.patch_size = stride[0]
+        if stride != (self.patch_size, self.patch_size):
+            raise ValueError(f"{name!r}: only square patches are supported, got {stride}.")
         self.channels = [int(self.vit.embed_dim)] * len(self.out_indices)
         self.reductions = [self.patch_size] * len(self.out_indices)
+        self.cnn_taps = int(cnn_taps)
+        if self.cnn_taps:
+            backbone = getattr(self.vit.patch_embed, "backbone", None)
+            info = [f for f in getattr(backbone, "feature_info", []) if f["module"].startswith("stages.")]
+            if not 0 < self.cnn_taps < len(info):
+                raise ValueError(f"cnn_taps={cnn_taps}: {name!r} has {len(info)} CNN stages before its tokens "
+                                 "(a hybrid ViT is needed, and the last stage makes the tokens).")
+            self.channels = [int(f["num_chs"]) for f in info[:self.cnn_taps]] + self.channels
+            self.reductions = [int(f["reduction"]) for f in info[:self.cnn_taps]] + self.reductions
         self.pretrained_cfg = dict(getattr(self.vit, "pretrained_cfg", None) or {})
         if readout not in READOUTS:
             raise ValueError(f"readout={readout!r} is not valid; choose one of {READOUTS}.")
@@ -122,7 +144,9 @@ class ViTFeatures(nn.Module):
                              f"{self.vit.num_prefix_tokens} prefix tokens.")
         self.readout_mode, self.interpolation, self.pad_multiple = readout, pos_embed_interpolation, pad_multiple
         dim = int(self.vit.embed_dim)
-        self.readout = (nn.ModuleList(nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU()) for _ in self.out_indices)
+        # One per output, CNN maps included (as nn.Identity), so index i is DPT's readout_projects.i.
+        self.readout = (nn.ModuleList([*(nn.Identity() for _ in range(self.cnn_taps)),
+                                       *(nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU()) for _ in self.out_indices)])
                         if readout == "project" else None)
         if layer_norm_eps is not None:
             for module in self.vit.modules():
@@ -157,16 +181,30 @@ class ViTFeatures(nn.Module):
         batch = x.shape[0]
         if self.pad_multiple is not None:  # zeros on the right and bottom, as timm's patch padding
             x = F.pad(x, (0, (-x.shape[-1]) % self.pad_multiple, 0, (-x.shape[-2]) % self.pad_multiple))
-        tokens = vit.patch_embed(x)  # B x gh x gw x C (NHWC with dynamic_img_size), padded to the patch
+        maps, tokens = self._embed(x)  # tokens: B x gh x gw x C (NHWC with dynamic_img_size)
         gh, gw = tokens.shape[1], tokens.shape[2]
         tokens = vit.norm_pre(vit.patch_drop(self._pos_embed(tokens)))
-        feats = []
+        feats = list(maps)
         for i, block in enumerate(vit.blocks):
             tokens = block(tokens)
             if i in self.out_indices:
                 out = self._read_out(vit.norm(tokens), len(feats))
                 feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return feats
+
+    def _embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The patch tokens, and for a hybrid the first ``cnn_taps`` CNN stage outputs on the way
+        (timm ``HybridEmbed.forward`` with its stages run one by one; its 1 x 1 patch needs no padding)."""
+        embed = self.vit.patch_embed
+        if not self.cnn_taps:
+            return [], embed(x)  # padded to the patch by timm
+        backbone = embed.backbone
+        x = backbone.stem(x)
+        maps = []
+        for stage in backbone.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps[: self.cnn_taps], embed.proj(backbone.norm(x)).permute(0, 2, 3, 1)
 
     def _read_out(self, tokens: torch.Tensor, tap: int) -> torch.Tensor:
         """The patch tokens of one tap, with the class token's readout (transformers

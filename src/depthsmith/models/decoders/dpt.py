@@ -19,7 +19,8 @@ x max_depth for ``metric``, ReLU for ``metric_relu`` and ``disparity``), as for 
 Options for DPT / MiDaS 3 (transformers ``DPTNeck`` / ``DPTDepthEstimationHead``), off by default:
 ``fusion_batch_norm`` (conv-BN in each RCU, ``use_batch_norm_in_fusion_residual``; its convs then
 have no bias unless ``fusion_bias``), ``head_projection`` (conv3x3 + ReLU before the head,
-``add_projection``). DPT upsamples each fusion level x2 where Depth Anything resizes to the next
+``add_projection``), ``cnn_taps`` (DPT-Hybrid: the first taps are ResNet stages, not reassembled).
+DPT upsamples each fusion level x2 where Depth Anything resizes to the next
 level; with the even token grids its encoder pads to (``pad_multiple``) the two are the same.
 
 Any input size: for a ViT the prediction size is the patch-padded input size (the encoder
@@ -117,19 +118,29 @@ class DPTDecoder(nn.Module):
         fusion_batch_norm: bool = False,
         fusion_bias: bool | None = None,
         head_projection: bool = False,
+        cnn_taps: int = 0,
     ) -> None:
         super().__init__()
         self.single_stride = len(set(reductions)) == 1
-        if self.single_stride:
+        if self.single_stride or cnn_taps:
             if len(channels) != 4:
                 raise ValueError(
                     f"dpt decoder needs 4 taps of a ViT encoder (encoder_kwargs out_indices), got {len(channels)}."
                 )
-            widths = list(out_channels or [max(channels[i] // d, 1) for i, d in enumerate((8, 4, 2, 1))])
-            if len(widths) != 4:
-                raise ValueError(f"dpt decoder: out_channels needs 4 widths, got {widths}.")
-            self.reassemble = nn.ModuleList(Reassemble(c, w, f) for c, w, f in zip(channels, widths, self.FACTORS))
-            self.patch = int(reductions[0])
+            self.patch = int(reductions[-1])
+            # A hybrid ViT's first cnn_taps maps are CNN stages already at strides p/4, p/2: used as
+            # they are (nn.Identity, as DPT-Hybrid's reassemble layers 0 and 1).
+            wrong = [r for r, f in zip(reductions[:cnn_taps], self.FACTORS) if r * f != self.patch]
+            if wrong or not 0 <= cnn_taps < 4:
+                raise ValueError(f"dpt decoder: cnn_taps={cnn_taps} needs CNN taps at strides "
+                                 f"{[self.patch / f for f in self.FACTORS[:cnn_taps]]}, got {reductions[:cnn_taps]}.")
+            default = [max(channels[i] // d, 1) for i, d in enumerate((8, 4, 2, 1))][cnn_taps:]
+            tokens = list(out_channels or default)
+            if len(tokens) != 4 - cnn_taps:
+                raise ValueError(f"dpt decoder: out_channels needs {4 - cnn_taps} widths, got {tokens}.")
+            widths = list(channels[:cnn_taps]) + tokens
+            self.reassemble = nn.ModuleList([*(nn.Identity() for _ in range(cnn_taps)), *(
+                Reassemble(c, w, f) for c, w, f in zip(channels[cnn_taps:], tokens, self.FACTORS[cnn_taps:]))])
         else:
             if out_channels is not None:
                 raise ValueError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
@@ -150,7 +161,7 @@ class DPTDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         if self.reassemble is not None:
-            grid = feats[0].shape[-2:]
+            grid = feats[-1].shape[-2:]
             pred_size = (grid[0] * self.patch, grid[1] * self.patch)  # the patch-padded input size
             levels = [r(f) for r, f in zip(self.reassemble, feats)]
         else:
