@@ -1,4 +1,5 @@
-"""transformers DPT (MiDaS 3.0: ``Intel/dpt-large`` and ``Intel/dpt-hybrid-midas`` layouts): a tiny random ``DPTForDepthEstimation``,
+"""transformers DPT (MiDaS 3.0 ``Intel/dpt-large``, ``Intel/dpt-hybrid-midas``; MiDaS 3.1 ``Intel/dpt-beit-*``
+layouts): a tiny random ``DPTForDepthEstimation``,
 saved with ``save_pretrained``, converted by ``depthsmith.load_model`` and compared with transformers'
 own forward and ``post_process_depth_estimation`` on the processor-normalised tensor (no download)."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 
 import pytest
 import torch
@@ -18,9 +20,11 @@ from depthsmith.models import WeightFileError
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# transformers' plain-ViT DPT reshapes its tokens to a square grid, so the reference runs on square
-# inputs; 90 x 90 is zero-padded to 96 x 96 on both sides (depthsmith pads inside its ViT).
+# transformers' ViT and hybrid DPT reshape their tokens to a square grid, so their reference runs on
+# square inputs; 90 x 90 is zero-padded to 96 x 96 on both sides (depthsmith pads inside its ViT).
+# The BEiT backbone takes any shape.
 SIZES = [(64, 64), (90, 90)]
+BEIT_SIZES = [(64, 96), (90, 70)]
 MEAN, STD = [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
 VARIANTS = {  # dpt-large's layout, and the other readouts and fusion options of DPTConfig
     "project": {},
@@ -29,6 +33,8 @@ VARIANTS = {  # dpt-large's layout, and the other readouts and fusion options of
     # dpt-hybrid-midas: the BiT R50 stem (full size: timm's hybrid has it fixed) under a tiny ViT
     "hybrid": {"is_hybrid": True, "reassemble_factors": [1, 1, 1, 0.5], "neck_hidden_sizes": [256, 512, 64, 64],
                "backbone_featmap_shape": [1, 1024, 4, 4]},
+    # dpt-beit-*: a BEiT backbone (relative position bias, layer scale), built in _tiny_hf
+    "beit": {"backbone_config": "beit"},
 }
 
 
@@ -36,6 +42,11 @@ def _tiny_hf(**options):
     from transformers import DPTConfig, DPTForDepthEstimation
 
     torch.manual_seed(0)
+    if options.get("backbone_config") == "beit":
+        options["backbone_config"] = transformers.BeitConfig(
+            hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128, image_size=64,
+            patch_size=16, use_relative_position_bias=True, use_absolute_position_embeddings=False,
+            out_indices=[1, 2, 3, 4], reshape_hidden_states=False, layer_scale_init_value=0.1)
     config = DPTConfig(**{"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128,
                           "image_size": 64, "patch_size": 16, "backbone_out_indices": [0, 1, 2, 3],
                           "neck_hidden_sizes": [16, 32, 64, 64], "fusion_hidden_size": 32, **options})
@@ -108,7 +119,7 @@ def _error(ours, hf, x, ref=None):
 def test_converted_dpt_matches_transformers_at_two_sizes(converted):
     hf, _, ours = converted
     assert ours.output == "disparity"
-    for h, w in SIZES:
+    for h, w in BEIT_SIZES if hf.config.backbone_config and not hf.config.is_hybrid else SIZES:
         x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h))
         ref = _reference(hf, x)
         assert ref.std() > 0.1 and (ref > 0).float().mean() > 0.2  # a varied output, not all cut by the ReLU
@@ -124,7 +135,10 @@ def test_the_comparison_can_fail(converted, tmp_path):
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(folder / "model.safetensors"))
-    state["dpt.encoder.layer.1.intermediate.dense.weight"][3, 5] += 0.1
+    # One entry of a backbone weight: the MLP, or for BEiT its relative position bias table.
+    key = next(k for k in sorted(state) if re.search(r"layers?\.1\.(relative_position_bias\.relative_position_bias_table"
+                                                      r"|intermediate\.dense\.weight)", k))
+    state[key].view(-1)[197] += 0.1
     for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
         if name == "model.safetensors":
             save_file(state, str(tmp_path / name))
@@ -160,7 +174,7 @@ def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
 
 @pytest.mark.parametrize("key, value, named", [
     ("is_hybrid", True, "backbone_config.model_type=None"),  # a hybrid without its BiT config
-    ("backbone_config", {"model_type": "beit"}, "backbone_config.model_type='beit'"),
+    ("backbone_config", {"model_type": "swinv2"}, "backbone_config.model_type='swinv2'"),
     ("reassemble_factors", [1, 1, 1, 0.5], "reassemble_factors"),
     ("backbone_config.depths", [3, 4, 6], r"backbone_config.depths=\[3, 4, 6\]"),
 ])

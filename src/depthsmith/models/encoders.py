@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .beit import BeitFeatures, is_beit
 from .vit import ViTFeatures, is_hybrid_vit, is_plain_vit
 from .weights import load_encoder_file
 
@@ -101,8 +102,9 @@ class Encoder(nn.Module):
             net = timm.create_model(name, pretrained=pretrained, **timm_kwargs)
             self.net = _tap_extractor(net, list(taps))
             channels, reductions = _probe_shapes(self.net, list(taps))
-        elif is_plain_vit(name) or is_hybrid_vit(name):  # one-stride token grid at any input size: see vit.py
-            self.net = ViTFeatures(name, pretrained, out_indices, weight_file, **timm_kwargs)
+        elif is_plain_vit(name) or is_hybrid_vit(name) or is_beit(name):  # one-stride token grid, any size: vit.py
+            features = BeitFeatures if is_beit(name) else ViTFeatures
+            self.net = features(name, pretrained, out_indices, weight_file, **timm_kwargs)
             weight_file = None  # loaded into the bare timm ViT inside
             channels, reductions = list(self.net.channels), list(self.net.reductions)
         else:

@@ -1,8 +1,10 @@
-"""transformers ``DPTForDepthEstimation`` checkpoints (DPT / MiDaS 3.0: ``Intel/dpt-large``) as depthsmith models.
+"""transformers ``DPTForDepthEstimation`` checkpoints (DPT / MiDaS 3.0 and 3.1: ``Intel/dpt-large``,
+``Intel/dpt-hybrid-midas``, ``Intel/dpt-beit-large-512``, ``-base-384``) as depthsmith models.
 
 ``load_hf_dpt(folder)`` reads ``config.json`` and the safetensors weights itself, as ``hf_depth``
 does for Depth Anything: no transformers class is built, no remote code runs, and every tensor is
-renamed, shape-checked and loaded strictly (the error names the first key that does not fit).
+renamed, shape-checked and loaded strictly (the error names the first key that does not fit;
+the renaming is models/hf_dpt_keys.py).
 
 What is reproduced (transformers ``models/dpt/modeling_dpt.py``):
 * Backbone: ``DPTViTEmbeddings`` + ``DPTViTEncoder`` -> a timm ViT with a class token. The taps
@@ -22,35 +24,59 @@ What is reproduced (transformers ``models/dpt/modeling_dpt.py``):
 * Hybrid (``is_hybrid``, ``Intel/dpt-hybrid-midas``): transformers' BiT R50 stem is timm's
   ``vit_base_r50_s16_384`` ResNetV2 (weight-standardised "same" convs, GroupNorm); its stage 1 and
   2 outputs are the first two levels as they are (``cnn_taps`` in the encoder and the decoder).
+* BEiT (``backbone_config.model_type: beit``, ``Intel/dpt-beit-*``): timm ``beit_*`` blocks with
+  transformers' any-size relative position bias (models/beit.py); taps at BeitBackbone stages
+  ``out_indices`` (stage k = block k - 1), LayerNorm eps and layer scale from ``backbone_config``.
 
-Not converted, refused by config key: other backbones (``backbone_config`` without ``is_hybrid``:
-BEiT, Swin), a BiT other than the R50, and any head or reassemble layout other than DPT's.
-Keys read but deliberately not loaded: ``dpt.layernorm`` (pooler only), the deepest fusion block's
-``residual_layer1`` (never called), and blocks after the deepest tap.
+Not converted, refused by config key: other backbones (Swin, ...), a BiT other than the R50, a BEiT
+with absolute or shared position embeddings, and any head or reassemble layout other than DPT's.
+Keys read but deliberately not loaded: ``dpt.layernorm`` / the BEiT ``layernorm`` (pooler only),
+BEiT's ``mask_token`` (pretraining only), the deepest fusion block's ``residual_layer1`` (never
+called), and blocks after the deepest tap.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import InputError
 from .hf_depth import _read_json, _read_weights
+from .hf_dpt_keys import convert_state_dict
 from .hub import read_license, resolve_folder
-from .weights import WeightFileError
 
 __all__ = ["load_hf_dpt", "DPTConfigError"]
 
 _VIT_NAMES = {(768, 16): "vit_base_patch16_384", (1024, 16): "vit_large_patch16_384"}
+_BEIT_NAMES = {768: "beit_base_patch16_384", 1024: "beit_large_patch16_512"}
 _PROCESSOR_DEFAULTS = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": 384, "width": 384},
                        "keep_aspect_ratio": False, "ensure_multiple_of": 1}
 
 
 class DPTConfigError(InputError):
     """A DPT config.json key whose value depthsmith cannot reproduce."""
+
+
+# A key a config.json leaves out (or writes as null) has its transformers default: DPTConfig,
+# BitConfig and BeitConfig (configuration_dpt.py, configuration_bit.py, configuration_beit.py).
+_DPT_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                 "hidden_act": "gelu", "layer_norm_eps": 1e-12, "image_size": 384, "patch_size": 16, "num_channels": 3,
+                 "qkv_bias": True, "backbone_out_indices": [2, 5, 8, 11], "readout_type": "project",
+                 "reassemble_factors": [4, 2, 1, 0.5], "neck_hidden_sizes": [96, 192, 384, 768],
+                 "fusion_hidden_size": 256, "head_in_index": -1, "add_projection": False,
+                 "backbone_featmap_shape": [1, 1024, 24, 24], "neck_ignore_stages": [0, 1]}
+_BIT_DEFAULTS = {"layer_type": "preactivation", "global_padding": None, "depths": [3, 4, 6, 3],
+                 "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64, "num_groups": 32, "width_factor": 1,
+                 "hidden_act": "relu", "embedding_dynamic_padding": False, "out_features": None}
+_BEIT_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                  "hidden_act": "gelu", "layer_norm_eps": 1e-12, "image_size": 224, "patch_size": 16, "num_channels": 3,
+                  "use_absolute_position_embeddings": False, "use_relative_position_bias": False,
+                  "use_shared_relative_position_bias": False, "layer_scale_init_value": 0.1,
+                  "reshape_hidden_states": True, "add_fpn": False}
+
+
+def _with_defaults(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {**defaults, **{k: v for k, v in values.items() if v is not None}}
 
 
 def _refuse(where: Path, key: str, value: Any, why: str) -> None:
@@ -65,7 +91,7 @@ _BIT = {"model_type": "bit", "layer_type": "bottleneck", "global_padding": "same
 
 
 def _check_hybrid(config: dict[str, Any], where: Path) -> None:
-    bit = config.get("backbone_config") or {}
+    bit = _with_defaults(config.get("backbone_config") or {}, _BIT_DEFAULTS)
     for key, expected in _BIT.items():
         value = bit.get(key)
         value = value.lower() if isinstance(value, str) else value
@@ -83,24 +109,50 @@ def _check_hybrid(config: dict[str, Any], where: Path) -> None:
             _refuse(where, key, config.get(key), f"DPT-Hybrid on the R50 stem needs {expected!r} there")
 
 
-def _check_layout(config: dict[str, Any], where: Path) -> None:
+# DPT-BEiT's backbone (transformers BeitConfig) as timm's beit_*: per-block relative position bias only.
+_BEIT = {"use_relative_position_bias": True, "use_absolute_position_embeddings": False,
+         "use_shared_relative_position_bias": False, "reshape_hidden_states": False, "add_fpn": False,
+         "hidden_act": "gelu", "num_channels": 3}
+
+
+def _check_beit(config: dict[str, Any], where: Path) -> list[int]:
+    """The BEiT block indices of the four taps (BeitBackbone stage k is the output of block k - 1)."""
+    beit = config["backbone_config"]
+    for key, expected in _BEIT.items():
+        if beit.get(key) != expected:
+            _refuse(where, f"backbone_config.{key}", beit.get(key), f"the timm BEiT encoder has {expected!r}")
+    stages = beit.get("out_indices") or [int(str(s).replace("stage", "")) for s in beit.get("out_features") or ()]
+    if len(stages) != 4 or min(stages) < 1:
+        _refuse(where, "backbone_config.out_indices", stages, "four stages after the embeddings are needed")
+    return [int(s) - 1 for s in stages]
+
+
+def _backbone(config: dict[str, Any], where: Path) -> tuple[str, dict[str, Any], list[int]]:
+    """Which backbone (vit / hybrid / beit), the config that describes its transformer, its block taps."""
     backbone = config.get("backbone_config")
     if config.get("is_hybrid"):
         _check_hybrid(config, where)
-    elif backbone is not None or config.get("backbone") is not None:
+        return "hybrid", config, [int(i) for i in config.get("backbone_out_indices") or ()][2:]  # + 2 ResNet taps
+    if backbone is not None or config.get("backbone") is not None:
         kind = (backbone or {}).get("model_type", config.get("backbone"))
-        _refuse(where, "backbone_config.model_type", kind, "only DPT's own ViT and ViT-hybrid backbones "
-                "(is_hybrid) are supported; BEiT and Swin backbones are not")
-    else:
-        factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
-        if factors != [4.0, 2.0, 1.0, 0.5]:
-            _refuse(where, "reassemble_factors", factors, "the dpt decoder implements [4, 2, 1, 0.5] for a plain ViT")
+        if kind != "beit":
+            _refuse(where, "backbone_config.model_type", kind, "DPT's own ViT, the ViT-hybrid (is_hybrid) and BEiT "
+                    "backbones are supported; Swin and others are not")
+        beit = _with_defaults(backbone, _BEIT_DEFAULTS)
+        return "beit", beit, _check_beit({**config, "backbone_config": beit}, where)
+    return "vit", config, [int(i) for i in config.get("backbone_out_indices") or ()]
+
+
+def _check_layout(config: dict[str, Any], where: Path, kind: str, taps: list[int]) -> None:
+    factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
+    if kind != "hybrid" and factors != [4.0, 2.0, 1.0, 0.5]:
+        _refuse(where, "reassemble_factors", factors, "the dpt decoder implements [4, 2, 1, 0.5] for a plain ViT")
     checks = [("head_in_index", config.get("head_in_index", -1), -1),
               ("hidden_act", config.get("hidden_act", "gelu"), "gelu"), ("num_channels", config.get("num_channels", 3), 3)]
     for key, value, expected in checks:
         if value != expected:
             _refuse(where, key, value, f"the dpt decoder implements {expected!r} only")
-    if len(config.get("backbone_out_indices") or ()) != 4 or len(config.get("neck_hidden_sizes") or ()) != 4:
+    if len(taps) != (2 if kind == "hybrid" else 4) or len(config.get("neck_hidden_sizes") or ()) != 4:
         _refuse(where, "backbone_out_indices", config.get("backbone_out_indices"), "four taps are needed")
     if config.get("readout_type", "project") not in ("ignore", "add", "project"):
         _refuse(where, "readout_type", config.get("readout_type"), "choose ignore, add or project")
@@ -112,26 +164,30 @@ def _processor(folder: Path) -> dict[str, Any]:
 
 
 def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """DepthModel arguments reproducing a DPTForDepthEstimation config (plain ViT or hybrid)."""
+    """DepthModel arguments reproducing a DPTForDepthEstimation config (plain ViT, hybrid or BEiT)."""
     where = folder / "config.json"
-    _check_layout(config, where)
-    hidden, patch = int(config.get("hidden_size", 768)), int(config.get("patch_size", 16))
-    inner = int(config.get("intermediate_size", 3072))
+    config = _with_defaults(config, _DPT_DEFAULTS)
+    kind, vit, taps = _backbone(config, where)
+    _check_layout(config, where, kind, taps)
+    hidden, patch = int(vit.get("hidden_size", 768)), int(vit.get("patch_size", 16))
+    inner = int(vit.get("intermediate_size", 3072))
     if inner % hidden:
         _refuse(where, "intermediate_size", inner, f"timm's ViT needs a whole multiple of hidden_size {hidden}")
     proc = _processor(folder)
     mean, std = (proc["image_mean"], proc["image_std"]) if proc.get("do_normalize", True) else ([0.0] * 3, [1.0] * 3)
-    hybrid = bool(config.get("is_hybrid"))
-    taps = [int(i) for i in config["backbone_out_indices"]][2 if hybrid else 0:]  # hybrid: 2 ResNet taps first
+    hybrid = kind == "hybrid"
     encoder_kwargs = {
         "out_indices": taps, "norm": False, **({"cnn_taps": 2} if hybrid else {"patch_size": patch}),
         "readout": config.get("readout_type", "project"), "pos_embed_interpolation": "bilinear",
-        "pos_embed_antialias": False, "layer_norm_eps": float(config.get("layer_norm_eps", 1e-12)),
-        "pad_multiple": 2 * patch, "embed_dim": hidden, "depth": int(config.get("num_hidden_layers", 12)),
-        "num_heads": int(config.get("num_attention_heads", 12)), "mlp_ratio": inner / hidden,
-        "img_size": int(config.get("image_size", 384)), "qkv_bias": bool(config.get("qkv_bias", True)),
+        "pos_embed_antialias": False, "layer_norm_eps": float(vit.get("layer_norm_eps", 1e-12)),
+        "pad_multiple": 2 * patch, "embed_dim": hidden, "depth": int(vit.get("num_hidden_layers", 12)),
+        "num_heads": int(vit.get("num_attention_heads", 12)), "mlp_ratio": inner / hidden,
+        "img_size": int(vit.get("image_size", 384)), "qkv_bias": bool(vit.get("qkv_bias", True)),
         "pretrained_cfg_overlay": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
     }
+    if kind == "beit":  # layer scale: transformers' lambda_1/2 exist only for layer_scale_init_value > 0
+        scale = float(vit.get("layer_scale_init_value", 0.1))
+        encoder_kwargs.update(qkv_bias=True, init_values=scale if scale > 0 else None)
     batch_norm = bool(config.get("use_batch_norm_in_fusion_residual") or False)
     bias = config.get("use_bias_in_fusion_residual")
     decoder_kwargs = {
@@ -140,7 +196,8 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
         "fusion_batch_norm": batch_norm, "fusion_bias": None if bias is None else bool(bias),
         "head_projection": bool(config.get("add_projection", False)), **({"cnn_taps": 2} if hybrid else {}),
     }
-    name = "vit_base_r50_s16_384" if hybrid else _VIT_NAMES.get((hidden, patch), "vit_base_patch16_384")
+    name = {"hybrid": "vit_base_r50_s16_384", "beit": _BEIT_NAMES.get(hidden, "beit_base_patch16_384")}.get(
+        kind, _VIT_NAMES.get((hidden, patch), "vit_base_patch16_384"))
     return dict(encoder=name, decoder="dpt",
                 encoder_kwargs=encoder_kwargs, decoder_kwargs=decoder_kwargs, output="disparity")
 
@@ -151,83 +208,6 @@ def working_size(folder: Path) -> dict[str, Any]:
     size = proc.get("size") or {}
     return {"height": int(size.get("height", 384)), "width": int(size.get("width", 384)),
             "keep_aspect_ratio": bool(proc.get("keep_aspect_ratio")), "ensure_multiple_of": int(proc.get("ensure_multiple_of") or 1)}
-
-
-# HF name -> depthsmith name. q/k/v are handled apart (concatenated into qkv).
-_V = "encoder.net.vit."
-_RULES = [
-    (r"dpt\.embeddings\.cls_token", _V + "cls_token"),
-    (r"dpt\.embeddings\.position_embeddings", _V + "pos_embed"),
-    (r"dpt\.embeddings\.patch_embeddings\.projection\.(weight|bias)", _V + r"patch_embed.proj.\1"),
-    (r"dpt\.encoder\.layer\.(\d+)\.layernorm_before\.(weight|bias)", _V + r"blocks.\1.norm1.\2"),
-    (r"dpt\.encoder\.layer\.(\d+)\.layernorm_after\.(weight|bias)", _V + r"blocks.\1.norm2.\2"),
-    (r"dpt\.encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", _V + r"blocks.\1.attn.proj.\2"),
-    (r"dpt\.encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", _V + r"blocks.\1.mlp.fc1.\2"),
-    (r"dpt\.encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", _V + r"blocks.\1.mlp.fc2.\2"),
-    (r"neck\.reassemble_stage\.readout_projects\.(\d)\.0\.(weight|bias)", r"encoder.net.readout.\1.0.\2"),
-    (r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.reassemble.\1.project.\2"),
-    (r"neck\.reassemble_stage\.layers\.(\d)\.resize\.(weight|bias)", r"decoder.reassemble.\1.resample.\2"),
-    (r"neck\.convs\.(\d)\.weight", r"decoder.layer_rn.\1.weight"),
-    (r"neck\.fusion_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.fusion.\1.project.\2"),
-    (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer([12])\.convolution([12])\.(weight|bias)",
-     r"decoder.fusion.\1.res\2.conv\3.\4"),
-    (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer([12])\.batch_norm([12])\."
-     r"(weight|bias|running_mean|running_var|num_batches_tracked)", r"decoder.fusion.\1.res\2.bn\3.\4"),
-    (r"head\.projection\.(weight|bias)", r"decoder.head.projection.\1"),
-    (r"head\.head\.0\.(weight|bias)", r"decoder.head.conv1.\1"),
-    (r"head\.head\.2\.(weight|bias)", r"decoder.head.conv2.\1"),
-    (r"head\.head\.4\.(weight|bias)", r"decoder.head.conv3.\1"),
-]
-_B = _V + "patch_embed.backbone."
-_RULES += [  # DPT-Hybrid: transformers BitBackbone -> timm ResNetV2, and the 1 x 1 projection to tokens
-    (r"dpt\.embeddings\.backbone\.bit\.embedder\.convolution\.weight", _B + "stem.conv.weight"),
-    (r"dpt\.embeddings\.backbone\.bit\.embedder\.norm\.(weight|bias)", _B + r"stem.norm.\1"),
-    (r"dpt\.embeddings\.backbone\.bit\.encoder\.stages\.(\d)\.layers\.(\d+)\.(conv[123]|norm[123]|downsample\.conv"
-     r"|downsample\.norm)\.(weight|bias)", _B + r"stages.\1.blocks.\2.\3.\4"),
-    (r"dpt\.embeddings\.projection\.(weight|bias)", _V + r"patch_embed.proj.\1"),
-]
-_QKV = re.compile(r"dpt\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)")
-_LAYER = re.compile(r"dpt\.encoder\.layer\.(\d+)\.")
-_UNUSED = (re.compile(r"dpt\.layernorm\."), re.compile(r"neck\.fusion_stage\.layers\.0\.residual_layer1\."))
-
-
-def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """Rename and shape-check every tensor; the message names the first key that does not fit."""
-    depth = 1 + max((int(k.split(".")[4]) for k in target if k.startswith(_V + "blocks.")), default=-1)
-    out: dict[str, torch.Tensor] = {}
-    origin: dict[str, str] = {}
-    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-    for key, value in hf.items():
-        layer = _LAYER.match(key)
-        if any(p.match(key) for p in _UNUSED) or (layer and int(layer.group(1)) >= depth):
-            continue
-        match = _QKV.fullmatch(key)
-        if match:
-            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)[0]] = value
-            continue
-        for pattern, repl in _RULES:
-            if re.fullmatch(pattern, key):
-                name = re.sub(pattern, repl, key)
-                out[name], origin[name] = value, key
-                break
-        else:
-            raise WeightFileError(f"{source}: checkpoint key {key!r} has no place in the depthsmith model.")
-    for (layer, kind), parts in qkv.items():
-        if set(parts) != {"q", "k", "v"}:
-            raise WeightFileError(f"{source}: layer {layer} has {sorted(parts)} of the q/k/v {kind}s, needs all three.")
-        name = f"{_V}blocks.{layer}.attn.qkv.{kind}"
-        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
-        origin[name] = f"dpt.encoder.layer.{layer}.attention.attention.query/key/value.{kind}"
-    for key, ref in target.items():
-        if key not in out:
-            raise WeightFileError(f"{source}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
-        if tuple(out[key].shape) != tuple(ref.shape):
-            raise WeightFileError(f"{source}: checkpoint key {origin[key]!r} has shape {tuple(out[key].shape)}, but "
-                                  f"{key!r} of the model built from its config.json has {tuple(ref.shape)}.")
-    extra = sorted(set(out) - set(target))
-    if extra:
-        raise WeightFileError(f"{source}: checkpoint key {origin[extra[0]]!r} has no place in the model.")
-    return out
 
 
 def load_hf_dpt(path_or_hub_id: str | Path, map_location: str = "cpu", source: str | None = None, **hub_kwargs: Any):

@@ -92,10 +92,7 @@ class ViTFeatures(nn.Module):
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        # No classifier, no pooling head: their parameters would never get a gradient here.
-        kwargs = dict(num_classes=0, global_pool="", dynamic_img_size=True, dynamic_img_pad=True)
-        kwargs.update(timm_kwargs)
-        self.vit = timm.create_model(name, pretrained=pretrained, **kwargs)
+        self.vit = self._create(name, pretrained, timm_kwargs)
         if not hasattr(self.vit, "blocks") or not hasattr(self.vit, "patch_embed"):
             raise ValueError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
         depth = len(self.vit.blocks)
@@ -153,6 +150,20 @@ class ViTFeatures(nn.Module):
                 if isinstance(module, nn.LayerNorm):
                     module.eps = float(layer_norm_eps)
 
+    @staticmethod
+    def _create(name: str, pretrained: bool, timm_kwargs: dict[str, Any]) -> nn.Module:
+        # No classifier, no pooling head: their parameters would never get a gradient here.
+        kwargs = dict(num_classes=0, global_pool="", dynamic_img_size=True, dynamic_img_pad=True)
+        kwargs.update(timm_kwargs)
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The token sequence entering the first block (B x gh x gw x C patches in)."""
+        return self.vit.norm_pre(self.vit.patch_drop(self._pos_embed(x)))
+
+    def _block(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        return block(tokens)
+
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """timm's ``VisionTransformer._pos_embed`` with the antialias choice made explicit."""
         vit = self.vit
@@ -183,10 +194,10 @@ class ViTFeatures(nn.Module):
             x = F.pad(x, (0, (-x.shape[-1]) % self.pad_multiple, 0, (-x.shape[-2]) % self.pad_multiple))
         maps, tokens = self._embed(x)  # tokens: B x gh x gw x C (NHWC with dynamic_img_size)
         gh, gw = tokens.shape[1], tokens.shape[2]
-        tokens = vit.norm_pre(vit.patch_drop(self._pos_embed(tokens)))
+        tokens = self._tokens(tokens)
         feats = list(maps)
         for i, block in enumerate(vit.blocks):
-            tokens = block(tokens)
+            tokens = self._block(block, tokens, (gh, gw))
             if i in self.out_indices:
                 out = self._read_out(vit.norm(tokens), len(feats))
                 feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
