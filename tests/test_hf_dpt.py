@@ -172,20 +172,37 @@ def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
         depthsmith.load_model(tmp_path)
 
 
-@pytest.mark.parametrize("key, value, named", [
-    ("is_hybrid", True, "backbone_config.model_type=None"),  # a hybrid without its BiT config
-    ("backbone_config", {"model_type": "swinv2"}, "backbone_config.model_type='swinv2'"),
-    ("reassemble_factors", [1, 1, 1, 0.5], "reassemble_factors"),
-    ("backbone_config.depths", [3, 4, 6], r"backbone_config.depths=\[3, 4, 6\]"),
+@pytest.mark.parametrize("variant, key, value, named", [
+    ("project", "is_hybrid", True, "backbone_config.model_type=None"),  # a hybrid without its BiT config
+    ("project", "backbone_config", {"model_type": "swinv2"}, "backbone_config.model_type='swinv2'"),
+    ("project", "reassemble_factors", [1, 1, 1, 0.5], "reassemble_factors"),
+    ("hybrid", "backbone_config.depths", [3, 4, 6], r"backbone_config.depths=\[3, 4, 6\]"),
+    ("beit", "backbone_config.use_absolute_position_embeddings", True, "backbone_config.use_absolute_position_emb"),
+    ("beit", "backbone_config.reshape_hidden_states", True, "backbone_config.reshape_hidden_states=True"),
 ])
-def test_unsupported_layouts_are_refused_by_key(key, value, named, tmp_path):
-    hybrid = key.startswith("backbone_config.")
-    _tiny_hf(**(VARIANTS["hybrid"] if hybrid else {})).save_pretrained(tmp_path)
+def test_unsupported_layouts_are_refused_by_key(variant, key, value, named, tmp_path):
+    _tiny_hf(**VARIANTS[variant]).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    if hybrid:
+    if key.startswith("backbone_config."):
         config["backbone_config"][key.split(".")[1]] = value
     else:
         config[key] = value
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match=f"config.json: {named}"):
         depthsmith.load_model(tmp_path)
+
+
+def test_keys_left_out_of_config_json_take_transformers_defaults(converted, tmp_path):
+    # Older config.json files omit keys at their default value; the conversion must not change.
+    _, folder, ours = converted
+    config = json.loads((folder / "config.json").read_text())
+    defaults = transformers.DPTConfig().to_dict()
+    for key in ("readout_type", "qkv_bias", "layer_norm_eps", "head_in_index", "hidden_act", "patch_size"):
+        if config.get(key) == defaults[key]:
+            del config[key]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    again = depthsmith.load_model(tmp_path)
+    assert again.encoder.net.readout_mode == ours.encoder.net.readout_mode
+    for (name, a), b in zip(again.state_dict().items(), ours.state_dict().values()):
+        assert torch.equal(a, b), name
