@@ -98,12 +98,12 @@ def _check_hybrid(config: dict[str, Any], where: Path) -> None:
         value = value[:3] if key == "hidden_sizes" and isinstance(value, list) else value
         if value != expected:
             _refuse(where, f"backbone_config.{key}", bit.get(key), f"timm's vit_base_r50_s16_384 has {expected!r}")
-    checks = [("reassemble_factors", [float(f) for f in config.get("reassemble_factors", ())[2:]], [1.0, 0.5]),
-              ("neck_hidden_sizes", list(config.get("neck_hidden_sizes", ()))[:2], [256, 512]),
-              ("neck_ignore_stages", list(config.get("neck_ignore_stages", (0, 1))), [0, 1]),
-              ("patch_size", config.get("patch_size", 16), 16),
-              ("readout_type", config.get("readout_type", "project"), "project"),
-              ("backbone_featmap_shape", list(config.get("backbone_featmap_shape") or [0, 1024])[1:2], [1024])]
+    checks = [("reassemble_factors", [float(f) for f in config["reassemble_factors"][2:]], [1.0, 0.5]),
+              ("neck_hidden_sizes", list(config["neck_hidden_sizes"])[:2], [256, 512]),
+              ("neck_ignore_stages", list(config["neck_ignore_stages"]), [0, 1]),
+              ("patch_size", config["patch_size"], 16),
+              ("readout_type", config["readout_type"], "project"),
+              ("backbone_featmap_shape", list(config["backbone_featmap_shape"])[1:2], [1024])]
     for key, value, expected in checks:
         if value != expected:
             _refuse(where, key, config.get(key), f"DPT-Hybrid on the R50 stem needs {expected!r} there")
@@ -132,7 +132,7 @@ def _backbone(config: dict[str, Any], where: Path) -> tuple[str, dict[str, Any],
     backbone = config.get("backbone_config")
     if config.get("is_hybrid"):
         _check_hybrid(config, where)
-        return "hybrid", config, [int(i) for i in config.get("backbone_out_indices") or ()][2:]  # + 2 ResNet taps
+        return "hybrid", config, [int(i) for i in config["backbone_out_indices"]][2:]  # + 2 ResNet taps
     if backbone is not None or config.get("backbone") is not None:
         kind = (backbone or {}).get("model_type", config.get("backbone"))
         if kind != "beit":
@@ -140,21 +140,21 @@ def _backbone(config: dict[str, Any], where: Path) -> tuple[str, dict[str, Any],
                     "backbones are supported; Swin and others are not")
         beit = _with_defaults(backbone, _BEIT_DEFAULTS)
         return "beit", beit, _check_beit({**config, "backbone_config": beit}, where)
-    return "vit", config, [int(i) for i in config.get("backbone_out_indices") or ()]
+    return "vit", config, [int(i) for i in config["backbone_out_indices"]]
 
 
 def _check_layout(config: dict[str, Any], where: Path, kind: str, taps: list[int]) -> None:
-    factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
+    factors = [float(f) for f in config["reassemble_factors"]]
     if kind != "hybrid" and factors != [4.0, 2.0, 1.0, 0.5]:
         _refuse(where, "reassemble_factors", factors, "the dpt decoder implements [4, 2, 1, 0.5] for a plain ViT")
-    checks = [("head_in_index", config.get("head_in_index", -1), -1),
-              ("hidden_act", config.get("hidden_act", "gelu"), "gelu"), ("num_channels", config.get("num_channels", 3), 3)]
+    checks = [("head_in_index", config["head_in_index"], -1), ("hidden_act", config["hidden_act"], "gelu"),
+              ("num_channels", config["num_channels"], 3)]
     for key, value, expected in checks:
         if value != expected:
             _refuse(where, key, value, f"the dpt decoder implements {expected!r} only")
-    if len(taps) != (2 if kind == "hybrid" else 4) or len(config.get("neck_hidden_sizes") or ()) != 4:
+    if len(taps) != (2 if kind == "hybrid" else 4) or len(config["neck_hidden_sizes"]) != 4:
         _refuse(where, "backbone_out_indices", config.get("backbone_out_indices"), "four taps are needed")
-    if config.get("readout_type", "project") not in ("ignore", "add", "project"):
+    if config["readout_type"] not in ("ignore", "add", "project"):
         _refuse(where, "readout_type", config.get("readout_type"), "choose ignore, add or project")
 
 
@@ -169,8 +169,7 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     config = _with_defaults(config, _DPT_DEFAULTS)
     kind, vit, taps = _backbone(config, where)
     _check_layout(config, where, kind, taps)
-    hidden, patch = int(vit.get("hidden_size", 768)), int(vit.get("patch_size", 16))
-    inner = int(vit.get("intermediate_size", 3072))
+    hidden, patch, inner = int(vit["hidden_size"]), int(vit["patch_size"]), int(vit["intermediate_size"])
     if inner % hidden:
         _refuse(where, "intermediate_size", inner, f"timm's ViT needs a whole multiple of hidden_size {hidden}")
     proc = _processor(folder)
@@ -178,23 +177,23 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     hybrid = kind == "hybrid"
     encoder_kwargs = {
         "out_indices": taps, "norm": False, **({"cnn_taps": 2} if hybrid else {"patch_size": patch}),
-        "readout": config.get("readout_type", "project"), "pos_embed_interpolation": "bilinear",
-        "pos_embed_antialias": False, "layer_norm_eps": float(vit.get("layer_norm_eps", 1e-12)),
-        "pad_multiple": 2 * patch, "embed_dim": hidden, "depth": int(vit.get("num_hidden_layers", 12)),
-        "num_heads": int(vit.get("num_attention_heads", 12)), "mlp_ratio": inner / hidden,
-        "img_size": int(vit.get("image_size", 384)), "qkv_bias": bool(vit.get("qkv_bias", True)),
+        "readout": config["readout_type"], "pos_embed_interpolation": "bilinear",
+        "pos_embed_antialias": False, "layer_norm_eps": float(vit["layer_norm_eps"]),
+        "pad_multiple": 2 * patch, "embed_dim": hidden, "depth": int(vit["num_hidden_layers"]),
+        "num_heads": int(vit["num_attention_heads"]), "mlp_ratio": inner / hidden,
+        "img_size": int(vit["image_size"]), "qkv_bias": bool(vit.get("qkv_bias", True)),
         "pretrained_cfg_overlay": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
     }
     if kind == "beit":  # layer scale: transformers' lambda_1/2 exist only for layer_scale_init_value > 0
-        scale = float(vit.get("layer_scale_init_value", 0.1))
+        scale = float(vit["layer_scale_init_value"])
         encoder_kwargs.update(qkv_bias=True, init_values=scale if scale > 0 else None)
     batch_norm = bool(config.get("use_batch_norm_in_fusion_residual") or False)
     bias = config.get("use_bias_in_fusion_residual")
     decoder_kwargs = {
-        "features": int(config.get("fusion_hidden_size", 256)), "head_features": 32,
-        "out_channels": [int(c) for c in config.get("neck_hidden_sizes", (96, 192, 384, 768))][2 if hybrid else 0:],
+        "features": int(config["fusion_hidden_size"]), "head_features": 32,
+        "out_channels": [int(c) for c in config["neck_hidden_sizes"]][2 if hybrid else 0:],
         "fusion_batch_norm": batch_norm, "fusion_bias": None if bias is None else bool(bias),
-        "head_projection": bool(config.get("add_projection", False)), **({"cnn_taps": 2} if hybrid else {}),
+        "head_projection": bool(config["add_projection"]), **({"cnn_taps": 2} if hybrid else {}),
     }
     name = {"hybrid": "vit_base_r50_s16_384", "beit": _BEIT_NAMES.get(hidden, "beit_base_patch16_384")}.get(
         kind, _VIT_NAMES.get((hidden, patch), "vit_base_patch16_384"))
@@ -206,6 +205,7 @@ def working_size(folder: Path) -> dict[str, Any]:
     """The processor's resize (``DPTImageProcessor``): the size the checkpoint was made for."""
     proc = _processor(folder)
     size = proc.get("size") or {}
+    size = {"height": size, "width": size} if isinstance(size, int) else size  # older processors: one side
     return {"height": int(size.get("height", 384)), "width": int(size.get("width", 384)),
             "keep_aspect_ratio": bool(proc.get("keep_aspect_ratio")), "ensure_multiple_of": int(proc.get("ensure_multiple_of") or 1)}
 
