@@ -111,9 +111,11 @@ def _load_hf(folder: Path, map_location: str, source: str) -> DepthModel:
 
     from .hf_depth import load_hf_depth
     from .hf_dpt import load_hf_dpt
+    from .hf_zoedepth import load_hf_zoedepth
 
     model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    load = load_hf_dpt if model_type == "dpt" else load_hf_depth  # load_hf_depth names the unsupported ones
+    # load_hf_depth names the unsupported ones
+    load = {"dpt": load_hf_dpt, "zoedepth": load_hf_zoedepth}.get(model_type, load_hf_depth)
     return load(folder, map_location=map_location, source=source)
 
 

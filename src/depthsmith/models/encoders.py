@@ -28,6 +28,7 @@ from ..errors import InputError
 from .beit import BeitFeatures, is_beit
 from .vit import ViTFeatures, is_hybrid_vit, is_plain_vit
 from .weights import load_encoder_file
+from .zoe_frame import InputFrame
 
 __all__ = ["Encoder", "WEIGHT_CHOICES", "ENCODER_KWARGS", "check_encoder_kwargs"]
 
@@ -39,7 +40,7 @@ WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to 
 # open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
 # the internet must not be able to make the loader read, or unpickle, an arbitrary file.
 ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "pos_embed_offset", "norm",
-                      "readout", "pos_embed_interpolation", "layer_norm_eps", "pad_multiple", "cnn_taps")
+                      "readout", "pos_embed_interpolation", "layer_norm_eps", "pad_multiple", "cnn_taps", "frame")
 TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size", "embed_dim", "depth", "num_heads",
                      "mlp_ratio", "patch_size", "qkv_bias", "init_values", "pretrained_cfg_overlay")
 ENCODER_KWARGS = ENCODER_OWN_KWARGS + TIMM_SHAPE_KWARGS
@@ -95,6 +96,8 @@ class Encoder(nn.Module):
             raise ValueError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
         self.name = name
         self.include_input = include_input
+        frame = timm_kwargs.pop("frame", None)  # ZoeDepth's reflect padding and working-size resize (zoe_frame.py)
+        self.frame = InputFrame(**frame) if frame else None
         pretrained = weights == "imagenet"
         weight_file = None if weights in (None, "imagenet") else Path(weights)
 
@@ -137,6 +140,8 @@ class Encoder(nn.Module):
         return new
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.frame is not None:
+            x = self.frame(x)
         feats = self.net(x)
         if isinstance(feats, dict):  # fx extractor returns {tap: tensor} in tap order
             feats = list(feats.values())
