@@ -17,7 +17,7 @@ from depthsmith.models.hf_zoedepth import ZoeDepthConfigError
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SIZES = [(50, 70), (90, 150)]  # source sizes: padded, then resized to about 64 x 96 (multiples of 32)
+SIZES = [(50, 70), (100, 60)]  # source sizes: padded, then resized to 64 x 96 and 160 x 96 for the network
 TWO = [{"name": "nyu", "n_bins": 12, "min_depth": 1e-3, "max_depth": 10.0},
        {"name": "kitti", "n_bins": 10, "min_depth": 1e-3, "max_depth": 80.0}]
 
@@ -153,3 +153,20 @@ def test_unsupported_config_is_refused_by_key(tmp_path, key, value, needle):
     with pytest.raises(ZoeDepthConfigError, match=needle.replace("[", r"\[")) as err:
         depthsmith.load_model(folder)
     assert "config.json" in str(err.value)
+
+
+def test_log_binomial_constants_in_a_checkpoint_are_checked(tmp_path):
+    """Checkpoints written with the constants as tensors load; a wrong constant is refused by key."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _save(_tiny_hf(TWO[:1]), tmp_path / "zoe")
+    state = load_file(str(folder / "model.safetensors"))
+    prefix = "metric_head.conditional_log_binomial.log_binomial_transform."
+    state[prefix + "k_idx"] = torch.arange(12).view(1, -1, 1, 1)
+    state[prefix + "k_minus_1"] = torch.tensor([11]).view(1, -1, 1, 1)
+    save_file(state, str(folder / "model.safetensors"))
+    depthsmith.load_model(folder)
+    state[prefix + "k_idx"] = torch.arange(12).flip(0).view(1, -1, 1, 1).contiguous()
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightFileError, match=r"model\.safetensors.*log_binomial_transform\.k_idx"):
+        depthsmith.load_model(folder)

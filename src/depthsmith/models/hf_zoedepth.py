@@ -25,6 +25,7 @@ patch transformer (transformers' classifier is ``Linear(128, 128)`` -> 2 and run
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,28 @@ def model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
                 max_depth=max(b["max_depth"] for b in bins))
 
 
+_BINOMIAL = re.compile(r"metric_head\.conditional_log_binomial\.(?:(\w+)\.)?log_binomial_transform\.(k_idx|k_minus_1)")
+
+
+def _check_binomial(key: str, value: torch.Tensor, source: str) -> None:
+    """``k_idx`` (0 .. n - 1) and ``k_minus_1`` (n - 1): constants the model rebuilds (zoe_bins.py)."""
+    flat = value.flatten()
+    ok = (torch.equal(flat.long(), torch.arange(flat.numel())) if key.endswith("k_idx")
+          else flat.numel() == 1 and int(flat[0]) >= 1)
+    if not ok:
+        raise WeightFileError(f"{source}: checkpoint key {key!r} does not hold ZoeDepth's constant "
+                              f"({'0 .. n_bins - 1' if key.endswith('k_idx') else 'n_bins - 1'}).")
+
+
 def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Backbone and neck keys as DPT's (models/hf_dpt_keys.py); ``relative_head.*`` -> the dpt head's
     names, ``metric_head.*`` -> ``decoder.metric.*`` (the same names below). Every tensor shape-checked."""
     ours: dict[str, tuple[str, torch.Tensor]] = {}
     rest = {}
     for key, value in hf.items():
-        if key.startswith("metric_head."):
+        if _BINOMIAL.fullmatch(key):  # LogBinomialSoftmax's constants, if a checkpoint stored them: checked
+            _check_binomial(key, value, source)
+        elif key.startswith("metric_head."):
             ours["decoder.metric." + key[len("metric_head."):]] = (key, value)
         elif key.startswith("relative_head."):
             ours["decoder.head." + key[len("relative_head."):]] = (key, value)
