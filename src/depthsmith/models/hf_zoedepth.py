@@ -101,7 +101,8 @@ def model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     kwargs = dpt_model_kwargs(dpt_config, folder)  # the BEiT and neck keys, checked as for DPT-BEiT
     if int(config["bottleneck_features"]) != int(config["fusion_hidden_size"]):
         _refuse(where, "bottleneck_features", config["bottleneck_features"],
-                f"the metric head's bottleneck is the neck's deepest level, fusion_hidden_size={config['fusion_hidden_size']}")
+                f"the metric head's bottleneck is the neck's deepest level "
+                f"(fusion_hidden_size={config['fusion_hidden_size']})")
     if config["bin_centers_type"] not in ("softplus", "normed"):
         _refuse(where, "bin_centers_type", config["bin_centers_type"], "ZoeDepth's are softplus or normed")
     if config["attractor_kind"] not in ("mean", "sum"):
@@ -140,7 +141,8 @@ def _check_binomial(key: str, value: torch.Tensor, source: str) -> None:
                               f"({'0 .. n_bins - 1' if key.endswith('k_idx') else 'n_bins - 1'}).")
 
 
-def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                       source: str) -> dict[str, torch.Tensor]:
     """Backbone and neck keys as DPT's (models/hf_dpt_keys.py); ``relative_head.*`` -> the dpt head's
     names, ``metric_head.*`` -> ``decoder.metric.*`` (the same names below). Every tensor shape-checked."""
     ours: dict[str, tuple[str, torch.Tensor]] = {}

@@ -43,7 +43,8 @@ def _pads(height, width) -> tuple[int, int]:
     return int(math.sqrt(height / 2) * 3), int(math.sqrt(width / 2) * 3)
 
 
-def _network_size(height: int, width: int, size: tuple[int, int], keep_aspect: bool, multiple: float) -> tuple[int, int]:
+def _network_size(height: int, width: int, size: tuple[int, int], keep_aspect: bool,
+                  multiple: float) -> tuple[int, int]:
     """``get_resize_output_image_size`` (round half to even, as np.round)."""
     scale_h, scale_w = size[0] / height, size[1] / width
     if keep_aspect:
@@ -58,8 +59,8 @@ def _network_size(height: int, width: int, size: tuple[int, int], keep_aspect: b
 class _Frame:
     def __init__(self, pad: bool = True, size: list[int] | None = None, keep_aspect_ratio: bool = True,
                  multiple: float = 32, mean: list[float] | None = None, std: list[float] | None = None) -> None:
-        self.pad, self.size, self.keep, self.multiple = bool(pad), size and tuple(int(s) for s in size), \
-            bool(keep_aspect_ratio), float(multiple)
+        self.pad, self.keep, self.multiple = bool(pad), bool(keep_aspect_ratio), float(multiple)
+        self.size = tuple(int(s) for s in size) if size else None  # None: no resize (do_resize false)
 
     def sizes(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """(pad rows, pad columns) and the network's input size for an input of ``height`` x ``width``."""

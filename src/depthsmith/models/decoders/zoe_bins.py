@@ -108,7 +108,9 @@ class ConditionalLogBinomial(nn.Module):
                  max_temp: float) -> None:
         super().__init__()
         hidden = (cin + condition) // bottleneck_factor
-        self.mlp = nn.Sequential(nn.Conv2d(cin + condition, hidden, 1), nn.GELU(), nn.Conv2d(hidden, 4, 1), nn.Softplus())
+        # 2 + 2 channels: the probability and the temperature, each as a normalised pair
+        self.mlp = nn.Sequential(nn.Conv2d(cin + condition, hidden, 1), nn.GELU(), nn.Conv2d(hidden, 4, 1),
+                                 nn.Softplus())
         self.min_temp, self.max_temp = min_temp, max_temp
         k = torch.arange(n_bins, dtype=torch.float32).view(1, -1, 1, 1)
         self.register_buffer("k", k, persistent=False)
