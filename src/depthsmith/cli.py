@@ -245,6 +245,23 @@ def _data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-samples", type=_int_at_least(1))
     s.set_defaults(func=check)
 
+    def video(a: argparse.Namespace) -> int:
+        from .commands.video import data_video_cli
+
+        return data_video_cli(a.out, a.path, a.frames, a.height, a.width, a.seed, a.fps)
+
+    from .data.video import PATHS
+
+    s = dsub.add_parser("video", help="a synthetic video with exact depth, poses and intrinsics (mp4 + ground truth)")
+    s.add_argument("--out", required=True, help="folder for rgb.mp4, depth/*.npy, poses.npy, intrinsics.json")
+    s.add_argument("--path", default="walk", choices=list(PATHS), help="camera path")
+    s.add_argument("--frames", type=_int_at_least(2), default=200)
+    s.add_argument("--height", type=_int_at_least(8), default=240)
+    s.add_argument("--width", type=_int_at_least(8), default=320)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fps", type=float, default=25.0)
+    s.set_defaults(func=video)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="depthsmith", description="Monocular depth estimation: train, evaluate, deploy.")
