@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from depthsmith.cli import main
@@ -52,3 +53,79 @@ def test_data_video_writes_mp4_and_ground_truth(tmp_path: Path) -> None:
     again = build_dataset(yaml.safe_load((out / "dataset.yaml").read_text()))  # renders the same clip
     depth = np.load(out / "depth" / "000003.npy")
     assert np.array_equal(depth, again[3]["depth"][0].numpy()) and np.allclose(poses[3], again.pose(3))
+
+
+# -- temporal alignment at inference ------------------------------------------------------------
+from depthsmith.metrics.clip_align import ClipAligner, robust_affine  # noqa: E402
+from depthsmith.metrics.temporal import fit_clip, apply_affine, temporal_alignment_error  # noqa: E402
+
+
+def test_robust_affine_ignores_outliers() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 5, 1000)
+    y = 2.5 * x - 0.7
+    y[:80] += rng.uniform(3, 10, 80)  # 8 % of the pixels moved (a passing object)
+    assert robust_affine(x, y) == pytest.approx((2.5, -0.7))
+    design = np.stack([x, np.ones_like(x)], 1)
+    plain = np.linalg.lstsq(design, y, rcond=None)[0]
+    assert abs(plain[1] + 0.7) > 0.1  # what plain least squares would have given
+
+
+@pytest.mark.parametrize("space", ["depth", "disparity"])
+def test_aligner_undoes_per_frame_affine_maps(space: str) -> None:
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(0.5, 6.0, (16, 20))
+    x = gt if space == "depth" else 1.0 / gt
+    frames = []
+    for scale, shift in [(1.0, 0.0), (1.7, 0.3), (0.6, -0.1), (2.2, 0.05)]:  # each frame on its own scale
+        y = scale * x + shift
+        frames.append(y if space == "depth" else 1.0 / y)
+    align = ClipAligner(space)
+    out = [align(f) for f in frames]
+    for o in out[1:]:
+        assert np.allclose(o, out[0], rtol=1e-5)  # all on frame 0's scale
+    anchored = ClipAligner(space, anchor=gt)
+    assert all(np.allclose(anchored(f), gt, rtol=1e-5) for f in frames)  # a metric first frame: metres
+
+
+def test_metric_smoothing_is_off_at_zero_strength() -> None:
+    d0, d1 = np.full((4, 4), 2.0), np.full((4, 4), 2.2)
+    off = ClipAligner("metric")
+    assert np.array_equal(off(d0), d0) and np.array_equal(off(d1), d1.astype(np.float32))
+    light = ClipAligner("metric", strength=0.5)
+    light(d0)
+    assert np.allclose(light(d1), 2.2 * (2.0 / 2.2) ** 0.5)  # half-way, geometrically, to the last scale
+
+
+class JitteredDepth(torch.nn.Module):
+    """A relative model whose every frame is on its own scale: the frame's true depth (coded in its red
+    channel) min-max normalised, as the ``relative`` output kind is (models/model.py), times a scale
+    and plus a shift that change from frame to frame (drawn from the frame's own pixels)."""
+
+    output, is_metric, name = "relative", False, "jittered-oracle"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = x[:, :1]
+        lo, hi = r.amin(dim=(2, 3), keepdim=True), r.amax(dim=(2, 3), keepdim=True)
+        phase = 1e4 * r.mean(dim=(2, 3), keepdim=True)
+        return (r - lo) / (hi - lo) * (1.0 + 0.3 * torch.sin(phase)) + 0.2 + 0.1 * torch.cos(phase)
+
+
+def test_stream_aligns_a_relative_model_over_a_walk() -> None:
+    from depthsmith.inference import Predictor
+
+    n = 40
+    clip = SyntheticVideo(num_frames=n, size=(24, 32), path="walk")
+    gts = [clip._load(i)[1] for i in range(n)]
+    frames = [np.repeat((g / 8.0)[..., None], 3, axis=2).astype(np.float32) for g in gts]
+    predictor = Predictor(JitteredDepth(), device="cpu", backend="torch-fp32")
+    poses, k = [clip.pose(i) for i in range(n)], clip.intrinsics()
+
+    def tae(preds):  # as eval_TAE: one affine for the clip (in depth space, the kind's space), then TAE
+        scale, shift = fit_clip(preds, gts, "depth")
+        return temporal_alignment_error([apply_affine(p, scale, shift, "depth") for p in preds], poses, k, gts)
+
+    raw = [d for _, d in predictor.stream(frames, temporal="none")]
+    aligned = [d for _, d in predictor.stream(frames, temporal="auto")]
+    assert np.allclose(raw[0], aligned[0])  # the first frame keeps its scale
+    assert tae(aligned) < 0.5 * tae(raw)
