@@ -129,3 +129,33 @@ def test_stream_aligns_a_relative_model_over_a_walk() -> None:
     aligned = [d for _, d in predictor.stream(frames, temporal="auto")]
     assert np.allclose(raw[0], aligned[0])  # the first frame keeps its scale
     assert tae(aligned) < 0.5 * tae(raw)
+
+
+# -- predict on a video: stream, resume, point clouds --------------------------------------------
+def test_interrupted_video_prediction_resumes(tmp_path: Path) -> None:
+    import depthsmith
+    from depthsmith.commands.predict_video import predict_video
+    from depthsmith.inference import Predictor
+
+    main(["data", "video", "--out", str(tmp_path / "clip"), "--path", "walk", "--frames", "10", "--height", "48",
+          "--width", "64"])
+    torch.manual_seed(0)
+    model = depthsmith.create_model("test_resnet", decoder="unet", output="relative").eval()
+    predictor = Predictor(model, device="cpu", backend="torch-fp32")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = (predictor, tmp_path / "clip" / "rgb.mp4", out, "clip", ["npy", "color", "ply"])
+    first = predict_video(*args, batch_size=3, ply_every=4)
+    assert first == {"predicted": 10, "skipped": 0}
+    frames = out / "clip_frames"
+    assert sorted(p.name for p in frames.glob("*.ply")) == ["000000.ply", "000004.ply", "000008.ply"]
+    before = {i: np.load(frames / f"{i:06d}_depth.npy") for i in range(10)}
+    kept = (frames / "000005_depth.npy").stat().st_mtime_ns
+    for i in (6, 7, 8, 9):  # as if the run had stopped after frame 5
+        (frames / f"{i:06d}_depth.npy").unlink()
+    again = predict_video(*args, batch_size=3, ply_every=4)
+    assert again == {"predicted": 4, "skipped": 6}
+    assert (frames / "000005_depth.npy").stat().st_mtime_ns == kept  # written frames left alone
+    for i in range(10):  # the resumed clip continues on the same scale
+        np.testing.assert_allclose(np.load(frames / f"{i:06d}_depth.npy"), before[i], rtol=1e-4)
+    assert len(list(read_video(out / "clip_depth.mp4")[0])) == 10

@@ -134,7 +134,8 @@ def _predict(sub: argparse._SubParsersAction) -> None:
 
         return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
                            batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
-                           precision=a.precision, max_side=a.max_side, compile=a.compile)
+                           precision=a.precision, max_side=a.max_side, compile=a.compile, temporal=a.temporal,
+                           ply_every=a.ply_every)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
@@ -155,6 +156,11 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
+    s.add_argument("--temporal", default="auto", choices=["auto", "align", "none"],
+                   help="videos: align each frame's scale and shift to the clip (auto: align for relative and "
+                        "disparity models, none for metric ones; align on a metric model: light scale smoothing)")
+    s.add_argument("--ply-every", type=_int_at_least(1), default=1,
+                   help="videos with --save ply: one point cloud every N frames")
     s.set_defaults(func=run)
 
 
