@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,18 @@ def test_interrupted_video_prediction_resumes(tmp_path: Path) -> None:
     for i in range(10):  # the resumed clip continues on the same scale
         np.testing.assert_allclose(np.load(frames / f"{i:06d}_depth.npy"), before[i], rtol=1e-4)
     assert len(list(read_video(out / "clip_depth.mp4")[0])) == 10
+
+
+def test_eval_on_a_video_prints_tae_and_flicker(tmp_path: Path, capsys) -> None:
+    import depthsmith
+
+    torch.manual_seed(0)
+    depthsmith.create_model("test_resnet", decoder="unet", output="relative").save_pretrained(tmp_path / "rel")
+    data = tmp_path / "still.yaml"
+    data.write_text(yaml.safe_dump({"type": "synthetic_video", "num_frames": 4, "size": [48, 64], "path": "static"}))
+    assert main(["eval", "--model", str(tmp_path / "rel"), "--data", str(data), "--protocol", "none",
+                 "--align", "lstsq", "--out", str(tmp_path / "e"), "--temporal", "align"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"TAE \d+\.\d+ %, flicker \d+\.\d+ %", printed) and "--temporal align" in printed
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"]
+    assert metrics["tae"] >= 0 and metrics["flicker"] >= 0 and metrics["n_images"] == 4

@@ -79,7 +79,7 @@ def _eval(sub: argparse._SubParsersAction) -> None:
         return evaluate_cli(a.model, a.data, protocol=a.protocol, flip_tta=a.flip_tta, align=a.align,
                             batch_size=a.batch_size, device=a.device, out_dir=a.out, report_dir=a.report,
                             min_depth=a.min_depth, max_depth=a.max_depth, seed_input=a.seed_input,
-                            crop_mode=a.crop_mode)
+                            crop_mode=a.crop_mode, temporal=a.temporal)
 
     s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
     s.add_argument("--model", required=True, action="append",
@@ -103,6 +103,9 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed-input", default="model", choices=["model", "raw"],
                    help="protocol seed only: 'raw' feeds RGB x/255 without the model's normalisation, as the "
                         "seed's evaluate.py did (labelled in the output)")
+    s.add_argument("--temporal", default="none", choices=["auto", "align", "none"],
+                   help="video datasets (synthetic_video): the frames' temporal alignment before TAE and flicker, "
+                        "as predict --temporal")
     s.set_defaults(func=run)
 
 
