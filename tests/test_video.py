@@ -32,6 +32,15 @@ def test_poses_follow_the_camera_path() -> None:
     assert np.array_equal(static._load(0)[1], static._load(2)[1])
 
 
+def test_capture_noise_changes_rgb_not_depth() -> None:
+    exact = SyntheticVideo(num_frames=3, size=(24, 32), path="static")
+    noisy = SyntheticVideo(num_frames=3, size=(24, 32), path="static", noise=0.02, exposure=0.05)
+    (rgb0, d0, _), (rgb1, d1, _) = noisy._load(0), noisy._load(1)
+    assert np.array_equal(d0, exact._load(0)[1]) and np.array_equal(d0, d1)  # depth stays exact
+    assert 0.005 < np.abs(rgb0 - rgb1).mean() < 0.1  # a still camera's frames now differ
+    assert np.array_equal(rgb0, noisy._load(0)[0])  # and are reproducible
+
+
 def test_pass_puts_a_near_column_in_view() -> None:
     clip = SyntheticVideo(num_frames=5, size=(48, 64), path="pass")
     # Mid-path the optical axis runs through the column's centre 0.9 m ahead; the 0.3 m column (turned

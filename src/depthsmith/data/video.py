@@ -16,6 +16,10 @@ Camera paths (``PATHS``), each over the clip's frames with eased start and stop:
 - ``static``: a fixed camera (exact depth is identical in every frame: any change in a
   prediction is flicker).
 
+Rendered frames of a still camera are bit-identical, unlike a camera's: ``exposure`` (standard
+deviation of a per-frame gain) and ``noise`` (of per-pixel Gaussian noise, RGB in [0, 1]) add a
+capture's variation, drawn from ``default_rng([seed, frame, 1])``; the depth stays exact.
+
 The room is ``synthetic.sample_scene`` drawn from ``numpy.random.default_rng([seed, 7919])``, so a
 clip is a pure function of its options; frame i is rendered on demand (nothing is held).
 """
@@ -67,8 +71,12 @@ class SyntheticVideo(DepthDataset):
     """
 
     def __init__(self, num_frames: int = 200, size: tuple[int, int] = (240, 320), seed: int = 0,
-                 path: str = "walk", focal: float = 0.81, max_objects: int = 8, **kwargs) -> None:
+                 path: str = "walk", focal: float = 0.81, max_objects: int = 8, noise: float = 0.0,
+                 exposure: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        if noise < 0 or exposure < 0:
+            raise ValueError(f"noise and exposure are standard deviations (>= 0), got {noise} and {exposure}")
+        self.noise, self.exposure = float(noise), float(exposure)
         if path not in PATHS:
             raise ValueError(f"unknown camera path {path!r}; valid paths: {', '.join(PATHS)}")
         if int(num_frames) < 2:
@@ -139,6 +147,10 @@ class SyntheticVideo(DepthDataset):
 
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
         rgb, depth = render(self.scene, self.camera(i), *self.size)
+        if self.noise or self.exposure:  # a camera's capture: per-frame gain and per-pixel sensor noise
+            rng = np.random.default_rng([self.seed, i, 1])
+            gain = 1.0 + self.exposure * rng.standard_normal()
+            rgb = np.clip(rgb * gain + self.noise * rng.standard_normal(rgb.shape), 0.0, 1.0).astype(np.float32)
         return rgb, depth, self._name(i)
 
 
@@ -165,6 +177,6 @@ def write_clip(video: SyntheticVideo, out: str | Path, fps: float = 25.0) -> Pat
                                                      "width": video.size[1], "fps": fps}, indent=2))
     config = {"type": "synthetic_video", "num_frames": video.num_frames, "size": list(video.size),
               "seed": video.seed, "path": video.path, "focal": fx / video.size[1],
-              "max_objects": video.max_objects}
+              "max_objects": video.max_objects, "noise": video.noise, "exposure": video.exposure}
     (out / "dataset.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return out
