@@ -161,8 +161,10 @@ def test_interrupted_video_prediction_resumes(tmp_path: Path) -> None:
     assert sorted(p.name for p in frames.glob("*.ply")) == ["000000.ply", "000004.ply", "000008.ply"]
     before = {i: np.load(frames / f"{i:06d}_depth.npy") for i in range(10)}
     kept = (frames / "000005_depth.npy").stat().st_mtime_ns
-    for i in (6, 7, 8, 9):  # as if the run had stopped after frame 5
+    for i in (7, 8, 9):  # as if the run had been killed while writing frame 6
         (frames / f"{i:06d}_depth.npy").unlink()
+    cut = frames / "000006_depth.npy"
+    cut.write_bytes(cut.read_bytes()[:100])
     again = predict_video(*args, batch_size=3, ply_every=4)
     assert again == {"predicted": 4, "skipped": 6}
     assert (frames / "000005_depth.npy").stat().st_mtime_ns == kept  # written frames left alone

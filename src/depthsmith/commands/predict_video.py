@@ -33,9 +33,12 @@ def _frame_files(folder: Path, i: int, outputs: Sequence[str], ply_every: int) -
 
 def _stored_depth(folder: Path, i: int) -> np.ndarray | None:
     npy, png = folder / f"{i:06d}{OUTPUT_SUFFIXES['npy']}", folder / f"{i:06d}{OUTPUT_SUFFIXES['png16']}"
-    if npy.is_file():
-        return np.load(npy)
-    return read_png16(png) if png.is_file() else None
+    try:  # a file cut short by a killed run reads as an error: that frame is predicted again
+        if npy.is_file():
+            return np.load(npy)
+        return read_png16(png) if png.is_file() else None
+    except (OSError, ValueError, EOFError):
+        return None
 
 
 def _depths(predictor: Predictor, frames: Iterator[np.ndarray], folder: Path, outputs: Sequence[str],
@@ -76,7 +79,7 @@ def predict_video(
     """Depth video(s) for a video: ``color`` -> <stem>_depth.mp4, ``side`` -> <stem>_side.mp4,
     ``png16``/``npy``/``ply`` -> one file per frame in <stem>_frames/ (``ply`` every ``ply_every``-th
     frame, with ``intrinsics`` or NYU's Kinect scaled to the frame). Returns frame counts."""
-    from .predict import _progress
+    from tqdm.auto import tqdm
 
     frames, info = read_video(path)
     frame_outputs = [o for o in outputs if o in FRAME_OUTPUTS]
@@ -100,7 +103,7 @@ def predict_video(
 
     try:
         stream = _depths(predictor, frames, folder, frame_outputs, ply_every, temporal, batch_size, counts)
-        for item in _progress(stream, info["n_frames"], "frame", path.name):
+        for item in tqdm(stream, total=info["n_frames"], unit="frame", desc=path.name, dynamic_ncols=True):
             if vrange is None:
                 window.append(item)
                 if len(window) < COLOR_WINDOW:
