@@ -15,6 +15,8 @@ from depthsmith.cli import main
 from depthsmith.data import build_dataset
 from depthsmith.data.video import SyntheticVideo
 from depthsmith.io import read_video
+from depthsmith.metrics.clip_align import ClipAligner, robust_affine
+from depthsmith.metrics.temporal import apply_affine, fit_clip, temporal_alignment_error
 
 
 def test_poses_follow_the_camera_path() -> None:
@@ -66,9 +68,6 @@ def test_data_video_writes_mp4_and_ground_truth(tmp_path: Path) -> None:
 
 
 # -- temporal alignment at inference ------------------------------------------------------------
-from depthsmith.metrics.clip_align import ClipAligner, robust_affine  # noqa: E402
-from depthsmith.metrics.temporal import fit_clip, apply_affine, temporal_alignment_error  # noqa: E402
-
 
 def test_robust_affine_ignores_outliers() -> None:
     rng = np.random.default_rng(0)
