@@ -28,6 +28,16 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _cmap(text: str) -> str:
+    """An argparse type: a matplotlib colour map name, checked before any model runs."""
+    from .viz import check_cmap
+
+    try:
+        return check_cmap(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _protocol_names() -> list[str]:
     from .evaluate.protocols import PROTOCOLS
 
@@ -134,7 +144,8 @@ def _predict(sub: argparse._SubParsersAction) -> None:
 
         return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
                            batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
-                           precision=a.precision, max_side=a.max_side, compile=a.compile)
+                           precision=a.precision, max_side=a.max_side, compile=a.compile,
+                           skip_existing=a.skip_existing)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
@@ -143,7 +154,9 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
-    s.add_argument("--cmap", default="inferno_r")
+    s.add_argument("--cmap", default="inferno_r", type=_cmap, help="matplotlib colour map of the colour images")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose outputs are all in --out already (finish an interrupted run)")
     s.add_argument("--backend", default="auto", choices=backend_choices(),
                    help="auto: the fastest backend within 1%% of fp32, measured on the first batch and cached")
     s.add_argument("--precision", default="auto", choices=list(PRECISIONS),

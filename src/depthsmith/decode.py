@@ -144,6 +144,10 @@ def rgb_layout(array: np.ndarray, name: str = "array") -> np.ndarray:
     a = a[..., :3]
     if a.dtype not in (np.uint8, np.uint16) and not np.issubdtype(a.dtype, np.floating):
         raise ReadError(f"{name}: unsupported image dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+    if a.dtype.kind == "f":  # NaN would be turned black and predicted without a word
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise ReadError(f"{name}: image holds {bad} NaN/inf value(s) of {a.size}; give finite colours in [0, 1]")
     return a
 
 
