@@ -27,7 +27,7 @@ from typing import IO
 from .errors import InputError
 
 __all__ = ["glob_files", "unique_names", "atomic_write", "atomic_write_text", "temp_beside", "fsync_dir",
-           "check_output_dir", "MIN_FREE_BYTES"]
+           "check_output_dir", "check_output_file", "MIN_FREE_BYTES"]
 
 # An output folder with less free space than this is refused before work starts: a model's
 # outputs for a folder of photos, an ONNX file or a checkpoint are tens to hundreds of MB.
@@ -211,3 +211,13 @@ def check_output_dir(folder: str | Path, option: str = "--out", create: bool = T
         raise InputError(f"{option} {out}: only {free / 2**20:.0f} MB free on its disk (need at least "
                          f"{MIN_FREE_BYTES / 2**20:.0f} MB); free some space or choose another folder.")
     return out
+
+
+def check_output_file(path: str | Path, option: str = "--out") -> Path:
+    """An output file's path, checked like :func:`check_output_dir` (its folder is created): an
+    existing folder under that name, an unwritable folder or a nearly full disk fail before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name, e.g. {path / 'model.onnx'}.")
+    check_output_dir(path.parent, option)
+    return path

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .paths import atomic_write
 
 __all__ = ["colorize", "to_numpy_image", "save_grid", "check_cmap"]
 
@@ -152,7 +153,8 @@ def save_grid(
         bar.set_label(colorbar_label)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png")
     return path
 
 

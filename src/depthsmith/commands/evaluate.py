@@ -15,6 +15,7 @@ from ..evaluate.core import check_seed_input, evaluate
 from ..evaluate.multi import dataset_entries, summary_table
 from ..evaluate.output import format_table, result_to_json, write_result
 from ..evaluate.protocols import get_protocol
+from ..paths import atomic_write_text, check_output_dir
 
 __all__ = ["evaluate_cli"]
 
@@ -47,6 +48,9 @@ def evaluate_cli(
     except ValueError as err:
         print(f"depthsmith eval: error: {err}", file=sys.stderr)
         return 2
+    check_output_dir(out_dir)  # a file or a read-only folder fails now, not after the whole evaluation
+    if report_dir:
+        check_output_dir(report_dir, "--report")
     single = len(models) == 1 and len(entries) == 1
     keep = 4 if report_dir else 0
     rows = []
@@ -65,8 +69,8 @@ def evaluate_cli(
         table = summary_table(rows)
         print("\n" + table)
         out = Path(out_dir)
-        (out / "summary.md").write_text(table + "\n")
-        (out / "summary.json").write_text(json.dumps(
+        atomic_write_text(out / "summary.md", table + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(
             [{"model": m, "dataset": d, **result_to_json(r)} for m, d, r in rows], indent=2) + "\n")
         print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
     if report_dir:

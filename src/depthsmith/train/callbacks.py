@@ -4,6 +4,7 @@
   kill during the write leaves a truncated ``last.ckpt`` and the run cannot be resumed. Here
   the bytes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``d over
   the target: readers see either the old complete file or the new complete file.
+  The ``last.ckpt`` it replaces is kept as ``previous.ckpt`` (``keep_previous``).
 - StepReseed: reseeds torch / numpy / random before every training batch from (seed, rank,
   epoch, batch), so model-side randomness (dropout, drop-path) is the same in a resumed run
   as in an uninterrupted one. Lightning does not store RNG states in checkpoints, and its
@@ -64,6 +65,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 self._write(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.file.fileno())
+            if path.name == LAST:
+                keep_previous(path)
             os.replace(tmp, path)
         except Exception as err:
             with contextlib.suppress(OSError):
@@ -84,6 +87,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     @staticmethod
     def _write(checkpoint: dict[str, Any], handle: Any) -> None:
         torch.save(checkpoint, handle)
+
+
+LAST, PREVIOUS = "last.ckpt", "previous.ckpt"
+
+
+def keep_previous(last: Path) -> None:
+    """Keep the ``last.ckpt`` about to be replaced as ``previous.ckpt`` (a hard link: no copy, and
+    the disk cost of one more checkpoint only once the new last.ckpt is in place), so a
+    ``last.ckpt`` damaged later (a bad copy, a failing disk) leaves a checkpoint to resume from
+    (``run_dir.resume_checkpoint``). A file system without hard links just has no previous.ckpt."""
+    if not last.is_file():
+        return
+    link = last.with_name(f".{PREVIOUS}.{os.getpid()}.tmp")  # the orphan pattern clean_orphans removes
+    with contextlib.suppress(OSError):
+        link.unlink(missing_ok=True)
+        os.link(last, link)
+        os.replace(link, last.with_name(PREVIOUS))
 
 
 class _RecordingWriter:
