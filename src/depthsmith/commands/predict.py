@@ -104,24 +104,22 @@ def predict_cli(
     todo = [f for f in files if not (skip_existing and _finished(out, stems[f], outputs, is_video(f)))]
     if skip_existing:
         _check_same_model(out, model)
-    if backend == "onnx" and not str(model).endswith(".onnx"):
-        model = _onnx_file_for(model, out)
-    predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
-                          compile=compile)
-    print(f"model {predictor.describe()}")
-    if not predictor.is_metric:
-        print(f"note: relative model: depth files hold unitless values (16-bit PNG: value x {round(PNG16_SCALE)}), "
-              "not metres")
-    if "ply" in outputs and intrinsics is None:
-        print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
-    info = _write_info(out, predictor, max_side, model)  # first: every output beside it has its units
-    total = len(files) + len(problems)
-    skipped = len(files) - len(todo)
-    if skipped:
-        print(f"skipping {skipped} input(s) whose outputs are already in {out} (--skip-existing)")
-    count = [0]
-    with stop_on_signals() as stopped:
+    total, skipped, count = len(files) + len(problems), len(files) - len(todo), [0]
+    with stop_on_signals() as stopped:  # from here on: a stop between whole files, one line, exit 130 / 143
         try:
+            if backend == "onnx" and not str(model).endswith(".onnx"):
+                model = _onnx_file_for(model, out)
+            predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
+                                  compile=compile)
+            print(f"model {predictor.describe()}")
+            if not predictor.is_metric:
+                print("note: relative model: depth files hold unitless values "
+                      f"(16-bit PNG: value x {round(PNG16_SCALE)}), not metres")
+            if "ply" in outputs and intrinsics is None:
+                print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
+            info = _write_info(out, predictor, max_side, model)  # first: every output beside it has its units
+            if skipped:
+                print(f"skipping {skipped} input(s) whose outputs are already in {out} (--skip-existing)")
             images = [f for f in todo if not is_video(f)]
             _predict_images(predictor, images, stems, out, outputs, cmap, intrinsics, batch_size, failures, count)
             for f in (f for f in todo if is_video(f)):
@@ -130,12 +128,14 @@ def predict_cli(
                     count[0] += 1
                 except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
                     failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
-        except KeyboardInterrupt:
+            if (predictor.backend, predictor.precision) != (info["backend"], info["precision"]):
+                _write_info(out, predictor, max_side, model)  # backend "auto" chose on the first batch
+        except BaseException as err:
+            if not (isinstance(err, KeyboardInterrupt) or stopped.fired):
+                raise
             print(f"interrupted after {count[0] + skipped} of {total} inputs; outputs so far are complete "
                   "(rerun with --skip-existing to finish the rest)", file=sys.stderr)
             return 128 + stopped.signum
-    if (predictor.backend, predictor.precision) != (info["backend"], info["precision"]):
-        _write_info(out, predictor, max_side, model)  # backend "auto" chose on the first batch
     print(f"{count[0]} of {total} inputs written to {out}" + (f" ({skipped} already there)" if skipped else ""))
     if failures:
         print(f"{len(failures)} input(s) failed:")

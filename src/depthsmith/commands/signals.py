@@ -18,8 +18,14 @@ __all__ = ["stop_on_signals", "Stopped"]
 
 
 class Stopped:
-    """Which signal stopped the block: SIGINT unless SIGTERM arrived."""
+    """Whether a signal arrived (``fired``) and which: SIGINT unless SIGTERM.
 
+    A signal that lands inside C code (safetensors, numpy, torch converting a buffer) can come
+    out as that code's own error, say a ValueError, instead of KeyboardInterrupt: callers treat
+    any error raised after ``fired`` as the interrupt.
+    """
+
+    fired: bool = False
     signum: int = int(signal.SIGINT)
 
 
@@ -31,7 +37,7 @@ def stop_on_signals() -> Iterator[Stopped]:
         return
 
     def on_signal(signum: int, frame: object) -> None:
-        stopped.signum = signum
+        stopped.fired, stopped.signum = True, signum
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough while it unwinds
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
