@@ -27,7 +27,7 @@ from typing import IO
 from .errors import InputError
 
 __all__ = ["glob_files", "unique_names", "atomic_write", "atomic_write_text", "temp_beside", "fsync_dir",
-           "check_output_dir", "check_output_file", "MIN_FREE_BYTES"]
+           "check_output_dir", "check_output_file", "remove_own_temp_files", "MIN_FREE_BYTES"]
 
 # An output folder with less free space than this is refused before work starts: a model's
 # outputs for a folder of photos, an ONNX file or a checkpoint are tens to hundreds of MB.
@@ -136,12 +136,29 @@ def unique_names(names: list[str], sep: str = "-") -> list[str]:
 
 
 def temp_beside(path: Path) -> tuple[int, str]:
-    """A temp file next to ``path`` (``.<name>.<random>.tmp``, the pattern ``train.callbacks.
+    """A temp file next to ``path`` (``.<name>.<pid>.<random>.tmp``, the pattern ``train.callbacks.
     clean_orphans`` removes), with the permissions a normal open() would give (mkstemp uses 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with contextlib.suppress(OSError):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
         os.chmod(tmp, 0o666 & ~_UMASK)
+    except OSError:
+        pass
+    except BaseException:  # Ctrl-C right here: the caller never learns the name
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     return fd, tmp
+
+
+def remove_own_temp_files(folder: Path) -> int:
+    """Delete the temp files of :func:`temp_beside` that this process left in ``folder``: an
+    interrupt can land between creating one and the ``try`` that would remove it. Returns the count."""
+    count = 0
+    for tmp in Path(folder).glob(f".*.{os.getpid()}.*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            count += 1
+    return count
 
 
 def fsync_dir(folder: Path) -> None:

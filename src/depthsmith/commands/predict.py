@@ -18,7 +18,7 @@ from ..errors import InputError, check_intrinsics, check_positive_int
 from ..inference import DEFAULT_MAX_SIDE, Predictor, check_size
 from ..io import (OUTPUT_SUFFIXES, PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, read_video,
                   write_outputs)
-from ..paths import atomic_write_text, check_output_dir, unique_names
+from ..paths import atomic_write_text, check_output_dir, remove_own_temp_files, unique_names
 from ..viz import check_cmap
 from .signals import stop_on_signals
 
@@ -133,6 +133,7 @@ def predict_cli(
         except BaseException as err:
             if not (isinstance(err, KeyboardInterrupt) or stopped.fired):
                 raise
+            remove_own_temp_files(out)
             print(f"interrupted after {count[0] + skipped} of {total} inputs; outputs so far are complete "
                   "(rerun with --skip-existing to finish the rest)", file=sys.stderr)
             return 128 + stopped.signum
