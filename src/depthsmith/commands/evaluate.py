@@ -41,6 +41,9 @@ def evaluate_cli(
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
     from ..report import model_label  # matplotlib: only when a command runs
+    check_output_dir(out_dir)  # a file or a read-only folder fails now, not after the whole evaluation
+    if report_dir:
+        check_output_dir(report_dir, "--report")
     models, entries = _as_list(model), dataset_entries(data)
     try:  # argument mistakes get one line, not a traceback
         for entry in entries:
@@ -48,9 +51,6 @@ def evaluate_cli(
     except ValueError as err:
         print(f"depthsmith eval: error: {err}", file=sys.stderr)
         return 2
-    check_output_dir(out_dir)  # a file or a read-only folder fails now, not after the whole evaluation
-    if report_dir:
-        check_output_dir(report_dir, "--report")
     single = len(models) == 1 and len(entries) == 1
     keep = 4 if report_dir else 0
     rows = []
