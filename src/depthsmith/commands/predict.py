@@ -87,17 +87,23 @@ def predict_cli(
     max_side: int = DEFAULT_MAX_SIDE,
     compile: bool = False,
     skip_existing: bool = False,
+    max_pixels: int | None = None,
 ) -> int:
     """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
 
     Inputs that cannot be read, or whose prediction is not finite, are listed by name at the end
     and the exit code is 1; the others are still processed. Ctrl-C / SIGTERM stop after whole
     files (exit 130 / 143); ``skip_existing`` then skips the inputs whose outputs are all there.
+    ``max_pixels``: the largest image decoded (JPEGs above it are decoded reduced; see decode.open_image).
     """
     check_positive_int(batch_size, "--batch-size")
     intrinsics = check_intrinsics(intrinsics)
     check_cmap(cmap)
     out = check_output_dir(out_dir)
+    if max_pixels is not None:  # the decoder's bomb guard (decode.check_pixels), for this process
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = check_positive_int(max_pixels, "--max-pixels")
     files, problems = expand_inputs(inputs)
     failures = [f"{name}: {reason}" for name, reason in problems]
     stems = _stems(files)

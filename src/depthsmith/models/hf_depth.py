@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .hub import read_license, resolve_folder
+from .hub import hub_error, read_license, resolve_folder
 from .loading import ModelConfigError
 from .weights import WeightFileError
 
@@ -68,8 +68,8 @@ def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | Non
         allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token")}
         try:  # only config.json first: a depthsmith repo is left to from_pretrained
             path = Path(hf_hub_download(str(path_or_hub_id), "config.json", **allowed)).parent
-        except Exception:  # unreachable or absent: from_pretrained raises the error that names it
-            return None
+        except Exception as err:  # named once here (a second download would retry the same failure)
+            raise hub_error(str(path_or_hub_id), err) from err
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):  # missing, not JSON, not even text (UnicodeDecodeError)
