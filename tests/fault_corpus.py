@@ -93,7 +93,25 @@ def bomb_above_limit(path: Path) -> Path:  # Pillow only warns here: depthsmith 
     return png_header_only(path, 10_000, 10_000)
 
 
+def all_nan_npy(path: Path) -> Path:  # used to be turned black by nan_to_num and predicted silently
+    np.save(path, np.full((*SIZE, 3), np.nan, np.float32))
+    return path
+
+
+def jpeg_lying_header(path: Path) -> Path:
+    """A small valid JPEG whose frame header (SOF0) claims 60000 x 60000 pixels."""
+    buf = io.BytesIO()
+    Image.fromarray(smooth_rgb()).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 BAD_IMAGES = {
+    "all_nan_npy": (all_nan_npy, ".npy"),
+    "jpeg_header_lies": (jpeg_lying_header, ".jpg"),
     "zero_byte": (zero_byte, ".png"),
     "truncated_png": (truncated_png, ".png"),
     "truncated_jpeg": (truncated_jpeg, ".jpg"),

@@ -142,8 +142,8 @@ def export_onnx(
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
-    with atomic_write(out) as handle:
-        onnx.save(proto, handle)
+    with atomic_write(out) as handle:  # the bytes onnx.save writes (it wants a named file to write to)
+        handle.write(proto.SerializeToString())
 
     result = ExportResult(out)
     if check:
