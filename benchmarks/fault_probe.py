@@ -217,7 +217,9 @@ def format_cases(tmp: Path, model: Path, good: Path, predict) -> list[dict]:
     d.mkdir()
     cases = []
     clean = fc.tiny_hf_folder(d / "hf_clean")
-    cases.append(dict(name="transformers folder: clean", expect="ok", argv=predict([good], d / "o_clean", model_arg=clean),
+    # --backend torch: the auto backend's measurement of a ViT is slow, and the case is about loading.
+    cases.append(dict(name="transformers folder: clean", expect="ok",
+                      argv=predict([good], d / "o_clean", "--backend", "torch", model_arg=clean),
                       check=lambda: (d / "o_clean" / "good_depth16.png").is_file()))
     for name, (fault, file, text) in sorted(fc.HF_CASES.items()):
         folder = Path(shutil.copytree(clean, d / f"hf_{name}"))
