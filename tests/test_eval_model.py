@@ -117,7 +117,10 @@ def test_relative_model_under_the_seed_protocol_gets_the_fixed_7_5() -> None:
     np.testing.assert_allclose(metric.examples[0]["pred"], 0.75 * raw, rtol=1e-5)
     assert "7.5 * network output" in relative.description and "0.75 * predicted metres" in metric.description
     with pytest.raises(ValueError, match="align"):
-        evaluate(ColourDepth("relative"), data, protocol="nyu-eigen", progress=False)
+        evaluate(ColourDepth("relative"), data, protocol="nyu-eigen", align="none", progress=False)
+    # Left to its default, the alignment comes from the output kind: least squares for relative depth.
+    auto = evaluate(ColourDepth("relative"), data, protocol="nyu-eigen", crop_mode="scaled", progress=False)
+    assert auto.settings["align"] == "lstsq" and "least-squares" in auto.description.lower()
 
 
 def test_device_selection(monkeypatch) -> None:

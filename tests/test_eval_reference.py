@@ -213,7 +213,9 @@ def test_alignment_for_relative_predictions() -> None:
     gts = _load_nyu()
     relative = [g / g.max() for g in gts]  # right up to one unknown scale per image
     with pytest.raises(ValueError, match="align"):
-        evaluate_predictions(relative, gts, protocol="nyu-eigen", output="relative")
+        evaluate_predictions(relative, gts, protocol="nyu-eigen", output="relative", align="none")
+    default = evaluate_predictions(relative, gts, protocol="nyu-eigen", output="relative")  # the kind's default
+    assert default.settings["align"] == "lstsq" and default.metrics["abs_rel"] == pytest.approx(0.0, abs=1e-6)
     m = evaluate_predictions(relative, gts, protocol="nyu-eigen", output="relative", align="median").metrics
     assert m["abs_rel"] == pytest.approx(0.0, abs=1e-9)
     result = evaluate_predictions(relative, gts, protocol="nyu-eigen", output="relative", align="lstsq")

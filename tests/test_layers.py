@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("errors", "paths", "cpu", "units", "decode")),
+    ("base", ("errors", "registry", "paths", "cpu", "units", "decode")),
     ("numerics and files", ("ssim", "metrics", "losses", "viz", "packing", "device", "flops", "resize", "io")),
     ("models and data", ("models", "data")),
     ("runtime", ("runtime", "export")),

@@ -148,3 +148,43 @@ def test_vit_dpt_onnx_export_keeps_height_and_width_dynamic(tmp_path, output):
     out = runner(x.numpy())
     assert out.shape == (1, 1, 50, 75) and np.abs(out - ref).max() < 1e-4
     assert runner.is_metric == (output == "metric")
+
+
+@pytest.mark.parametrize("old", [(37, 37), (4, 6)])
+def test_dinov2_offset_resample_is_torch_bicubic_by_scale_factor(old):
+    # The original DINOv2 / Depth-Anything-V2 interpolate_pos_encoding: F.interpolate by scale_factor
+    # (grid + 0.1) / old, bicubic, no antialias; the embedding unchanged at the old grid.
+    import torch.nn.functional as F
+
+    from depthsmith.models.vit import _resample_with_offset
+
+    pos = torch.randn(1, 1 + old[0] * old[1], 8, generator=torch.Generator().manual_seed(0))
+    for new in [(4, 5), (1, 1), (37, 49), (60, 3), old, (old[0], old[1] + 1)]:
+        grid = pos[:, 1:].reshape(1, *old, 8).permute(0, 3, 1, 2)
+        scale = ((new[0] + 0.1) / old[0], (new[1] + 0.1) / old[1])
+        ref = F.interpolate(grid, scale_factor=scale, mode="bicubic", antialias=False)
+        ref = grid if tuple(new) == tuple(old) else ref
+        assert tuple(ref.shape[-2:]) == tuple(new)
+        got = _resample_with_offset(pos, new, old, 1, 0.1)
+        assert torch.equal(got[:, :1], pos[:, :1])
+        torch.testing.assert_close(got[:, 1:], ref.permute(0, 2, 3, 1).reshape(1, -1, 8), rtol=0, atol=2e-5)
+
+
+def test_dinov2_offset_resample_exports_with_dynamic_size(tmp_path):
+    pytest.importorskip("onnx")
+    from depthsmith.export import OnnxRunner, export_onnx
+
+    torch.manual_seed(0)
+    model = depthsmith.create_model("vit_small_patch14_dinov2", encoder_kwargs={**TINY_DINO, "pos_embed_offset": 0.1},
+                                    decoder_kwargs=TINY_DPT).eval()
+    with torch.no_grad():
+        model.encoder.net.vit.pos_embed.normal_()  # large enough that a wrong resample shows
+    result = export_onnx(model, tmp_path / "offset.onnx", height=56, width=84)
+    assert result.ok, result.summary()
+    runner = OnnxRunner(result.path)
+    for size in [(50, 75), (56, 56), (112, 98)]:  # 56 x 56: the pretraining grid, where DINOv2 does not resample
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        # 1e-4: resampling to the size instead (offset 0) moves this model's output by about 3e-3
+        assert np.abs(runner(x.numpy()) - ref).max() < 1e-4, size

@@ -100,8 +100,9 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--protocol", default="nyu-eigen", choices=_protocol_names(),
                    help="evaluation protocol (see the README's protocol table)")
     s.add_argument("--flip-tta", action="store_true", help="average with the flipped prediction")
-    s.add_argument("--align", default="none", choices=list(ALIGN_MODES),
-                   help="relative models: median / lstsq in depth space, lstsq_disparity in disparity space")
+    s.add_argument("--align", default="auto", choices=["auto", *ALIGN_MODES],
+                   help="auto: the model's output kind decides (metric: none; relative: lstsq; disparity: "
+                        "lstsq_disparity); median / lstsq fit in depth space, lstsq_disparity in disparity space")
     s.add_argument("--crop-mode", default="exact", choices=list(CROP_MODES),
                    help="a 480x640 crop on ground truth of another size: refuse (exact), scale it, or slice literally")
     s.add_argument("--batch-size", type=_int_at_least(1), default=8)

@@ -29,7 +29,7 @@ def evaluate_cli(
     data: str | dict | Sequence,
     protocol: str = "nyu-eigen",
     flip_tta: bool = False,
-    align: str = "none",
+    align: str = "auto",
     batch_size: int = 8,
     device: str = "auto",
     out_dir: str | Path = "eval_out",

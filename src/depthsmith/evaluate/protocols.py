@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, replace
 
 from depthsmith.metrics import CROP_REFERENCE_SIZE, CROPS, FRACTION_CROPS
+from depthsmith.models.heads import output_kind
 
 __all__ = ["Protocol", "PROTOCOLS", "register_protocol", "get_protocol", "describe", "protocol_table",
            "ALIGN_SPACES"]
@@ -174,7 +175,7 @@ def _range_text(lo: float | None, hi: float | None) -> str:
 
 
 def _scaling_text(proto: Protocol, output: str) -> str:
-    if output == "relative" and proto.relative_range is not None:
+    if output_kind(output).protocol_range and proto.relative_range is not None:
         factor = proto.relative_range * (proto.fixed_scale or 1.0)
         return (f"Scaling: depth = {factor:g} * network output (fixed x{proto.relative_range:g}"
                 + (f" then x{proto.fixed_scale:g}" if proto.fixed_scale else "") + ").")

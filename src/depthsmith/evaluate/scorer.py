@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..metrics import (CROP_MODES, METRIC_KEYS, PRED_FLOOR, MetricAccumulator, align_prediction, crop_mask,
                        r2_score, valid_mask)
+from ..models.heads import output_kind
 from .protocols import Protocol, describe
 
 __all__ = ["EvalResult", "Scorer", "make_result", "upsample_to", "as_tensor", "squeeze_map", "SUMMARY_KEYS"]
@@ -73,17 +74,21 @@ class Scorer:
 
     def __init__(self, proto: Protocol, align: str, output: str, keep_examples: int, crop_mode: str = "exact") -> None:
         fixed = proto.fixed_scale is not None or proto.relative_range is not None
+        kind = output_kind(output)
+        if align == "auto":  # the output kind's own default (metric: none; disparity: lstsq_disparity)
+            align = "none" if fixed else kind.default_align
         if fixed and align != "none":
             raise ValueError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
-        if output == "disparity" and align != "lstsq_disparity":
+        if align not in kind.alignments:
             raise ValueError(
-                "this model predicts affine-invariant disparity (Depth Anything / MiDaS relative): evaluate it "
-                f"with align='lstsq_disparity' (--align lstsq_disparity), not {align!r}"
+                f"this model's output kind is {kind.name!r} ({kind.card.split(':')[0].split(';')[0]}): evaluate it "
+                f"with align={' or '.join(repr(a) for a in kind.alignments)} (--align), not {align!r}"
             )
-        if output == "relative" and align == "none" and proto.relative_range is None:
+        if kind.unitless and align == "none" and not (kind.protocol_range and proto.relative_range is not None):
             raise ValueError(
-                "this model predicts relative (unitless) depth: evaluate it with align='median', 'lstsq' or "
-                "'lstsq_disparity' (or protocol 'seed', which reproduces the seed's fixed x7.5 scaling)"
+                f"this model predicts {kind.name} (unitless) depth: evaluate it with align="
+                f"{' or '.join(repr(a) for a in kind.alignments if a != 'none')} (or protocol 'seed', which "
+                "reproduces the seed's fixed x7.5 scaling of a [0, 1] output)"
             )
         if crop_mode not in CROP_MODES:
             raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
@@ -91,7 +96,7 @@ class Scorer:
         self.keep_examples = keep_examples
         self.lo = proto.min_depth if proto.min_depth is not None else 0.0
         self.hi = proto.max_depth if proto.max_depth is not None else math.inf
-        self.factor = (proto.relative_range or 1.0 if output == "relative" else 1.0) * (proto.fixed_scale or 1.0)
+        self.factor = (proto.relative_range or 1.0 if kind.protocol_range else 1.0) * (proto.fixed_scale or 1.0)
         self.acc = MetricAccumulator(pooled=proto.pooled, min_depth=self.lo, max_depth=self.hi, crop=proto.crop,
                                      align=align, crop_mode=crop_mode, clamp=proto.clamp)
         self.rows: list[dict[str, Any]] = []

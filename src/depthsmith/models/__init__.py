@@ -9,7 +9,7 @@ from typing import Any
 
 import timm
 
-from ..errors import MissingInputError
+from ..errors import InputError, MissingInputError
 from .decoders import list_decoders
 from .encoders import WEIGHT_CHOICES
 from .loading import ModelConfigError, load_hub, load_local, looks_like_path
@@ -73,19 +73,31 @@ def _finite(load: Any) -> Any:
 
 
 @_finite
-def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", **hub_kwargs: Any) -> DepthModel:
+def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: str | None = None,
+               max_depth: float | None = None, **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
-    seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), or convert a transformers
-    Depth Anything checkpoint (folder or Hub id; see ``hf_depth``).
+    seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), convert a transformers
+    Depth Anything checkpoint (folder or Hub id; see ``hf_depth``) or an original Depth Anything V2
+    ``.pth`` checkpoint (see ``da2_pth``).
 
-    Weights come from safetensors (or the .keras file's HDF5) only and every tensor must match
-    (strict): nothing is unpickled, and the encoder's ImageNet weights are not fetched again. A bad
-    local folder raises ModelConfigError (config.json) or WeightFileError (model.safetensors)
-    naming the file.
+    Weights come from safetensors, the .keras file's HDF5 or ``torch.load(weights_only=True)`` only
+    and every tensor must match (strict): nothing but tensors is unpickled, and the encoder's ImageNet
+    weights are not fetched again. A bad local folder raises ModelConfigError (config.json) or
+    WeightFileError (model.safetensors) naming the file.
+
+    ``output`` ('disparity' or 'metric') and ``max_depth`` (metres) are for ``.pth`` files only: they
+    override what the file name says (relative, or metric Hypersim 20 m / Virtual KITTI 80 m).
     """
     from .hf_depth import hf_depth_folder, load_hf_depth
 
     path = Path(path_or_hub_id).expanduser()
+    if path.suffix == ".pth":  # before the Hub, as .keras; encoder .pth files go to create_model instead
+        from .da2_pth import load_da2_pth
+
+        return load_da2_pth(path, output=output, max_depth=max_depth).to(map_location)
+    if output is not None or max_depth is not None:
+        raise InputError(f"load_model({str(path_or_hub_id)!r}): output= and max_depth= are for original Depth "
+                         "Anything V2 .pth checkpoints only; other models carry their output kind in their config.")
     if path.suffix == ".keras":  # before the Hub: a missing file must say so, not look like a repo id
         from .keras_seed import load_keras_seed
 

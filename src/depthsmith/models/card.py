@@ -14,16 +14,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-__all__ = ["build_model_card", "run_card", "write_run_card", "OUTPUT_TEXT"]
-
-OUTPUT_TEXT = {
-    "metric": "metric depth in metres: sigmoid x max_depth ({max_depth:g} m)",
-    "metric_relu": "metric depth in metres: ReLU x max_depth (not capped)",
-    "inverse": "metric depth in metres from inverse-depth targets (min_depth / sigmoid)",
-    "relative": "relative depth, unitless in [0, 1] (per-image scale and shift unknown): align before scoring",
-    "disparity": ("affine-invariant disparity (ReLU head); predictions are returned as relative depth in (0, 1]; "
-                  "evaluate with align='lstsq_disparity'"),
-}
+__all__ = ["build_model_card", "run_card", "write_run_card"]
 _METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "d1", "d2", "d3")
 
 
@@ -56,7 +47,7 @@ def build_model_card(model: Any) -> ModelCard:
              f"Monocular depth model built with depthsmith: timm encoder `{model.encoder.name}` + "
              f"`{type(model.decoder).__name__}`, {model.num_parameters() / 1e6:.1f}M parameters.", "",
              "Input: RGB in [0, 1], B x 3 x H x W at any size (normalisation is inside the model). "
-             "Output: B x 1 x H x W, " + OUTPUT_TEXT[model.output].format(max_depth=model.max_depth) + ".", ""]
+             "Output: B x 1 x H x W, " + model.output_kind.describe(model.max_depth) + ".", ""]
     if info.get("converted_from") or info.get("base_model"):
         lines += ["## Origin", "",
                   f"Weights from `{info.get('base_model')}`"

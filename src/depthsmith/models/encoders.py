@@ -37,7 +37,7 @@ WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to 
 # network. Anything else would reach ``timm.create_model`` unchecked, and some timm options
 # open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
 # the internet must not be able to make the loader read, or unpickle, an arbitrary file.
-ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "norm")
+ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "pos_embed_offset", "norm")
 TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size", "embed_dim", "depth", "num_heads",
                      "mlp_ratio", "patch_size", "qkv_bias", "init_values", "pretrained_cfg_overlay")
 ENCODER_KWARGS = ENCODER_OWN_KWARGS + TIMM_SHAPE_KWARGS

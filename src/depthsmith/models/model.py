@@ -11,25 +11,16 @@ from torch import nn
 
 from .decoders import build_decoder
 from .encoders import Encoder
+from .heads import DISPARITY_RANGE, OUTPUT_KINDS, DepthHead, output_kind
 
-__all__ = ["DepthModel", "INPUT_NORMS", "OUTPUTS", "CHANNEL_ORDERS"]
+__all__ = ["DepthModel", "INPUT_NORMS", "OUTPUTS", "CHANNEL_ORDERS", "DISPARITY_RANGE"]
 
 INPUT_NORMS = ("timm", "minmax", "none")
 # The channel order the encoder was trained on; the model's input is RGB either way
 # (the seed reads images with cv2.imread, so its weights expect BGR).
 CHANNEL_ORDERS = ("rgb", "bgr")
-# metric: depth = sigmoid * max_depth (metres). inverse: depth = min_depth / sigmoid
-# (DenseDepth-style targets). relative: the sigmoid itself, unitless (seed-faithful
-# per-image min-max training); predictions of such a model are not in metres.
-# metric_relu: depth = ReLU * max_depth (metres, not capped at max_depth: DPT's ReLU head).
-# disparity: ReLU = affine-invariant inverse depth (MiDaS / Depth Anything relative models);
-# forward returns relative depth in (0, 1]: the per-image max disparity over the disparity,
-# floored at 1 / DISPARITY_RANGE. 1 / that is an exact scale of the disparity, so
-# align='lstsq_disparity' (which inverts the prediction) fits the disparity itself.
-OUTPUTS = ("metric", "inverse", "relative", "metric_relu", "disparity")
-RELU_OUTPUTS = ("metric_relu", "disparity")
-UNITLESS_OUTPUTS = ("relative", "disparity")
-DISPARITY_RANGE = 1.0e3
+# What the logits mean (sigmoid x max_depth, ReLU disparity, ...): one record per kind in heads.py.
+OUTPUTS = tuple(OUTPUT_KINDS.names())
 
 
 class InputNorm(nn.Module):
@@ -95,8 +86,8 @@ class DepthModel(
         card: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if output not in OUTPUTS:
-            raise ValueError(f"output={output!r} is not valid; choose one of {OUTPUTS}.")
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"output={output!r} is not valid; choose one of {', '.join(OUTPUT_KINDS.names())}.")
         if not 0 < min_depth < max_depth:
             raise ValueError(f"Need 0 < min_depth < max_depth, got {min_depth} and {max_depth}.")
         self.name = name or f"{encoder}-{decoder}"
@@ -109,10 +100,10 @@ class DepthModel(
         self.input_norm = InputNorm(input_norm, cfg.get("mean", (0.485, 0.456, 0.406)),
                                     cfg.get("std", (0.229, 0.224, 0.225)), channel_order)
         self.decoder = build_decoder(decoder, self.encoder.channels, self.encoder.reductions, **(decoder_kwargs or {}))
+        self.head = DepthHead(output, self.min_depth, self.max_depth)
 
-    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        """The activated head at the input size: what the losses compare with targets. Sigmoid in
-        [0, 1]; ReLU for ``metric_relu`` (depth / max_depth) and ``disparity`` (the disparity)."""
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's logits at the input size, before the output kind's head."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
@@ -121,25 +112,27 @@ class DepthModel(
         logits = self.decoder(self.encoder(self.input_norm(x)), size)
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return torch.relu(logits) if self.output in RELU_OUTPUTS else torch.sigmoid(logits)
+        return logits
+
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """The activated head at the input size: what the losses compare with targets
+        (``models/heads.py``: sigmoid in [0, 1], ReLU for ``metric_relu`` and ``disparity``, ...)."""
+        return self.head.activate(self.logits(x))
 
     def to_depth(self, normalized: torch.Tensor) -> torch.Tensor:
-        """Map the sigmoid output to the model's output units (metres unless relative)."""
-        if self.output in ("metric", "metric_relu"):
-            return normalized * self.max_depth
-        if self.output == "disparity":
-            top = normalized.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-            return top / normalized.clamp_min(top / DISPARITY_RANGE) / DISPARITY_RANGE
-        if self.output == "inverse":
-            return self.min_depth / normalized.clamp_min(self.min_depth / self.max_depth)
-        return normalized
+        """Map the normalised output to the model's output units (metres unless unitless)."""
+        return self.head.to_depth(normalized)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.to_depth(self.forward_normalized(x))
+        return self.head(self.logits(x))
+
+    @property
+    def output_kind(self):
+        return output_kind(self.output)
 
     @property
     def is_metric(self) -> bool:
-        return self.output not in UNITLESS_OUTPUTS
+        return not self.output_kind.unitless
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Encoder vs decoder parameters, for separate learning rates (the report)."""

@@ -18,6 +18,12 @@ The one step done here rather than by timm is the position-embedding resample: t
 is antialiased bicubic, DINOv2 (and Hugging Face's Dinov2, which the published Depth Anything
 checkpoints run on) use plain bicubic. ``pos_embed_antialias`` picks; dinov2 names default to
 False so converted checkpoints reproduce their published outputs at every size.
+
+``pos_embed_offset``: the original DINOv2 code (facebookresearch/dinov2 ``interpolate_offset``,
+kept by Depth-Anything-V2's ``depth_anything_v2/dinov2.py`` with 0.1) resamples by
+``scale_factor=(grid + offset) / old_grid`` rather than to the grid size; the output has the same
+grid but bicubic samples other source points (the offset guards against float error, see
+facebookresearch/dino issue 8). 0 (the default) is timm's and Hugging Face's resample to the size.
 """
 
 from __future__ import annotations
@@ -46,6 +52,41 @@ def _exporting() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
+def _cubic_matrix(size, old: int, inverse_scale, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` x ``old`` matrices: [i == j], and PyTorch's bicubic resampling by ``scale_factor``
+    1 / ``inverse_scale`` (aten/src/ATen/native/UpSample.h: source (dst + 0.5) / scale - 0.5, not
+    clamped; Keys' kernel with A = -0.75; taps outside clamped to the border). Built from tensors, so
+    export keeps ``size`` symbolic where ``F.interpolate(scale_factor=...)`` freezes the example's scale."""
+    dst = torch.arange(size, dtype=torch.float32, device=like.device)
+    src = (dst + 0.5) * inverse_scale - 0.5
+    base = torch.floor(src)
+    t = src - base
+    a = -0.75
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731  |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731  1 < |x| < 2
+    columns = torch.arange(old, dtype=torch.float32, device=like.device)
+    matrix = sum(w[:, None] * ((base + k - 1).clamp(0, old - 1)[:, None] == columns).float()
+                 for k, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t))))
+    identity = (dst[:, None] == columns).float()
+    return identity, matrix
+
+
+def _resample_with_offset(pos: torch.Tensor, new, old, prefix_count: int, offset: float) -> torch.Tensor:
+    """DINOv2's original ``interpolate_pos_encoding``: bicubic (no antialias) by ``scale_factor``
+    (new + offset) / old in float32, giving the ``new`` grid; the embedding as it is when ``new`` == ``old``."""
+    prefix, grid = pos[:, :prefix_count], pos[:, prefix_count:]
+    dim = grid.shape[-1]
+    grid = grid.float().reshape(old[0], old[1], dim).permute(2, 0, 1)  # C x old_h x old_w
+    eye_h, rows = _cubic_matrix(new[0], old[0], old[0] / (new[0] + offset), grid)
+    eye_w, cols = _cubic_matrix(new[1], old[1], old[1] / (new[1] + offset), grid)
+    # new == old as a tensor (last index == old - 1), not a Python bool that export would specialise on
+    same = (eye_h[-1, -1] > 0) & (eye_w[-1, -1] > 0)
+    rows, cols = torch.where(same, eye_h, rows), torch.where(same, eye_w, cols)
+    grid = rows @ grid @ cols.T  # C x new_h x new_w
+    grid = grid.permute(1, 2, 0).reshape(1, -1, dim).to(pos.dtype)
+    return torch.cat([prefix, grid], dim=1)
+
+
 class ViTFeatures(nn.Module):
     """A timm ViT returning ``len(out_indices)`` feature maps (B x C x gh x gw), shallow to deep.
 
@@ -61,6 +102,7 @@ class ViTFeatures(nn.Module):
         weight_file: str | Path | None = None,
         norm: bool = True,
         pos_embed_antialias: bool | None = None,
+        pos_embed_offset: float = 0.0,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -87,6 +129,12 @@ class ViTFeatures(nn.Module):
         if weight_file is not None:  # a timm/DINOv2 checkpoint keys the bare ViT, not this wrapper
             load_encoder_file(self.vit, weight_file)
         self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
+        self.offset = float(pos_embed_offset)
+        if not 0 <= self.offset < 1:
+            raise ValueError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
+        if self.offset and self.antialias:
+            raise ValueError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
+                             f"antialias; pos_embed_antialias must be False for {name!r}.")
         self.patch_size = int(self.vit.patch_embed.patch_size[0])
         if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
             raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
@@ -105,6 +153,9 @@ class ViTFeatures(nn.Module):
         old = tuple(vit.patch_embed.grid_size)
         if not _exporting() and (gh, gw) == old:
             pos = vit.pos_embed  # bicubic to the same size is the identity: skip it
+        elif self.offset:
+            prefix_count = 0 if vit.no_embed_class else vit.num_prefix_tokens
+            pos = _resample_with_offset(vit.pos_embed, (gh, gw), old, prefix_count, self.offset)
         else:
             pos = resample_abs_pos_embed(
                 vit.pos_embed, new_size=(gh, gw), old_size=old,

@@ -168,6 +168,10 @@ class AutoRunner(Runner):
         busy = machine_busy(others)
         key = self.cache_key(shape, busy)
         names = candidates(self.requested_precision, busy)
+        # Backends that cannot run this model (a declared or recorded export failure) are left
+        # out before anything is built or timed, and the reason is kept with the choice.
+        refused = [(n, t, why) for n, t in names if (why := get_backend(n).why_not(self.model))]
+        names = [(n, t) for n, t in names if not any(n == r[0] and t == r[1] for r in refused)]
         entry = _read_cache(self.cache).get(key)
         where = f"{shape[1]}x{shape[2]}" + (f" batch {shape[0]}" if shape[0] > 1 else "")
         state = (f" on a busy machine ({others:g} runnable threads of other processes, load average "
@@ -178,7 +182,7 @@ class AutoRunner(Runner):
                                 f"{state}; cached choice from {self.cache})")
         else:
             reference = self._runner("torch-fp32", None)(x)
-            probes = []
+            probes = [Probe(n, t, float("inf"), float("inf"), f"not tried: {why.splitlines()[0]}") for n, t, why in refused]
             for name, threads in names:
                 try:
                     runner = self._runner(name, threads)

@@ -55,6 +55,12 @@ class Backend:
     condition: Callable[[], bool] | None = None  # hardware condition for auto (e.g. native bf16)
     file_suffixes: tuple[str, ...] = ()  # exported files it runs directly
     aliases: tuple[str, ...] = field(default=())
+    # unsupported(model) -> why this backend cannot run the model ("" when it can); asked before
+    # anything is built or timed, so auto never spends time on a backend that is bound to fail.
+    unsupported: Callable[[Any], str] | None = None
+
+    def why_not(self, model: Any) -> str:
+        return self.unsupported(model) if self.unsupported is not None else ""
 
     def installed(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.requires)

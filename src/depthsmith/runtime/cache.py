@@ -17,7 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["cache_dir", "model_key", "exported_onnx", "exported_openvino"]
+from ..errors import InputError
+
+__all__ = ["cache_dir", "model_key", "exported_onnx", "exported_openvino", "export_failure", "ExportMismatchError"]
+
+FAILED_FILE = "export-failed.txt"  # beside a model's cached exports: why its ONNX export was refused
+
+
+class ExportMismatchError(InputError):
+    """An export whose output does not match the PyTorch model it came from: the message names the
+    model and every check (input size, difference, tolerance)."""
 
 
 def cache_dir() -> Path:
@@ -62,19 +71,35 @@ def exported_onnx(model: Any) -> Path:
     from .export_onnx import export_onnx
 
     out = _model_folder(model) / "model.onnx"
+    if failure := export_failure(model):
+        raise ExportMismatchError(failure)
     if not out.is_file():
         # Written next to its final name, then renamed: a killed export leaves no half file.
         tmp = Path(tempfile.mkdtemp(dir=out.parent)) / "model.onnx"
         # A small example size keeps the export and its two checks quick; the file serves every size.
         result = export_onnx(model, tmp, height=96, width=128)
         if not result.ok:
-            raise RuntimeError(f"ONNX export of {getattr(model, 'name', 'the model')} does not match PyTorch:\n"
-                               f"{result.summary()}")
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+            message = (f"the ONNX export of model {getattr(model, 'name', type(model).__name__)} "
+                       f"(output kind {getattr(model, 'output', '?')}) does not match PyTorch:\n{result.summary()}")
+            (out.parent / FAILED_FILE).write_text(message)  # so the next run does not export it again
+            raise ExportMismatchError(message)
         os.replace(tmp, out)
         # The exporter's external-data file (model.onnx.data) is stale: export_onnx re-saves the
         # weights inside model.onnx.
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return out
+
+
+def export_failure(model: Any) -> str:
+    """Why this model cannot be exported: its own declaration (``export_unsupported``), or the
+    recorded message of an export that was refused before; "" when nothing is known against it."""
+    if declared := getattr(model, "export_unsupported", ""):
+        return f"model {getattr(model, 'name', type(model).__name__)} cannot be exported: {declared}"
+    if not isinstance(model, nn.Module):
+        return ""
+    path = cache_dir() / "models" / model_key(model) / FAILED_FILE
+    return path.read_text() if path.is_file() else ""
 
 
 def exported_openvino(model: Any) -> Path:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from ..data import build_dataset
 from ..evaluate.core import evaluate_predictions
 from ..metrics import METRIC_KEYS, valid_mask
+from ..models.heads import output_kind
 from .data import collate_skip_none
 
 __all__ = ["evaluate_holdout", "best_constant_abs_rel", "best_constant_d1"]
@@ -91,7 +92,7 @@ def evaluate_holdout(
     would just be the per-image mean).
     """
     max_depth = float(max_depth or model.max_depth)
-    relative = getattr(model, "output", "metric") == "relative"
+    kind = output_kind(getattr(model, "output", "metric"))
     preds, gts, masks, names = _predictions(model, dataset_cfg, batch_size, autocast)
 
     def score(predictions: Iterable[Any], align: str = "none", output: str = "metric") -> dict[str, float]:
@@ -99,7 +100,7 @@ def evaluate_holdout(
                                        min_depth=min_depth, max_depth=max_depth).metrics
         return {k: metrics[k] for k in (*METRIC_KEYS, "n_images", "n_valid")}  # the keys summary.json has always had
 
-    ours = score(preds, "lstsq" if relative else "none", "relative" if relative else "metric")
+    ours = score(preds, kind.default_align, kind.name)
     # The valid ground-truth pixels of each image, which the best constants are fitted to.
     valid = []
     for g, m in zip(gts, masks):

@@ -22,10 +22,7 @@ from ..models import DepthModel, create_model
 from .batch_metrics import align_scale_shift, batch_metrics
 from .optim import build_optimizer, build_scheduler
 
-__all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model", "TARGET_MODES"]
-
-# Which target the loss compares the sigmoid output with, per model output kind.
-TARGET_MODES = {"metric": "metric", "inverse": "inverse", "relative": "minmax", "metric_relu": "metric"}
+__all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,12 +75,11 @@ class DepthTrainModule(pl.LightningModule):
         self.loss = build_loss(config["loss"])
         # seed_minmax: the seed code's target (min-max over every pixel, loss on every pixel).
         self.seed_target = config.get("target", "auto") == "seed_minmax"
-        if self.model.output not in TARGET_MODES:
-            raise ValueError(f"model.output={self.model.output!r} cannot be trained here (an affine-invariant "
-                             "disparity loss is not implemented); fine-tune with model.output=metric, as "
-                             "Depth-Anything-V2's metric_depth does (recipe depth-anything-v2-metric-nyu).")
-        self.target_mode = "minmax_all" if self.seed_target else TARGET_MODES[self.model.output]
-        if self.seed_target and self.model.output != "relative":
+        kind = self.model.output_kind
+        if kind.target is None:
+            raise ValueError(f"model.output={kind.name!r} cannot be trained here: {kind.untrainable}.")
+        self.target_mode = "minmax_all" if self.seed_target else kind.target
+        if self.seed_target and kind.target != "minmax":
             raise ValueError(f"target: seed_minmax trains relative depth; set model.output=relative "
                              f"(got {self.model.output!r})")
         if config.get("bn_momentum") is not None:
@@ -116,7 +112,7 @@ class DepthTrainModule(pl.LightningModule):
     def _depth_metrics(self, pred: Tensor, batch: Mapping[str, Tensor], with_ssim: bool = True) -> dict[str, Tensor]:
         gt, mask = batch["depth"].float(), batch["mask"]
         pred = pred.float()
-        if self.model.output == "relative":
+        if self.model.output_kind.unitless:  # scored after a least-squares scale and shift, per image
             valid = mask & (gt > self.model.min_depth) & (gt <= self.model.max_depth)
             depth = align_scale_shift(pred.detach(), gt, valid)
         else:
