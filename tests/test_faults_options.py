@@ -49,7 +49,8 @@ def test_a_jpeg_whose_header_lies_is_named(tmp_path):
         decode_rgb(liar)
 
 
-def test_max_pixels_option_lowers_and_raises_the_limit(tmp_path, capsys):
+def test_max_pixels_option_lowers_and_raises_the_limit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after: the option sets it
     model = tmp_path / "m"
     import depthsmith
 
@@ -62,7 +63,6 @@ def test_max_pixels_option_lowers_and_raises_the_limit(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "a.png: image is 300 x 200 pixels, above the 0.0 megapixel limit" in out  # PNG: refused
     assert Image.open(tmp_path / "o" / "b_depth16.png").size == (150, 100)  # JPEG: decoded at half size
-    Image.MAX_IMAGE_PIXELS = 89478485  # the option set it for the process; the next tests need Pillow's default
 
 
 def test_bench_size_zero_is_refused_by_the_parser(capsys):
