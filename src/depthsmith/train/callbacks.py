@@ -30,7 +30,7 @@ import contextlib
 import csv
 import os
 import random
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,16 +48,17 @@ __all__ = ["AtomicCheckpointIO", "StepReseed", "ResumableCSVLogger", "atomic_wri
            "NonFiniteStateError", "non_finite_report", "clean_orphans", "WriteAtFirstCheckpoint", "StepCheckpoint"]
 
 
-_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
 def _mkstemp(path: Path) -> tuple[int, str]:
-    """A temp file next to ``path``, with the permissions a normal open() would give (mkstemp uses 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, 0o666 & ~_UMASK)
-    return fd, tmp
+    """A new temp file ``.<name>.<random>.tmp`` next to ``path``, with the permissions a normal open()
+    gives: created with mode 0666, which the kernel reduces by the process umask (open(2)), so the
+    umask is never read or changed (mkstemp would create it 0600)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")  # 100 random 32-bit names taken
 
 
 def _fsync_dir(folder: Path) -> None:
