@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from ..device import resolve_device
 
 from .protocols import PROTOCOLS, Protocol, get_protocol
-from .scorer import EvalResult, Scorer, as_tensor, make_result, squeeze_map, upsample_to
+from ..metrics import as_map
+from .scorer import EvalResult, Scorer, as_tensor, make_result, upsample_to
 
 __all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to", "SEED_INPUTS", "check_seed_input"]
 
@@ -50,7 +51,7 @@ def evaluate_predictions(
     masks_it = iter(masks) if masks is not None else None
     images_it = iter(images) if images is not None else None
     for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
-        gt_np = squeeze_map(np.asarray(as_tensor(gt).cpu().double()), "gt")
+        gt_np = as_map(as_tensor(gt), "gt")
         pred_t = scorer.sanitize(as_tensor(pred).to(torch.float64).cpu())
         pred_np = upsample_to(pred_t, gt_np.shape).numpy()
         mask = None if masks_it is None else np.asarray(next(masks_it), dtype=bool)

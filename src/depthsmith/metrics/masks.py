@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["CROP_REFERENCE_SIZE", "CROPS", "FRACTION_CROPS", "CROP_MODES", "crop_box", "crop_mask", "valid_mask"]
+__all__ = ["as_map", "CROP_REFERENCE_SIZE", "CROPS", "FRACTION_CROPS", "CROP_MODES", "crop_box", "crop_mask", "valid_mask"]
 
 # Named evaluation crops, (top, bottom, left, right), 0-based, end-exclusive, defined on
 # 480 x 640 (height x width) NYU Depth V2 ground truth.
@@ -40,7 +40,7 @@ def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _as_map(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+def as_map(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """H x W float64 map; leading singleton dims (1 x H x W, 1 x 1 x H x W) are dropped."""
     arr = _to_numpy(x)
     while arr.ndim > 2 and arr.shape[0] == 1:
@@ -115,10 +115,10 @@ def valid_mask(
     crop_mode: str = "exact",
 ) -> np.ndarray:
     """Evaluation mask: finite, min_depth < gt < max_depth, inside the crop and the mask."""
-    gt = _as_map(gt, "gt")
+    gt = as_map(gt, "gt")
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
     valid &= crop_mask(gt.shape, crop, crop_mode)
     if mask is not None:
-        valid &= _as_map(mask, "mask").astype(bool)
+        valid &= as_map(mask, "mask").astype(bool)
     return valid
