@@ -16,7 +16,6 @@ from depthsmith.bench import synthetic_rooms
 from depthsmith.cli import build_parser, main
 from depthsmith.runtime import AutoRunner, backend_choices, create_runner, get_backend, list_backends
 from depthsmith.runtime.auto import MAX_REL_DIFF, Probe, candidates, choose
-from depthsmith.runtime.base import _REGISTRY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = (64, 96)
@@ -71,7 +70,7 @@ def test_candidates_follow_hardware_and_precision(monkeypatch):
     assert "torch-fp32" in names and not any("bf16" in n or "int8" in n or "compile" in n for n in names)
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert "torch-bf16" in [n for n, _ in candidates("auto", busy=False)]
-    assert all(_REGISTRY[n].precision == "fp32" for n, _ in candidates("fp32", busy=False))
+    assert all(get_backend(n, installed=False).precision == "fp32" for n, _ in candidates("fp32", busy=False))
     busy = candidates("auto", busy=True, cores=4)
     assert ("torch-fp32", None) in busy and all(t is None or t < torch.get_num_threads() for _, t in busy)
 

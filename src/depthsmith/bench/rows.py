@@ -13,7 +13,7 @@ from torch import nn
 
 from ..inference import Predictor
 from ..runtime import create_runner, list_backends
-from ..runtime.base import _REGISTRY, agreement
+from ..runtime.base import agreement, get_backend
 
 __all__ = ["BACKENDS", "default_backends", "row_runner", "mean_agreement", "Runner"]
 
@@ -24,7 +24,7 @@ def _backends() -> dict[str, str]:
     eager = {"fp32": "PyTorch fp32 eager", "channels_last": "fp32 channels_last", "bf16": "bf16 autocast",
              "bf16_cl": "bf16 autocast + channels_last"}
     # Every registered backend is a row (the registry's description is its label), then the public path.
-    return {**eager, **{n: f"{n}: {_REGISTRY[n].description}" for n in list_backends()},
+    return {**eager, **{n: f"{n}: {get_backend(n, installed=False).description}" for n in list_backends()},
             "predict": "predict() default path (backend auto)"}
 
 
@@ -35,8 +35,10 @@ def default_backends() -> list[str]:
     """The rows run when none are named: installed backends suited to this CPU; torch.compile
     (minutes of compilation per size) only when asked for."""
     def wanted(name: str) -> bool:
-        spec = _REGISTRY.get(name)
-        return spec is None or (name != "torch-compile" and spec.installed() and spec.suits_hardware())
+        if name not in list_backends():  # the eager rows and "predict"
+            return True
+        spec = get_backend(name, installed=False)
+        return (name != "torch-compile" and spec.installed() and spec.suits_hardware())
 
     return [n for n in BACKENDS if wanted(n)]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,14 @@ class DepthDataset(Dataset):
     """
 
     _handles: tuple[str, ...] = ()
+    # The constructor argument that says where the data is: ``data.root`` of a training config fills
+    # it when unset (train/data.py). None: the reader reads no files (synthetic).
+    root_key: str | None = None
+
+    @classmethod
+    def root_key_for(cls, cfg: Mapping[str, Any]) -> str | None:
+        """``root_key`` for this config (a reader whose path argument depends on its options overrides it)."""
+        return cls.root_key
     substitute_skipped = True  # on_error="skip": next good sample (True) or None (False) for a bad one
 
     def __init__(

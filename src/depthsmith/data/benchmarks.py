@@ -24,6 +24,8 @@ __all__ = ["KittiDataset", "DiodeDataset", "IbimsDataset", "SunRgbdDataset", "Et
 class _Listed(DepthDataset):
     """A reader whose samples are (rgb path, depth path, extra) triples in ``self.items``."""
 
+    root_key = "path"
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.items: list[tuple[Path, Path, Path | None]] = []
@@ -54,6 +56,8 @@ class KittiDataset(_PairDataset):
     Frames without ground truth are left out and counted in ``without_depth``: of Eigen's 697 test
     frames, 652 have it (Garg's set, what BTS, AdaBins and ZoeDepth report on).
     """
+
+    root_key = "data_path"
 
     def __init__(self, data_path: str | Path, filenames_file: str | Path, gt_path: str | Path | None = None,
                  encoding: str = "png_kitti", **kwargs) -> None:

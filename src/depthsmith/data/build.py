@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import Registry
 from ..errors import DataError, MissingInputError
 from .base import DepthDataset
 from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDataset, KittiDataset,
@@ -20,20 +21,14 @@ from .synthetic import SyntheticScenes
 
 __all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
 
-DATASETS: dict[str, type[DepthDataset]] = {
-    "synthetic": SyntheticScenes,
-    "nyu_zip": NyuZipDataset,
-    "nyu_mat": NyuMatDataset,
-    "h5": H5Dataset,
-    "bts": BtsDataset,
-    "paired": PairedDataset,
-    "kitti": KittiDataset,
-    "diode": DiodeDataset,
-    "ibims": IbimsDataset,
-    "sunrgbd": SunRgbdDataset,
-    "eth3d": Eth3dDataset,
-    "cityscapes": CityscapesDataset,
-}
+# Dataset types by the name a config's ``type`` gives; each reader class carries its own fields
+# (``root_key``: the argument ``data.root`` fills).
+DATASETS: Registry[type[DepthDataset]] = Registry("dataset type")
+for _name, _cls in (("synthetic", SyntheticScenes), ("nyu_zip", NyuZipDataset), ("nyu_mat", NyuMatDataset),
+                    ("h5", H5Dataset), ("bts", BtsDataset), ("paired", PairedDataset), ("kitti", KittiDataset),
+                    ("diode", DiodeDataset), ("ibims", IbimsDataset), ("sunrgbd", SunRgbdDataset),
+                    ("eth3d", Eth3dDataset), ("cityscapes", CityscapesDataset)):
+    DATASETS.add(_name, _cls)
 
 
 def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -72,10 +67,8 @@ def build_dataset(cfg: Mapping[str, Any] | str | Path,
     """
     cfg = load_config(cfg)
     kind = cfg.pop("type", None)
-    if kind not in DATASETS:
-        raise ValueError(f"unknown dataset type {kind!r}; valid types: {', '.join(DATASETS)}")
+    cls = DATASETS.get(kind)
     holdout = cfg.pop("holdout", None)
-    cls = DATASETS[kind]
     accepted = _parameters(cls)
     unknown = sorted(set(cfg) - accepted)
     if unknown:

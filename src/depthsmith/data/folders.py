@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +67,12 @@ class PairedDataset(_PairDataset):
     one to one. ``encoding`` names how depth is stored (see ``depthsmith.units.ENCODINGS``) or gives the
     16-bit PNG scale as a number (KITTI 256, TUM 5000); .npy / .h5 imply metres.
     """
+
+    root_key = "csv_path"
+
+    @classmethod
+    def root_key_for(cls, cfg: Mapping[str, Any]) -> str | None:
+        return "root" if cfg.get("rgb_glob") else cls.root_key  # glob pairs are relative to `root`
 
     def __init__(
         self,
@@ -139,6 +147,8 @@ class BtsDataset(_PairDataset):
     The focal length of each line is kept in ``focals`` (not in the sample dict).
     """
 
+    root_key = "data_path"
+
     def __init__(
         self,
         data_path: str | Path,
@@ -176,6 +186,8 @@ class H5Dataset(DepthDataset):
     ``path`` is a folder searched with ``pattern`` (default every .h5 below it, sorted), a single
     file, or a list of files. Each file is opened only while its sample is read.
     """
+
+    root_key = "path"
 
     def __init__(
         self,

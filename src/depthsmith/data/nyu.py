@@ -27,6 +27,8 @@ class NyuZipDataset(DepthDataset):
     assumption from users' reports, not from DenseDepth's code (which tests on its own .npy).
     """
 
+    root_key = "path"
+
     _handles = ("_zip",)
     DEPTH_BY_DTYPE = {np.dtype(np.uint8): "png8_densedepth", np.dtype(np.uint16): "png_mm"}
 
@@ -128,6 +130,8 @@ class NyuMatDataset(DepthDataset):
     training images (only 268 are in ``testNdxs``), so numbers on it are not comparable with the
     field; it exists to reproduce the paper's numbers. It needs no ``splits.mat``.
     """
+
+    root_key = "path"
 
     _handles = ("_file",)
     SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}

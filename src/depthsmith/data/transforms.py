@@ -18,6 +18,8 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
+from ..registry import Registry
+
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
     "RandomChannelSwap", "build_transforms", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
@@ -125,6 +127,8 @@ class Resize:
 class RandomHorizontalFlip:
     """Mirror image, depth and mask together with probability ``p`` (the seed paper's augmentation)."""
 
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
         self.p, self.generator = p, generator
 
@@ -152,6 +156,10 @@ def _check_fits(sample: Sample, size: tuple[int, int]) -> tuple[int, int]:
 
 
 class RandomCrop:
+    """A crop of ``size`` at a uniformly random position."""
+
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, size: int | Sequence[int], generator: torch.Generator | None = None) -> None:
         self.size, self.generator = _size(size), generator
 
@@ -185,6 +193,8 @@ class ColorJitter:
     which torchvision lacks.
     """
 
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
                  gamma: float = 0.1, channel_gain: float = 0.1, generator: torch.Generator | None = None) -> None:
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
@@ -205,6 +215,8 @@ class ColorJitter:
 class RandomChannelSwap:
     """Permute the RGB channels with probability ``p`` (DenseDepth's colour augmentation, p = 0.25)."""
 
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, p: float = 0.25, generator: torch.Generator | None = None) -> None:
         self.p, self.generator = p, generator
 
@@ -216,11 +228,11 @@ class RandomChannelSwap:
         return out
 
 
-TRANSFORMS: dict[str, type] = {
-    "resize": Resize, "hflip": RandomHorizontalFlip, "random_crop": RandomCrop,
-    "center_crop": CenterCrop, "color_jitter": ColorJitter, "channel_swap": RandomChannelSwap,
-}
-RANDOM_TRANSFORMS = {"hflip", "random_crop", "color_jitter", "channel_swap"}
+# A transform class that says ``random = True`` is left out of validation unless given ``val: true``.
+TRANSFORMS: Registry[type] = Registry("transform")
+for _name, _cls in (("resize", Resize), ("hflip", RandomHorizontalFlip), ("random_crop", RandomCrop),
+                    ("center_crop", CenterCrop), ("color_jitter", ColorJitter), ("channel_swap", RandomChannelSwap)):
+    TRANSFORMS.add(_name, _cls)
 
 
 def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
@@ -243,13 +255,12 @@ def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
                 items.append((entry.pop("name"), entry))
     transforms = []
     for name, opts in items:
-        if name not in TRANSFORMS:
-            raise ValueError(f"unknown transform {name!r}; valid: {', '.join(TRANSFORMS)}")
+        cls = TRANSFORMS.get(name)
         # ``val: true`` keeps a random transform in validation too (the seed flips its validation
         # batches at random); evaluation (depthsmith eval) never uses these transforms.
         also_val = bool(opts.pop("val", False))
-        if train or also_val or name not in RANDOM_TRANSFORMS:
-            transforms.append(TRANSFORMS[name](**opts))
+        if train or also_val or not getattr(cls, "random", False):
+            transforms.append(cls(**opts))
     return Compose(transforms)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from depthsmith.metrics import CROP_REFERENCE_SIZE, CROPS, FRACTION_CROPS
 from depthsmith.models.heads import output_kind
+from depthsmith.registry import Registry
 
 __all__ = ["Protocol", "PROTOCOLS", "register_protocol", "get_protocol", "describe", "protocol_table",
            "ALIGN_SPACES"]
@@ -75,18 +76,15 @@ class Protocol:
         return text
 
 
-PROTOCOLS: dict[str, Protocol] = {}
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
 
 def register_protocol(protocol: Protocol) -> Protocol:
     """Add a protocol (a new name; registering a name twice is a mistake, not an override)."""
-    if protocol.name in PROTOCOLS:
-        raise ValueError(f"protocol {protocol.name!r} is registered already")
     crops = {*CROPS, *FRACTION_CROPS}
     if protocol.crop is not None and protocol.crop not in crops:
         raise ValueError(f"protocol {protocol.name!r}: unknown crop {protocol.crop!r}; valid: {sorted(crops)}")
-    PROTOCOLS[protocol.name] = protocol
-    return protocol
+    return PROTOCOLS.add(protocol.name, protocol)
 
 
 _ZOE = "the ZoeDepth paper's zero-shot evaluation (zoedepth/utils/config.py, DATASETS_CONFIG)"
@@ -138,9 +136,7 @@ def get_protocol(name: str, min_depth: float | None = None, max_depth: float | N
     The named protocols fix their range on purpose: a changed range is a different protocol,
     and numbers computed with it must not be labelled 'nyu-eigen'.
     """
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
-    proto = PROTOCOLS[name]
+    proto = PROTOCOLS.get(name)
     if not proto.user_range:
         if min_depth is not None or max_depth is not None:
             raise ValueError(

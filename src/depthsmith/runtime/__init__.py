@@ -27,9 +27,9 @@ __all__ = ["create_runner", "open_model", "backend_choices", "list_backends", "a
 def backend_choices() -> list[str]:
     """Names accepted by ``--backend``: auto, ``torch`` (fp32 or bf16 by ``--precision``), every
     registered backend and its aliases."""
-    from .base import _ALIASES
+    from .base import BACKEND_REGISTRY
 
-    return ["auto", "torch", *list_backends(), *(a for a in _ALIASES if a != "torch")]
+    return ["auto", "torch", *list_backends(), *(a for a in BACKEND_REGISTRY.aliases() if a != "torch")]
 
 
 def open_model(model: Any) -> Any:
@@ -44,9 +44,7 @@ def open_model(model: Any) -> Any:
 
 
 def _suffixes(name: str) -> tuple[str, ...]:
-    from .base import _REGISTRY
-
-    return _REGISTRY[name].file_suffixes
+    return get_backend(name, installed=False).file_suffixes
 
 
 def create_runner(backend: str, model: Any, device: Any = "auto", precision: str = "auto",
