@@ -14,6 +14,7 @@ from torch import nn
 from ..inference import Predictor
 from ..runtime import create_runner, list_backends
 from ..runtime.base import agreement, get_backend
+from ..errors import InputError
 
 __all__ = ["BACKENDS", "default_backends", "row_runner", "mean_agreement", "Runner"]
 
@@ -83,7 +84,7 @@ def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple
         options = {"tolerance": float("inf")} if backend == "openvino-int8" else {}
         runner = create_runner(backend, model, device="cpu", **options)
         return runner, lambda: runner.precision
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    raise InputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
 def mean_agreement(run: Runner, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:

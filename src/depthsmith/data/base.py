@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import DataError, InputError
 
 __all__ = ["DataError", "DepthDataset", "make_sample", "ON_ERROR"]
 
@@ -106,9 +106,9 @@ class DepthDataset(Dataset):
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+            raise InputError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if min_depth is not None and max_depth is not None and min_depth >= max_depth:
-            raise ValueError(f"min_depth ({min_depth}) must be below max_depth ({max_depth})")
+            raise InputError(f"min_depth ({min_depth}) must be below max_depth ({max_depth})")
         self.min_depth = min_depth
         self.max_depth = max_depth
         self.on_error = on_error

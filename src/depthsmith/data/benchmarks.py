@@ -17,6 +17,7 @@ import numpy as np
 from .base import DepthDataset
 from .folders import _PairDataset
 from .io import DataError, decode_or_raise, load_array, read_depth, read_depth_array, read_rgb, reading
+from ..errors import InputError
 
 __all__ = ["KittiDataset", "DiodeDataset", "IbimsDataset", "SunRgbdDataset", "Eth3dDataset", "CityscapesDataset"]
 
@@ -116,7 +117,7 @@ class DiodeDataset(_Listed):
     def __init__(self, path: str | Path, split: str = "indoors", **kwargs) -> None:
         super().__init__(**kwargs)
         if split not in self.SPLITS:
-            raise ValueError(f"diode split must be one of {', '.join(self.SPLITS)}, got {split!r}")
+            raise InputError(f"diode split must be one of {', '.join(self.SPLITS)}, got {split!r}")
         root = Path(path)
         for scene_type in self.SPLITS[split]:
             for depth in sorted(glob.glob(str(root / "**" / scene_type / "**" / "*_depth.npy"), recursive=True)):
@@ -174,7 +175,7 @@ class SunRgbdDataset(_Listed):
     def __init__(self, path: str | Path, depth: str = "bfx", **kwargs) -> None:
         super().__init__(**kwargs)
         if depth not in self.DEPTH_FOLDERS:
-            raise ValueError(f"sunrgbd depth must be one of {', '.join(self.DEPTH_FOLDERS)}, got {depth!r}")
+            raise InputError(f"sunrgbd depth must be one of {', '.join(self.DEPTH_FOLDERS)}, got {depth!r}")
         root = Path(path)
         for image_dir in sorted(root.glob("**/image")):
             images = sorted(image_dir.glob("*.jpg")) + sorted(image_dir.glob("*.png"))

@@ -18,6 +18,7 @@ from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDat
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
+from ..errors import InputError
 
 __all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
 
@@ -72,7 +73,7 @@ def build_dataset(cfg: Mapping[str, Any] | str | Path,
     accepted = _parameters(cls)
     unknown = sorted(set(cfg) - accepted)
     if unknown:
-        raise ValueError(f"dataset type {kind!r} got unknown options {unknown}; valid: {', '.join(sorted(accepted))}")
+        raise InputError(f"dataset type {kind!r} got unknown options {unknown}; valid: {', '.join(sorted(accepted))}")
     dataset = cls(**cfg, transform=transform)
     if holdout:
         holdout_split(dataset, **holdout)
@@ -104,11 +105,11 @@ def holdout_split(dataset: DepthDataset, fraction: float, part: str = "val", see
     ``train_val_split`` does (its validation loss is therefore measured on near-duplicates).
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+        raise InputError(f"holdout fraction must be in (0, 1), got {fraction}")
     if part not in ("train", "val"):
-        raise ValueError(f"holdout part must be 'train' or 'val', got {part!r}")
+        raise InputError(f"holdout part must be 'train' or 'val', got {part!r}")
     if by not in HOLDOUT_BY:
-        raise ValueError(f"holdout 'by' must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
+        raise InputError(f"holdout 'by' must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
     names = dataset.names()
     groups = [posixpath.dirname(n.replace("\\", "/")) for n in names]
     if by == "image" or len(set(groups)) == 1:

@@ -13,6 +13,7 @@ from ..paths import glob_files
 from ..units import Encoding, get_encoding
 from .base import DepthDataset
 from .io import DataError, decode_or_raise, read_depth, read_rgb, reading, rgb_from_array
+from ..errors import InputError
 
 __all__ = ["PairedDataset", "BtsDataset", "H5Dataset"]
 
@@ -35,7 +36,7 @@ class _PairDataset(DepthDataset):
             suffixes = {p.suffix.lower() for _, p in self.pairs}
             implied = {FLOAT_EXTENSIONS.get(s) for s in suffixes}
             if len(implied) != 1 or None in implied:
-                raise ValueError(
+                raise InputError(
                     f"depth files {sorted(suffixes)} need an explicit 'encoding' (one of png_mm, png_kitti, "
                     "png_tum, png_sun, png8_densedepth, npy_m, h5_m) or a number: the 16-bit PNG scale"
                 )
@@ -86,7 +87,7 @@ class PairedDataset(_PairDataset):
     ) -> None:
         super().__init__(encoding, depth_key, **kwargs)
         if (csv_path is None) == (rgb_glob is None or depth_glob is None):
-            raise ValueError("paired dataset needs either csv_path or both rgb_glob and depth_glob")
+            raise InputError("paired dataset needs either csv_path or both rgb_glob and depth_glob")
         if csv_path is not None:
             self.pairs = self._read_csv(Path(csv_path), Path(root) if root else Path(csv_path).parent)
         else:

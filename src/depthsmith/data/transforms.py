@@ -19,6 +19,7 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
 from ..registry import Registry
+from ..errors import InputError
 
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
@@ -91,9 +92,9 @@ class Resize:
 
     def __init__(self, size: int | Sequence[int], depth_mode: str = "nearest", image_mode: str = "bilinear") -> None:
         if depth_mode not in self.DEPTH_MODES:
-            raise ValueError(f"depth_mode must be one of {', '.join(self.DEPTH_MODES)}, got {depth_mode!r}")
+            raise InputError(f"depth_mode must be one of {', '.join(self.DEPTH_MODES)}, got {depth_mode!r}")
         if image_mode not in self.IMAGE_MODES:
-            raise ValueError(f"image_mode must be one of {', '.join(self.IMAGE_MODES)}, got {image_mode!r}")
+            raise InputError(f"image_mode must be one of {', '.join(self.IMAGE_MODES)}, got {image_mode!r}")
         self.size, self.depth_mode, self.image_mode = _size(size), depth_mode, image_mode
 
     def __call__(self, sample: Sample) -> Sample:
@@ -151,7 +152,7 @@ def _crop(sample: Sample, top: int, left: int, size: tuple[int, int]) -> Sample:
 def _check_fits(sample: Sample, size: tuple[int, int]) -> tuple[int, int]:
     h, w = sample["image"].shape[-2:]
     if h < size[0] or w < size[1]:
-        raise ValueError(f"{sample.get('name', 'sample')}: cannot crop {size[0]}x{size[1]} from {h}x{w}")
+        raise InputError(f"{sample.get('name', 'sample')}: cannot crop {size[0]}x{size[1]} from {h}x{w}")
     return h, w
 
 
@@ -286,7 +287,7 @@ def depth_to_target(depth: torch.Tensor, mask: torch.Tensor, mode: str = "metric
     mask either: see ``target: seed_minmax`` in the training config).
     """
     if mode not in TARGET_MODES:
-        raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+        raise InputError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
     if mode == "minmax_all":
         d = depth.clamp(0.0, max_depth)
         lo, hi = minmax_range(d, torch.ones_like(mask, dtype=torch.bool))
@@ -308,12 +309,12 @@ def target_to_depth(target: torch.Tensor, mode: str = "metric", max_depth: float
     """Inverse of :func:`depth_to_target`. ``minmax`` is relative: it needs ``depth_range`` = (min, max)
     per image (e.g. :func:`minmax_range` of the ground truth) to give metres back."""
     if mode not in TARGET_MODES:
-        raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+        raise InputError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
     if mode == "metric":
         return target * max_depth
     if mode == "inverse":
         return min_depth / target.clamp(min_depth / max_depth, 1.0)
     if depth_range is None:  # minmax and minmax_all
-        raise ValueError("minmax targets are relative depth: pass depth_range=(min, max) to get metres")
+        raise InputError("minmax targets are relative depth: pass depth_range=(min, max) to get metres")
     lo, hi = depth_range
     return lo + target * (hi - lo)

@@ -20,6 +20,7 @@ from ..metrics import (CROP_MODES, MetricAccumulator, NoValidPixelError, as_map,
                        valid_mask)
 from ..models.heads import output_kind
 from .protocols import Protocol, describe
+from ..errors import InputError
 
 __all__ = ["EvalResult", "Scorer", "make_result", "upsample_to", "as_tensor", "summary_keys"]
 
@@ -73,20 +74,20 @@ class Scorer:
         if align == "auto":  # the output kind's own default (metric: none; disparity: lstsq_disparity)
             align = "none" if fixed else kind.default_align
         if fixed and align != "none":
-            raise ValueError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
+            raise InputError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
         if align not in kind.alignments:
-            raise ValueError(
+            raise InputError(
                 f"this model's output kind is {kind.name!r} ({kind.card.split(':')[0].split(';')[0]}): evaluate it "
                 f"with align={' or '.join(repr(a) for a in kind.alignments)} (--align), not {align!r}"
             )
         if kind.unitless and align == "none" and not (kind.protocol_range and proto.relative_range is not None):
-            raise ValueError(
+            raise InputError(
                 f"this model predicts {kind.name} (unitless) depth: evaluate it with align="
                 f"{' or '.join(repr(a) for a in kind.alignments if a != 'none')} (or protocol 'seed', which "
                 "reproduces the seed's fixed x7.5 scaling of a [0, 1] output)"
             )
         if crop_mode not in CROP_MODES:
-            raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
+            raise InputError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
         self.proto, self.align, self.output, self.crop_mode = proto, align, output, crop_mode
         self.keep_examples = keep_examples
         self.lo = proto.min_depth if proto.min_depth is not None else 0.0
@@ -138,7 +139,7 @@ class Scorer:
 
     def summary(self) -> dict[str, float]:
         if not self.rows:
-            raise ValueError(f"no image could be evaluated ({len(self.skipped)} skipped: unreadable or without a "
+            raise InputError(f"no image could be evaluated ({len(self.skipped)} skipped: unreadable or without a "
                              "valid ground-truth pixel)")
         metrics = dict(self.acc.compute())
         r2 = np.array([r["r2"] for r in self.rows], dtype=float)
@@ -155,7 +156,7 @@ class Scorer:
 
 def _avg_pool(a: np.ndarray, k: int, s: int) -> np.ndarray:
     if min(a.shape) < k:
-        raise ValueError(f"R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
+        raise InputError(f"R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
     return F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(a))[None, None], k, s)[0, 0].numpy()
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .masks import as_map
+from ..errors import InputError
 
 __all__ = ["ALIGN_MODES", "PRED_FLOOR", "align_prediction"]
 
@@ -34,7 +35,7 @@ def align_prediction(
     Mask default: finite gt > 0 and finite pred.
     """
     if mode not in ALIGN_MODES:
-        raise ValueError(f"unknown align mode {mode!r}; valid modes: {list(ALIGN_MODES)}")
+        raise InputError(f"unknown align mode {mode!r}; valid modes: {list(ALIGN_MODES)}")
     pred, gt = as_map(pred, "pred"), as_map(gt, "gt")
     if mode == "none":
         return pred
@@ -45,7 +46,7 @@ def align_prediction(
     if mask is not None:
         valid &= as_map(mask, "mask").astype(bool)
     if not valid.any():
-        raise ValueError("align_prediction: no valid pixel to align on")
+        raise InputError("align_prediction: no valid pixel to align on")
     if mode == "median":
         return pred * (np.median(gt[valid]) / np.median(pred[valid]))
     if mode == "lstsq":

@@ -126,11 +126,11 @@ def r2_score(
     if mask is not None:
         valid &= as_map(mask, "mask").astype(bool)
     if not valid.any():
-        raise ValueError("r2_score: no valid pixel")
+        raise InputError("r2_score: no valid pixel")
     p, g = pred[valid], gt[valid]
     ss_tot = float(np.sum((g - g.mean()) ** 2))
     if ss_tot == 0.0:
-        raise ValueError("r2_score: ground truth is constant on the valid pixels (SS_tot = 0)")
+        raise InputError("r2_score: ground truth is constant on the valid pixels (SS_tot = 0)")
     return 1.0 - float(np.sum((g - p) ** 2)) / ss_tot
 
 
@@ -160,7 +160,7 @@ def ssim_score(
     gt = np.where(valid, gt, 0.0)
     value = float(_ssim(_image_tensor(pred / max_depth), _image_tensor(gt / max_depth), mask_t))
     if math.isnan(value):
-        raise ValueError("ssim_score: no 11x11 window lies entirely on valid pixels")
+        raise InputError("ssim_score: no 11x11 window lies entirely on valid pixels")
     return value
 
 
@@ -248,7 +248,7 @@ class MetricAccumulator:
     def compute(self, pooled: bool | None = None) -> dict[str, float]:
         """Dataset metrics; `pooled` overrides the constructor's choice for this call."""
         if not self.rows:
-            raise ValueError("MetricAccumulator.compute: no image was added")
+            raise InputError("MetricAccumulator.compute: no image was added")
         pooled = self.pooled if pooled is None else pooled
         if pooled:
             result = _metrics_from_sums(self._sums, self._hole_sums or None)

@@ -54,7 +54,7 @@ def create_model(
         # A plain ViT gives one-stride token grids: DPT is the decoder made for them.
         cfg = {"encoder": name, "decoder": "dpt" if is_plain_vit(name) else "unet", **overrides}
     else:
-        raise ValueError(
+        raise InputError(
             f"Unknown model {name!r}. Presets: {', '.join(list_models())}. "
             f"Or give any timm encoder name (timm.list_models()) with decoder= one of "
             f"{', '.join(list_decoders())}."

@@ -37,6 +37,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from .weights import load_encoder_file
+from ..errors import InputError
 
 __all__ = ["is_plain_vit", "ViTFeatures"]
 
@@ -111,16 +112,16 @@ class ViTFeatures(nn.Module):
         kwargs.update(timm_kwargs)
         self.vit = timm.create_model(name, pretrained=pretrained, **kwargs)
         if not hasattr(self.vit, "blocks") or not hasattr(self.vit, "patch_embed"):
-            raise ValueError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
+            raise InputError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
         depth = len(self.vit.blocks)
         # Default: four evenly spaced blocks ending at the last one (DPT's hooks; ViT-S/B: 2, 5, 8, 11).
         indices = list(out_indices) if out_indices is not None else [depth * (i + 1) // 4 - 1 for i in range(4)]
         bad = [i for i in indices if not -depth <= i < depth]
         if bad:
-            raise ValueError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
+            raise InputError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
         self.out_indices = [i % depth for i in indices]
         if self.out_indices != sorted(set(self.out_indices)):
-            raise ValueError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
+            raise InputError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
         # Blocks after the deepest tap are dropped (not just skipped): fewer parameters, and none
         # left without a gradient (DDP would need find_unused_parameters otherwise).
         self.vit.blocks = self.vit.blocks[: self.out_indices[-1] + 1]
@@ -131,13 +132,13 @@ class ViTFeatures(nn.Module):
         self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
         self.offset = float(pos_embed_offset)
         if not 0 <= self.offset < 1:
-            raise ValueError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
+            raise InputError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
         if self.offset and self.antialias:
-            raise ValueError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
+            raise InputError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
                              f"antialias; pos_embed_antialias must be False for {name!r}.")
         self.patch_size = int(self.vit.patch_embed.patch_size[0])
         if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
-            raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
+            raise InputError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
         self.channels = [int(self.vit.embed_dim)] * len(self.out_indices)
         self.reductions = [self.patch_size] * len(self.out_indices)
         self.pretrained_cfg = dict(getattr(self.vit, "pretrained_cfg", None) or {})

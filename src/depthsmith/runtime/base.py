@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..registry import Registry, UnknownNameError
+from ..errors import InputError
 
 __all__ = ["agreement", "Backend", "Runner", "register", "get_backend", "list_backends", "available_backends",
            "as_tensor", "model_meta", "BACKEND_REGISTRY"]
@@ -99,7 +100,7 @@ def get_backend(name: str, installed: bool = True) -> Backend:
     backend = BACKEND_REGISTRY.get(key)
     if installed and not backend.installed():
         missing = [m for m in backend.requires if importlib.util.find_spec(m) is None]
-        raise ValueError(f"backend {key!r} needs {', '.join(missing)}, which is not installed "
+        raise InputError(f"backend {key!r} needs {', '.join(missing)}, which is not installed "
                          f"(pip install 'depthsmith[{'openvino' if 'openvino' in missing else 'export'}]')")
     return backend
 
@@ -108,7 +109,7 @@ def as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """A B x 3 x H x W float32 tensor from a tensor or an array, checked."""
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     if t.ndim != 4 or t.shape[1] != 3:
-        raise ValueError(f"expected a B x 3 x H x W batch of RGB in [0, 1], got shape {tuple(t.shape)}")
+        raise InputError(f"expected a B x 3 x H x W batch of RGB in [0, 1], got shape {tuple(t.shape)}")
     return t.float()
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_decoder
+from ...errors import InputError
 
 __all__ = ["DPTDecoder"]
 
@@ -106,17 +107,17 @@ class DPTDecoder(nn.Module):
         self.single_stride = len(set(reductions)) == 1
         if self.single_stride:
             if len(channels) != 4:
-                raise ValueError(
+                raise InputError(
                     f"dpt decoder needs 4 taps of a ViT encoder (encoder_kwargs out_indices), got {len(channels)}."
                 )
             widths = list(out_channels or [max(channels[i] // d, 1) for i, d in enumerate((8, 4, 2, 1))])
             if len(widths) != 4:
-                raise ValueError(f"dpt decoder: out_channels needs 4 widths, got {widths}.")
+                raise InputError(f"dpt decoder: out_channels needs 4 widths, got {widths}.")
             self.reassemble = nn.ModuleList(Reassemble(c, w, f) for c, w, f in zip(channels, widths, self.FACTORS))
             self.patch = int(reductions[0])
         else:
             if out_channels is not None:
-                raise ValueError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
+                raise InputError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
                                  "stages are used as they are.")
             self.taken = len(channels) - min(4, len(channels))  # the last (deepest) four stages
             widths = list(channels[self.taken:])
