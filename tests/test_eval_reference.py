@@ -1,6 +1,7 @@
 """Evaluation protocols against independent NumPy computations on real NYU Depth V2 pairs.
 
-The reference code below is written from field notes §3 (and §1 for the seed), not from
+The reference code below is written from BTS's eval code (bts/pytorch/bts_eval.py: crop, range,
+compute_errors) and, for the seed, from the seed notebook as README "Seed fidelity" describes it, not from
 depthsmith: its own bilinear upsampling, crops, masks, formulas and averaging.
 """
 

@@ -34,7 +34,7 @@ def load_depth(rel: str) -> np.ndarray:
 
 
 def reference_metrics(d: np.ndarray, g: np.ndarray) -> dict[str, float]:
-    """The formulas of field notes §3, written directly on 1-D arrays of valid pixels."""
+    """The formulas of Eigen et al. 2014 as BTS's compute_errors (bts/pytorch/bts_eval.py) writes them, written directly on 1-D arrays of valid pixels."""
     d, g = d.astype(np.float64), g.astype(np.float64)
     e = np.log(d) - np.log(g)
     ratio = np.maximum(d / g, g / d)

@@ -56,7 +56,7 @@ def test_every_decoder_on_tiny_encoders_at_odd_sizes(decoder: str, encoder: str,
 
 
 # -- presets --------------------------------------------------------------------------------------
-# Published totals the presets reproduce (field notes §1 and §3; Depth-Anything-V2's README). The
+# Published totals the presets reproduce (the seed paper's Table 2, DenseDepth arXiv:1812.11941; Depth-Anything-V2's README). The
 # three other Table 2 comparisons are left out: the paper does not publish where it cut them.
 PUBLISHED = {"enc-dec-irv2": 31.15e6, "densedepth-densenet169": 42.6e6, "depth-anything-v2-small": 24.8e6,
              "depth-anything-v2-base": 97.5e6, "depth-anything-v2-large": 335.3e6}

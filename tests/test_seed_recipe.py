@@ -1,6 +1,6 @@
 """The seed notebook's training and evaluation choices, each a named option (issue: seed fidelity).
 
-References are written from the notebook's code (field notes §1), not from depthsmith: OpenCV's
+References are written from the notebook's code (README "Seed fidelity"), not from depthsmith: OpenCV's
 INTER_AREA as box-overlap weights, `normalize_img` over every pixel, `train_val_split` over images.
 """
 

@@ -199,9 +199,9 @@ class CompositeLoss(nn.Module):
 
 # Named presets: (weights, ssim_form).
 LOSS_PRESETS: dict[str, tuple[dict[str, float], str]] = {
-    # Seed paper code (field notes §1): 1.0 * (1 - SSIM)/2 + 1.0 * edge + 0.3 * L1.
+    # Seed notebook's loss (README "Seed fidelity"): 1.0 * (1 - SSIM)/2 + 1.0 * edge + 0.3 * L1.
     "paper": ({"ssim": 1.0, "edge": 1.0, "l1": 0.3}, "half"),
-    # ConvNeXt U-Net report (field notes §2): MSE + 0.15 * (1 - SSIM) + 0.05 * edge.
+    # ConvNeXt U-Net report (README presets table): MSE + 0.15 * (1 - SSIM) + 0.05 * edge.
     "report": ({"mse": 1.0, "ssim": 0.15, "edge": 0.05}, "full"),
 }
 

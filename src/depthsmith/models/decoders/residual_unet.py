@@ -1,4 +1,4 @@
-"""The report's residual U-Net decoder (ConvNeXt U-Net, field notes section 2).
+"""The report's residual U-Net decoder (ConvNeXt U-Net; README presets table).
 
 After each upsample + concat with the encoder skip: a residual block of two
 conv3x3 + BatchNorm (+ ReLU), with a 1x1 conv on the shortcut to match channels.

@@ -1,4 +1,4 @@
-"""The paper's U-Net decoder (Enc-Dec-IRv2, field notes section 1).
+"""The paper's U-Net decoder (Enc-Dec-IRv2; the seed notebook's Keras decoder, README "Seed fidelity").
 
 From the bottleneck: LeakyReLU(0.2), then per up-block: bilinear upsample -> conv3x3 ->
 LeakyReLU(0.2) -> concat skip -> conv3x3 -> LeakyReLU(0.2) -> BatchNorm -> conv3x3 ->
