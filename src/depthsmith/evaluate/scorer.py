@@ -110,7 +110,8 @@ class Scorer:
         pred = as_map(pred, "pred") * self.factor
         gt = as_map(gt, "gt")
         if pred.shape != gt.shape:
-            raise ValueError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")  # internal: callers upsample first
+            # internal: callers upsample to the ground truth first
+            raise ValueError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")  # internal
         try:
             prep = self.acc.prepare(pred, gt, mask=mask if self.proto.masked else None)
         except NoValidPixelError:  # e.g. a frame without depth in range: skipped, counted, never silent

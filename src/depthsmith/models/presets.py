@@ -13,7 +13,8 @@ from ..registry import Registry
 
 __all__ = ["PRESETS", "Preset"]
 
-# The paper's truncated Inception-ResNet-v2 (the seed paper's Table 2 and notebook; README "Seed fidelity"): skip taps at strides
+# The paper's truncated Inception-ResNet-v2 (the seed paper's Table 2 and notebook; README
+# "Seed fidelity"): skip taps at strides
 # 2, 4, 8 and the bottleneck inside Reduction-B (mixed_7a.branch2[1], 288 ch, stride 16);
 # nothing deeper is built. The input image itself is the stride-1 skip.
 IRV2_TAPS = ["conv2d_1a", "conv2d_3b", "mixed_6a.branch1.1", "mixed_7a.branch2.1"]
