@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from PIL import Image
 
-from test_data_fixtures import make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip, make_paired_csv, write_png16
+from helpers import make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip, make_paired_csv, write_png16
 
 SHAPE = (24, 32)
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from depthsmith.data import DataError, NyuZipDataset, PairedDataset, build_dataset, make_sample
-from test_data_fixtures import make_paired_csv, need_real, png_bytes, real_pairs
+from helpers import make_paired_csv, need_real, png_bytes, real_pairs
 
 
 @pytest.fixture()

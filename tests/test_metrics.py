@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,17 +19,8 @@ from depthsmith.metrics import (
     r2_score,
     ssim_score,
 )
+from helpers import load_depth
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-
-
-def load_depth(rel: str) -> np.ndarray:
-    path = REAL_DATA / rel
-    if not path.exists():
-        pytest.skip(f"real depth sample {path} not available")
-    from PIL import Image
-
-    return np.asarray(Image.open(path)).astype(np.float32) / 1000.0
 
 
 def reference_metrics(d: np.ndarray, g: np.ndarray) -> dict[str, float]:

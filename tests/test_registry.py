@@ -26,7 +26,7 @@ from depthsmith.evaluate import PROTOCOLS, evaluate_predictions
 from depthsmith.metrics import CROP_REFERENCE_SIZE, CROPS, FRACTION_CROPS
 from depthsmith.runtime import available_backends, create_runner, get_backend, list_backends
 from registry_datasets import DATASET_FIXTURES
-from test_data_readers import check_sample
+from helpers import check_sample, tiny_varying_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -219,11 +219,7 @@ def test_every_dataset_type_yields_the_documented_sample(kind: str, tmp_path: Pa
 def tiny_model() -> depthsmith.DepthModel:
     """A tiny model whose depth varies over a few metres (head scaled up: a random head gives a
     near-constant map, on which precision differences would not show)."""
-    torch.manual_seed(0)
-    model = depthsmith.create_model("test_resnet", decoder="unet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]})
-    with torch.no_grad():
-        model.decoder.head.weight.mul_(30.0)
-    return model.eval()
+    return tiny_varying_model()
 
 
 def _backend_params() -> list:

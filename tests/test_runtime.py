@@ -17,6 +17,8 @@ from depthsmith.cli import build_parser, main
 from depthsmith.runtime import AutoRunner, backend_choices, create_runner, get_backend, list_backends
 from depthsmith.runtime.auto import MAX_REL_DIFF, Probe, candidates, choose
 
+from helpers import tiny_varying_model
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = (64, 96)
 
@@ -25,11 +27,7 @@ SIZE = (64, 96)
 def tiny() -> depthsmith.DepthModel:
     """A tiny model whose depth varies over about 2-7 m (head weights scaled up), like a trained
     model's, so that precision differences show (a random head gives a near-constant map)."""
-    torch.manual_seed(0)
-    model = depthsmith.create_model("test_resnet", decoder="unet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]})
-    with torch.no_grad():
-        model.decoder.head.weight.mul_(30.0)
-    return model.eval()
+    return tiny_varying_model()
 
 
 @pytest.fixture(scope="module")

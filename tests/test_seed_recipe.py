@@ -21,8 +21,8 @@ from depthsmith.train import train
 from depthsmith.train.config import ConfigError, resolve_config
 from depthsmith.train.module import DepthTrainModule
 
-from test_data_fixtures import make_nyu_mat
-from test_train_run import SMALL_UNET, TINY
+from helpers import make_nyu_mat
+from helpers import SMALL_UNET, TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
