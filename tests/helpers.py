@@ -241,3 +241,27 @@ def tiny_varying_model():
     with torch.no_grad():
         model.decoder.head.weight.mul_(30.0)
     return model.eval()
+
+
+def tiny_hf_depth_anything(kind: str, out_indices=(1, 2, 3, 4), max_depth: int = 20, layers: int = 4):
+    """A tiny transformers Depth Anything (DINOv2 backbone), ``kind`` relative or metric."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, image_size=56, patch_size=14,
+                            out_indices=list(out_indices), reshape_hidden_states=False, apply_layernorm=True)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind,
+                                 max_depth=max_depth if kind == "metric" else 1)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    with torch.no_grad():
+        # Large random weights (the default init makes every output nearly the same constant, which
+        # would hide conversion bugs), then the last conv rescaled so that the logits spread about 1.
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+        model.head.activation2 = torch.nn.Identity()
+        spread = model(pixel_values=torch.randn(1, 3, 56, 70)).predicted_depth.std() / max_depth
+        model.head.conv3.weight /= spread
+        model.head.conv3.bias /= spread
+        model.head.activation2 = torch.nn.ReLU() if kind == "relative" else torch.nn.Sigmoid()
+    return model

@@ -377,7 +377,7 @@ def test_cli_eval_on_nyu_kitti_and_diode_prints_one_table(tmp_path, capsys):
 
     import depthsmith
     from depthsmith.cli import main
-    from test_data_fixtures import make_nyu_mat
+    from helpers import make_nyu_mat
 
     rng = np.random.default_rng(12)
     torch.manual_seed(0)
