@@ -139,11 +139,14 @@ def _reference(proto, preds: list[np.ndarray], gts: list[np.ndarray], factor: fl
         valid = inside & (gt > lo) & (gt < hi) if proto.masked else inside & (gt > 0)
         pooled_p.append(pred[valid]), pooled_g.append(gt[valid])
         row = _errors(pred[valid], gt[valid])
-        if not proto.masked:  # holes of the crop: squared error pred^2, a delta failure
-            holes = inside & ~valid
-            n_all = int(inside.sum())
-            row["sq"] = (row["sq"] * row["n"] + float(np.sum(pred[holes] ** 2))) / n_all
-            row["d1"], row["n"] = row["d1"] * row["n"] / n_all, n_all
+        if not proto.masked:
+            # The seed's unmasked evaluation, computed directly: every pixel of the crop, holes
+            # (gt = 0) included, in the formulas that stay finite there (the squared error; delta,
+            # whose ratio is inf there: a failure); AbsRel divides by gt, so it keeps gt > 0.
+            p, g = pred[inside], gt[inside]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.maximum(p / g, g / p)
+            row.update(sq=float(np.mean((p - g) ** 2)), d1=float(np.mean(ratio < 1.25)), n=int(p.size))
         rows.append(row)
     if proto.pooled:
         row = _errors(np.concatenate(pooled_p), np.concatenate(pooled_g))
