@@ -19,14 +19,15 @@ from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
 from ..errors import InputError
+from .video import SyntheticVideo
 
 __all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
 
 # Dataset types by the name a config's ``type`` gives; each reader class carries its own fields
 # (``root_key``: the argument ``data.root`` fills).
 DATASETS: Registry[type[DepthDataset]] = Registry("dataset type")
-for _name, _cls in (("synthetic", SyntheticScenes), ("nyu_zip", NyuZipDataset), ("nyu_mat", NyuMatDataset),
-                    ("h5", H5Dataset), ("bts", BtsDataset), ("paired", PairedDataset), ("kitti", KittiDataset),
+for _name, _cls in (("synthetic", SyntheticScenes), ("synthetic_video", SyntheticVideo), ("nyu_zip", NyuZipDataset),
+                    ("nyu_mat", NyuMatDataset), ("h5", H5Dataset), ("bts", BtsDataset), ("paired", PairedDataset), ("kitti", KittiDataset),
                     ("diode", DiodeDataset), ("ibims", IbimsDataset), ("sunrgbd", SunRgbdDataset),
                     ("eth3d", Eth3dDataset), ("cityscapes", CityscapesDataset)):
     DATASETS.add(_name, _cls)
