@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from typing import Sequence
+
+from .errors import InputError
 
 __all__ = ["main", "build_parser"]
 
@@ -299,16 +302,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command. Bad input ends with ``error: <message>`` and exit code 2, never a
-    traceback: every reader and loader raises ``depthsmith.errors.InputError`` (a ValueError)
-    naming the file, the problem and what is valid; file-system errors name their path too."""
+    traceback: every reader, loader and check raises ``depthsmith.errors.InputError`` naming the
+    file, the problem and what is valid; file-system errors name their path too. Anything else is a
+    bug in depthsmith: its traceback is printed, with a line saying so, and the exit code is 1."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as err:
+    except (InputError, OSError) as err:
         # Bad config, unknown names, unreadable files: the message already says what to fix.
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception:  # not the user's input: the traceback is what a bug report needs
+        traceback.print_exc()
+        print(f"depthsmith {_version()} failed with an internal error (a bug, not your input): please report it "
+              "with the traceback above.", file=sys.stderr)
+        return 1
 
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("depthsmith")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 if __name__ == "__main__":
     sys.exit(main())

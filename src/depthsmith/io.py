@@ -24,6 +24,7 @@ from .decode import check_pixels, decode_rgb, float_rgb, read_depth, rgb_layout
 from .errors import ReadError, check_intrinsics
 from .paths import atomic_write, glob_files
 from .units import Encoding, encode_depth, get_encoding
+from .errors import InputError
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ReadError", "load_image", "to_float_rgb", "expand_inputs",
@@ -178,7 +179,7 @@ def save_png16(path: str | Path, depth: np.ndarray, encoding: str | Encoding | f
     """
     enc = get_encoding(encoding)
     if enc.dtype != "uint16":
-        raise ValueError(f"save_png16 needs a 16-bit PNG encoding, got {enc.name} ({enc.description})")
+        raise InputError(f"save_png16 needs a 16-bit PNG encoding, got {enc.name} ({enc.description})")
     top = 65535.0 / enc.scale  # the largest depth the encoding holds
     d = np.asarray(depth, dtype=np.float64)
     mm = encode_depth(np.where(np.isfinite(d) & (d > top), top, d), enc)
@@ -248,7 +249,7 @@ def save_ply(
     if rgb.dtype != np.uint8:
         rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if rgb.shape[:2] != valid.shape:
-        raise ValueError(f"RGB {rgb.shape[:2]} and depth {valid.shape} sizes differ")
+        raise InputError(f"RGB {rgb.shape[:2]} and depth {valid.shape} sizes differ")
     vertex = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                           ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = points.T
@@ -301,7 +302,7 @@ def write_outputs(
     """
     unknown = set(outputs) - set(OUTPUT_SUFFIXES)
     if unknown:
-        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {sorted(OUTPUT_SUFFIXES)}")
+        raise InputError(f"unknown outputs {sorted(unknown)}; choose from {sorted(OUTPUT_SUFFIXES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / f"{stem}{OUTPUT_SUFFIXES[kind]}" for kind in outputs}

@@ -33,8 +33,19 @@ __all__ = ["glob_files", "unique_names", "atomic_write", "atomic_write_text", "t
 # outputs for a folder of photos, an ONNX file or a checkpoint are tens to hundreds of MB.
 MIN_FREE_BYTES = 100 * 2**20
 
-_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
+
+def _umask() -> int:
+    """The process umask, read without changing it: Linux reports it in /proc/self/status; elsewhere
+    os.umask can only read it by setting it, so it is set back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _part_regex(part: str) -> str:
@@ -140,7 +151,7 @@ def temp_beside(path: Path) -> tuple[int, str]:
     clean_orphans`` removes), with the permissions a normal open() would give (mkstemp uses 0600)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~_umask())
     except OSError:
         pass
     except BaseException:  # Ctrl-C right here: the caller never learns the name

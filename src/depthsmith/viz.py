@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from .errors import InputError
 
 from .errors import InputError
 from .paths import atomic_write
@@ -83,7 +84,7 @@ def colorize(
 
     d = _as_array(depth).astype(np.float32).squeeze()
     if d.ndim != 2:
-        raise ValueError(f"colorize expects an H x W depth map, got shape {d.shape}")
+        raise InputError(f"colorize expects an H x W depth map, got shape {d.shape}")
     valid = _valid(d, mask)
     if vmin is None or vmax is None:
         lo, hi = _depth_range([d], [valid])
@@ -121,7 +122,7 @@ def save_grid(
 
     cells = [[_as_array(c) for c in row] for row in rows]
     if not cells or not cells[0]:
-        raise ValueError("save_grid needs at least one row with one cell")
+        raise InputError("save_grid needs at least one row with one cell")
     masks = masks or [[None] * len(row) for row in cells]
     is_depth = [[c.squeeze().ndim == 2 for c in row] for row in cells]
     depth_cells = [(c.squeeze(), m) for row, mrow, dep in zip(cells, masks, is_depth)

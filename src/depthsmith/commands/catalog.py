@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..models import list_decoders, list_models
-from ..models.presets import PRESET_NOTES
+from ..models.presets import PRESETS
 from ..train import list_recipes
 
 __all__ = ["models_cli", "recipes_cli"]
@@ -13,7 +13,7 @@ __all__ = ["models_cli", "recipes_cli"]
 
 def models_cli() -> int:
     for name in list_models():
-        print(f"{name:26s} {PRESET_NOTES.get(name, '')}")
+        print(f"{name:26s} {PRESETS.get(name).note if name in PRESETS else ''}")
     print(f"\ndecoders: {', '.join(list_decoders())}; encoders: any timm model name")
     return 0
 

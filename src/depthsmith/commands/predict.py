@@ -81,8 +81,6 @@ def predict_cli(
     total, skipped, count = len(files) + len(problems), len(files) - len(todo), [0]
     with stop_on_signals() as stopped:  # from here on: a stop between whole files, one line, exit 130 / 143
         try:
-            if backend == "onnx" and not str(model).endswith(".onnx"):
-                model = _onnx_file_for(model, out)
             predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
                                   compile=compile)
             print(f"model {predictor.describe()}")
@@ -187,17 +185,3 @@ def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Pa
         except (OSError, ValueError) as err:
             failures.append(f"{f}: cannot write outputs ({err})")
 
-
-def _onnx_file_for(model: str, out: Path) -> Path:
-    """The ONNX file for ``predict --backend onnx``: <model dir>/model.onnx if it exists, else an
-    export written to <out>/model.onnx (checked against PyTorch)."""
-    folder_file = Path(model) / "model.onnx"
-    if folder_file.is_file():
-        return folder_file
-    from ..runtime.export_onnx import export_onnx
-    from ..models import load_model
-
-    print(f"exporting {model} to {out / 'model.onnx'} for ONNX Runtime ...")
-    result = export_onnx(load_model(model), out / "model.onnx")
-    print(result.summary())
-    return result.path

@@ -14,7 +14,7 @@ from .decoders import list_decoders
 from .encoders import WEIGHT_CHOICES
 from .loading import ModelConfigError, load_hub, load_local, looks_like_path
 from .model import DepthModel
-from .presets import PRESET_NOTES, PRESETS
+from .presets import PRESETS, Preset
 from .vit import is_plain_vit
 from .weights import WeightFileError, check_finite
 
@@ -24,7 +24,7 @@ __all__ = ["DepthModel", "create_model", "list_models", "load_model", "load_any"
 
 def list_models() -> list[str]:
     """Names of the presets. Any timm encoder name works with ``create_model`` too."""
-    return sorted(PRESETS)
+    return sorted(PRESETS.names())
 
 
 def create_model(
@@ -45,7 +45,7 @@ def create_model(
     if decoder is not None:
         overrides["decoder"] = decoder
     if name in PRESETS:
-        cfg = copy.deepcopy(PRESETS[name])
+        cfg = copy.deepcopy(PRESETS.get(name).config)
         for key in ("encoder_kwargs", "decoder_kwargs"):  # merge, do not replace
             if key in overrides:
                 cfg[key] = {**cfg.get(key, {}), **overrides.pop(key)}
@@ -55,7 +55,7 @@ def create_model(
         # A plain ViT gives one-stride token grids: DPT is the decoder made for them.
         cfg = {"encoder": name, "decoder": "dpt" if is_plain_vit(name) else "unet", **overrides}
     else:
-        raise ValueError(
+        raise InputError(
             f"Unknown model {name!r}. Presets: {', '.join(list_models())}. "
             f"Or give any timm encoder name (timm.list_models()) with decoder= one of "
             f"{', '.join(list_decoders())}."

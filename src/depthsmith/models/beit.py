@@ -22,6 +22,7 @@ from timm.layers import Format
 from torch import nn
 
 from .vit import ViTFeatures
+from ..errors import InputError
 
 __all__ = ["BeitFeatures", "is_beit"]
 
@@ -82,7 +83,7 @@ class BeitFeatures(ViTFeatures):
     def _create(name: str, pretrained: bool, timm_kwargs: dict[str, Any]) -> nn.Module:
         vit = timm.create_model(name, pretrained=pretrained, **{"num_classes": 0, "global_pool": "", **timm_kwargs})
         if vit.pos_embed is not None or vit.rel_pos_bias is not None:
-            raise ValueError(f"{name!r}: only BEiTs with per-block relative position bias and no absolute or "
+            raise InputError(f"{name!r}: only BEiTs with per-block relative position bias and no absolute or "
                              "shared position embedding are supported (use_abs_pos_emb / use_shared_rel_pos_bias).")
         embed = vit.patch_embed  # any size, zero-padded to the patch, B x gh x gw x C out (as ViTFeatures's)
         embed.strict_img_size, embed.dynamic_img_pad, embed.flatten, embed.output_fmt = False, True, False, Format.NHWC

@@ -67,7 +67,7 @@ def _check_encoder_name(name: str) -> None:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:15]
         hint = f" Similar timm names: {', '.join(close)}." if close else ""
-        raise ValueError(
+        raise InputError(
             f"Unknown encoder {name!r}: not a timm model.{hint} "
             "See timm.list_models() for every valid name."
         )
@@ -93,7 +93,7 @@ class Encoder(nn.Module):
         _check_encoder_name(name)
         check_encoder_kwargs(timm_kwargs)
         if weights not in (None, "imagenet") and not isinstance(weights, (str, Path)):
-            raise ValueError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
+            raise InputError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
         self.name = name
         self.include_input = include_input
         frame = timm_kwargs.pop("frame", None)  # ZoeDepth's reflect padding and working-size resize (zoe_frame.py)
@@ -157,7 +157,7 @@ def _tap_extractor(net: nn.Module, taps: list[str]) -> nn.Module:
         return create_feature_extractor(net, return_nodes={t: t for t in taps})
     except Exception as err:  # fx raises several types for an unknown node name
         names = [n for n in get_graph_node_names(net)[1] if not n.endswith(("bn", "act"))]
-        raise ValueError(
+        raise InputError(
             f"Cannot tap {taps} in {type(net).__name__}: {err}. "
             f"Valid tap names include: {', '.join(names[:40])} ..."
         ) from err

@@ -124,21 +124,21 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     where = folder / "config.json"
     backbone = config.get("backbone_config") or {}
     if backbone.get("model_type") != "dinov2":
-        raise ValueError(f"{where}: backbone model_type {backbone.get('model_type')!r} is not supported (dinov2 only).")
+        raise InputError(f"{where}: backbone model_type {backbone.get('model_type')!r} is not supported (dinov2 only).")
     if backbone.get("use_swiglu_ffn"):
-        raise ValueError(f"{where}: SwiGLU DINOv2 (giant) backbones are not supported yet.")
+        raise InputError(f"{where}: SwiGLU DINOv2 (giant) backbones are not supported yet.")
     factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
     if factors != [4.0, 2.0, 1.0, 0.5] or config.get("head_in_index", -1) != -1:
-        raise ValueError(f"{where}: reassemble_factors {factors} / head_in_index {config.get('head_in_index')} "
+        raise InputError(f"{where}: reassemble_factors {factors} / head_in_index {config.get('head_in_index')} "
                          "differ from Depth Anything's [4, 2, 1, 0.5] / -1, which the dpt decoder implements.")
     hidden = int(backbone.get("hidden_size", 768))
     if int(config.get("reassemble_hidden_size", hidden)) != hidden:
-        raise ValueError(f"{where}: reassemble_hidden_size != backbone hidden_size ({hidden}).")
+        raise InputError(f"{where}: reassemble_hidden_size != backbone hidden_size ({hidden}).")
     stages = backbone.get("out_indices") or [int(s.replace("stage", "")) for s in backbone.get("out_features", [])]
     if not stages or min(stages) < 1:
-        raise ValueError(f"{where}: backbone out_indices {stages} must name blocks (stage 1 = block 0).")
+        raise InputError(f"{where}: backbone out_indices {stages} must name blocks (stage 1 = block 0).")
     if abs(float(backbone.get("layer_norm_eps", 1e-6)) - 1e-6) > 1e-12:
-        raise ValueError(f"{where}: layer_norm_eps {backbone.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
+        raise InputError(f"{where}: layer_norm_eps {backbone.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
     patch = int(backbone.get("patch_size", 14))
     image = int(backbone.get("image_size", 518))
     encoder_kwargs = {
@@ -157,7 +157,7 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
             encoder_kwargs["pretrained_cfg_overlay"] = {"mean": list(proc["image_mean"]), "std": list(proc["image_std"])}
     kind = config.get("depth_estimation_type", "relative")
     if kind not in ("relative", "metric"):
-        raise ValueError(f"{where}: depth_estimation_type {kind!r} is neither relative nor metric.")
+        raise InputError(f"{where}: depth_estimation_type {kind!r} is neither relative nor metric.")
     out = {"output": "disparity"} if kind == "relative" else {"output": "metric", "max_depth": _max_depth(config, where)}
     return dict(
         encoder=_DINOV2_NAMES.get(hidden, "vit_small_patch14_dinov2"), decoder="dpt", encoder_kwargs=encoder_kwargs,
@@ -264,7 +264,7 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
     config = _read_json(folder / "config.json")
     model_type = config.get("model_type")
     if model_type not in HF_MODEL_TYPES:
-        raise ValueError(
+        raise InputError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
             f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here, "
             "dpt (DPTForDepthEstimation) in models/hf_dpt.py, zoedepth in models/hf_zoedepth.py."

@@ -52,6 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .weights import load_encoder_file
+from ..errors import InputError
 
 __all__ = ["is_plain_vit", "is_hybrid_vit", "ViTFeatures", "READOUTS"]
 
@@ -136,16 +137,16 @@ class ViTFeatures(nn.Module):
         super().__init__()
         self.vit = self._create(name, pretrained, timm_kwargs)
         if not hasattr(self.vit, "blocks") or not hasattr(self.vit, "patch_embed"):
-            raise ValueError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
+            raise InputError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
         depth = len(self.vit.blocks)
         # Default: four evenly spaced blocks ending at the last one (DPT's hooks; ViT-S/B: 2, 5, 8, 11).
         indices = list(out_indices) if out_indices is not None else [depth * (i + 1) // 4 - 1 for i in range(4)]
         bad = [i for i in indices if not -depth <= i < depth]
         if bad:
-            raise ValueError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
+            raise InputError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
         self.out_indices = [i % depth for i in indices]
         if self.out_indices != sorted(set(self.out_indices)):
-            raise ValueError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
+            raise InputError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
         # Blocks after the deepest tap are dropped (not just skipped): fewer parameters, and none
         # left without a gradient (DDP would need find_unused_parameters otherwise).
         self.vit.blocks = self.vit.blocks[: self.out_indices[-1] + 1]
@@ -156,16 +157,16 @@ class ViTFeatures(nn.Module):
         self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
         self.offset = float(pos_embed_offset)
         if not 0 <= self.offset < 1:
-            raise ValueError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
+            raise InputError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
         if self.offset and self.antialias:
-            raise ValueError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
+            raise InputError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
                              f"antialias; pos_embed_antialias must be False for {name!r}.")
         # A hybrid's token stride is its CNN's (feature_ratio) times its patch on that map (1).
         ratio = tuple(getattr(self.vit.patch_embed, "feature_ratio", (1, 1)))
         stride = tuple(int(p) * int(r) for p, r in zip(self.vit.patch_embed.patch_size, ratio))
         self.patch_size = stride[0]
         if stride != (self.patch_size, self.patch_size):
-            raise ValueError(f"{name!r}: only square patches are supported, got {stride}.")
+            raise InputError(f"{name!r}: only square patches are supported, got {stride}.")
         self.channels = [int(self.vit.embed_dim)] * len(self.out_indices)
         self.reductions = [self.patch_size] * len(self.out_indices)
         self.cnn_taps = int(cnn_taps)
@@ -173,19 +174,19 @@ class ViTFeatures(nn.Module):
             backbone = getattr(self.vit.patch_embed, "backbone", None)
             info = [f for f in getattr(backbone, "feature_info", []) if f["module"].startswith("stages.")]
             if not 0 < self.cnn_taps < len(info):
-                raise ValueError(f"cnn_taps={cnn_taps}: {name!r} has {len(info)} CNN stages before its tokens "
+                raise InputError(f"cnn_taps={cnn_taps}: {name!r} has {len(info)} CNN stages before its tokens "
                                  "(a hybrid ViT is needed, and the last stage makes the tokens).")
             self.channels = [int(f["num_chs"]) for f in info[:self.cnn_taps]] + self.channels
             self.reductions = [int(f["reduction"]) for f in info[:self.cnn_taps]] + self.reductions
         self.pretrained_cfg = dict(getattr(self.vit, "pretrained_cfg", None) or {})
         if readout not in READOUTS:
-            raise ValueError(f"readout={readout!r} is not valid; choose one of {READOUTS}.")
+            raise InputError(f"readout={readout!r} is not valid; choose one of {READOUTS}.")
         if pos_embed_interpolation not in ("bicubic", "bilinear"):
-            raise ValueError(f"pos_embed_interpolation={pos_embed_interpolation!r}: choose bicubic or bilinear.")
+            raise InputError(f"pos_embed_interpolation={pos_embed_interpolation!r}: choose bicubic or bilinear.")
         if pad_multiple is not None and (int(pad_multiple) < 1 or int(pad_multiple) % self.patch_size):
-            raise ValueError(f"pad_multiple={pad_multiple} must be a positive multiple of the patch ({self.patch_size}).")
+            raise InputError(f"pad_multiple={pad_multiple} must be a positive multiple of the patch ({self.patch_size}).")
         if readout != "ignore" and self.vit.num_prefix_tokens != 1:
-            raise ValueError(f"readout={readout!r} needs exactly one class token; {name!r} has "
+            raise InputError(f"readout={readout!r} needs exactly one class token; {name!r} has "
                              f"{self.vit.num_prefix_tokens} prefix tokens.")
         self.readout_mode, self.interpolation, self.pad_multiple = readout, pos_embed_interpolation, pad_multiple
         dim = int(self.vit.embed_dim)

@@ -19,6 +19,7 @@ from torch import nn
 
 from .export_onnx import TOLERANCE, Check, checks_pass, compare
 from .quantize import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, Int8Result, quantize_int8
+from ..errors import InputError
 
 __all__ = ["export_openvino", "OpenVinoExport"]
 
@@ -66,7 +67,7 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
 
     out = Path(out)
     if out.suffix != ".xml":
-        raise ValueError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
+        raise InputError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
     model = model.eval().float().cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     # Everything is built in a temp folder beside ``out`` and renamed into place once checked:

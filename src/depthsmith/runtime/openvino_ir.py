@@ -16,6 +16,7 @@ import torch
 from ..cpu import usable_cores
 from ..models.weights import WeightFileError
 from .base import Runner
+from ..errors import InputError
 
 __all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
 
@@ -49,7 +50,7 @@ def save_openvino(ov_model: Any, out: str | Path, meta: dict[str, str]) -> Path:
 
     out = Path(out)
     if out.suffix != ".xml":
-        raise ValueError(f"{out}: an OpenVINO IR path must end in .xml (the weights go to {out.stem}.bin beside it)")
+        raise InputError(f"{out}: an OpenVINO IR path must end in .xml (the weights go to {out.stem}.bin beside it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     for key, value in meta.items():
         ov_model.set_rt_info(str(value), ["depthsmith", key])

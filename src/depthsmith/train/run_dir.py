@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.rank_zero import _get_rank
+from lightning.pytorch.utilities import rank_zero_only  # public; Lightning sets .rank from RANK / LOCAL_RANK
 
 from ..paths import check_output_dir
 from .callbacks import LAST, PREVIOUS, clean_orphans
@@ -34,7 +34,7 @@ def _external_launch() -> bool:
 def default_run_dir(name: str) -> Path:
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
-    if _external_launch() or _get_rank() not in (None, 0):
+    if _external_launch() or rank_zero_only.rank != 0:
         raise ConfigError("in a multi-process launch (torchrun, SLURM) every process needs the same --run-dir")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{name}-{stamp}"
@@ -130,7 +130,7 @@ def prepare_run_dir(config: Mapping[str, Any], run_dir: Path, resume: bool) -> P
     exactly where it stood; a damaged last.ckpt falls back to an older one (``resume_checkpoint``).
     """
     last = run_dir / "checkpoints" / LAST
-    rank0 = _get_rank() in (None, 0)
+    rank0 = rank_zero_only.rank == 0
     if rank0:
         check_output_dir(run_dir, "--run-dir", create=False)
         count, size = clean_orphans(run_dir, run_dir / "checkpoints")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_decoder
+from ...errors import InputError
 
 __all__ = ["DPTDecoder"]
 
@@ -124,7 +125,7 @@ class DPTDecoder(nn.Module):
         self.single_stride = len(set(reductions)) == 1
         if self.single_stride or cnn_taps:
             if len(channels) != 4:
-                raise ValueError(
+                raise InputError(
                     f"dpt decoder needs 4 taps of a ViT encoder (encoder_kwargs out_indices), got {len(channels)}."
                 )
             self.patch = int(reductions[-1])
@@ -132,18 +133,18 @@ class DPTDecoder(nn.Module):
             # they are (nn.Identity, as DPT-Hybrid's reassemble layers 0 and 1).
             wrong = [r for r, f in zip(reductions[:cnn_taps], self.FACTORS) if r * f != self.patch]
             if wrong or not 0 <= cnn_taps < 4:
-                raise ValueError(f"dpt decoder: cnn_taps={cnn_taps} needs CNN taps at strides "
+                raise InputError(f"dpt decoder: cnn_taps={cnn_taps} needs CNN taps at strides "
                                  f"{[self.patch / f for f in self.FACTORS[:cnn_taps]]}, got {reductions[:cnn_taps]}.")
             default = [max(channels[i] // d, 1) for i, d in enumerate((8, 4, 2, 1))][cnn_taps:]
             tokens = list(out_channels or default)
             if len(tokens) != 4 - cnn_taps:
-                raise ValueError(f"dpt decoder: out_channels needs {4 - cnn_taps} widths, got {tokens}.")
+                raise InputError(f"dpt decoder: out_channels needs {4 - cnn_taps} widths, got {tokens}.")
             widths = list(channels[:cnn_taps]) + tokens
             self.reassemble = nn.ModuleList([*(nn.Identity() for _ in range(cnn_taps)), *(
                 Reassemble(c, w, f) for c, w, f in zip(channels[cnn_taps:], tokens, self.FACTORS[cnn_taps:]))])
         else:
             if out_channels is not None:
-                raise ValueError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
+                raise InputError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
                                  "stages are used as they are.")
             self.taken = len(channels) - min(4, len(channels))  # the last (deepest) four stages
             widths = list(channels[self.taken:])

@@ -26,6 +26,7 @@ from .dpt import DPTDecoder, _up
 from .registry import register_decoder
 from .zoe_bins import MetricBinsHead
 from .zoe_domains import MultiMetricBinsHead
+from ...errors import InputError
 
 __all__ = ["ZoeDepthDecoder"]
 
@@ -52,9 +53,9 @@ class ZoeDepthDecoder(DPTDecoder):
         bins = [dict(b) for b in (bins or _NYU)]
         self.frame = dict(frame) if frame else None  # the encoder's ZoeDepth input frame, undone here
         if kind not in ("mean", "sum"):
-            raise ValueError(f"zoedepth decoder: kind={kind!r}; ZoeDepth's attractors take the mean or the sum.")
+            raise InputError(f"zoedepth decoder: kind={kind!r}; ZoeDepth's attractors take the mean or the sum.")
         if len(attractors) != 4:
-            raise ValueError(f"zoedepth decoder: attractors={list(attractors)} needs one count per level (4).")
+            raise InputError(f"zoedepth decoder: attractors={list(attractors)} needs one count per level (4).")
         common = dict(embedding=embedding, attractors=tuple(attractors), normed=bool(normed), kind=kind,
                       min_temp=min_temp, max_temp=max_temp)
         if len(bins) == 1:
@@ -63,7 +64,7 @@ class ZoeDepthDecoder(DPTDecoder):
                                          float(b["min_depth"]), float(b["max_depth"]), **common)
         else:
             if transformer is None or len(transformer) != 4:
-                raise ValueError("zoedepth decoder: several bin configurations need transformer=[hidden, "
+                raise InputError("zoedepth decoder: several bin configurations need transformer=[hidden, "
                                  "intermediate, heads, layers] for the domain classifier.")
             self.metric = MultiMetricBinsHead(features, features, relative_features, bins,
                                               transformer=tuple(int(t) for t in transformer), **common)
