@@ -50,6 +50,13 @@ class OutputKind:
     untrainable: str = ""
     # A unitless [0, 1] output that a protocol's fixed range may turn into metres (the seed's x10).
     protocol_range: bool = False
+    # The space the output is affine in (what alignment fits and export checks compare): "depth", or
+    # "disparity" for outputs returned as relative depth of an affine-invariant disparity.
+    affine_space: str = "depth"
+
+    def in_affine_space(self, depth):
+        """``depth`` (tensor or array of this kind's output) in the space it is affine in."""
+        return 1.0 / depth if self.affine_space == "disparity" else depth
 
     def describe(self, max_depth: float) -> str:
         return self.card.format(max_depth=max_depth)
@@ -116,7 +123,8 @@ for _kind in (
                "evaluate with align='lstsq_disparity'",
                untrainable="an affine-invariant disparity loss is not implemented; fine-tune with "
                            "model.output=metric, as Depth-Anything-V2's metric_depth does "
-                           "(recipe depth-anything-v2-metric-nyu)"),
+                           "(recipe depth-anything-v2-metric-nyu)",
+               affine_space="disparity"),
 ):
     OUTPUT_KINDS.add(_kind.name, _kind)
 

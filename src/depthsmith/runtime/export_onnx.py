@@ -81,11 +81,16 @@ def checks_pass(checks: list[Check], tolerance: float) -> bool:
     return bool(checks) and all(c.relative <= tolerance for c in checks)
 
 
-def compare(shape: tuple[int, ...], got: np.ndarray, ref: np.ndarray) -> Check:
-    """The Check of an exported model's output ``got`` against PyTorch's ``ref`` (same shape)."""
+def compare(shape: tuple[int, ...], got: np.ndarray, ref: np.ndarray, kind: Any = None) -> Check:
+    """The Check of an exported model's output ``got`` against PyTorch's ``ref`` (same shape), in the
+    space the output kind is affine in (``models/heads.py``). A disparity model returns relative depth
+    max(d) / d, which near its floor (d = max / 1000) turns a 1e-6 difference of d into 1e-3 of the
+    output; compared as disparity, the export's float rounding stays at ~1e-6."""
     if got.shape != ref.shape:
         raise RuntimeError(f"exported output shape {got.shape} != PyTorch {ref.shape} at input "
                            f"{'x'.join(map(str, shape))}")
+    if kind is not None:
+        got, ref = kind.in_affine_space(got), kind.in_affine_space(ref)
     return Check(shape, float(np.abs(got - ref).max()), float(np.abs(ref).max()))
 
 
@@ -209,5 +214,5 @@ def check_onnx(path: str | Path, model: nn.Module, shapes: list[tuple[int, int, 
         x = torch.rand(b, 3, h, w, generator=gen)
         ref = model(x).numpy()
         got = session.run(None, {"image": x.numpy()})[0]
-        results.append(compare((b, 3, h, w), got, ref))
+        results.append(compare((b, 3, h, w), got, ref, getattr(model, "output_kind", None)))
     return results

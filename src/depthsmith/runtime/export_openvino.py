@@ -53,7 +53,7 @@ def _check(xml: Path, model: nn.Module, shapes: list[tuple[int, int, int]]) -> l
     runner, gen, out = OpenVinoRunner(xml, "fp32"), torch.Generator().manual_seed(2), []
     for b, h, w in shapes:
         x = torch.rand(b, 3, h, w, generator=gen)
-        out.append(compare((b, 3, h, w), runner(x).numpy(), model(x).numpy()))
+        out.append(compare((b, 3, h, w), runner(x).numpy(), model(x).numpy(), getattr(model, "output_kind", None)))
     return out
 
 
