@@ -45,7 +45,7 @@ class _SymbolicSizeForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
         size = (x.shape[-2], x.shape[-1])
-        logits = m.decoder(m.encoder(m.input_norm(x)), size)
+        logits = m.decode(m.input_norm(x), size)
         if self.resize:  # decoders that stop short of full resolution, as forward_normalized does
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return m.head(logits)  # the output kind's one head (models/heads.py), as forward
@@ -134,7 +134,7 @@ def export_onnx(
     # ranges fail on timm encoders ("Invalid ranges [2:1]") in torch 2.15.
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     with torch.no_grad():  # does the decoder itself reach the input size?
-        logits = model.decoder(model.encoder(model.input_norm(example)), (height, width))
+        logits = model.decode(model.input_norm(example), (height, width))
     wrapper = _SymbolicSizeForward(model, resize=tuple(logits.shape[-2:]) != (height, width)).eval()
     torch.onnx.export(wrapper, (example,), str(out), dynamo=True,
                       dynamic_shapes=(dims,), input_names=["image"], output_names=["depth"],
