@@ -100,7 +100,9 @@ def predict_cli(
         print(f"note: relative model: depth files hold unitless values (16-bit PNG: value x {round(PNG16_SCALE)}), "
               "not metres")
     if "ply" in outputs and intrinsics is None:
-        print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
+        print("point clouds use the model's own focal length estimate, principal point at the image centre "
+              "(pass --intrinsics FX FY CX CY to override)" if predictor.estimates_focal else
+              "point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
     stems = _stems(files)
     images = [f for f in files if not is_video(f)]
     done = _predict_images(predictor, images, stems, out, outputs, cmap, intrinsics, batch_size, failures)
@@ -157,7 +159,8 @@ def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Pa
     stream = predictor.predict_many(readable(), batch_size, on_error=failed)
     for f, rgb, depth in _progress(stream, len(images), "img", "images"):
         try:
-            write_outputs(out, stems[f], rgb, depth, outputs, cmap, intrinsics, predictor.units)
+            k = predictor.intrinsics(rgb) if intrinsics is None and "ply" in outputs else intrinsics
+            write_outputs(out, stems[f], rgb, depth, outputs, cmap, k, predictor.units)
             done += 1
         except (OSError, ValueError) as err:
             failures.append(f"{f}: cannot write outputs ({err})")
