@@ -189,3 +189,45 @@ def test_unsupported_configs_are_named(converted, tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"height": 256, "width": 320}}))
     with pytest.raises(ValueError, match="preprocessor_config.json: Depth Pro runs at a fixed square size"):
         depthsmith.load_model(tmp_path)
+
+
+@pytest.mark.parametrize("tiles, batch, size, padding", [(25, 2, 8, 3), (9, 1, 24, 6), (35, 2, 4, 3), (3, 1, 5, 2),
+                                                          (1, 1, 4, 3), (9, 2, 2, 6)])
+def test_tile_merge_is_transformers_merge_patches(tiles, batch, size, padding):
+    from transformers.models.depth_pro.modeling_depth_pro import merge_patches
+
+    from depthsmith.models.decoders.depth_pro_parts import merge_tiles
+
+    x = torch.randn(tiles * batch, 3, size, size, generator=torch.Generator().manual_seed(tiles))
+    assert torch.equal(merge_tiles(x, batch, padding), merge_patches(x, batch, padding))
+
+
+def test_predict_point_cloud_uses_the_models_focal_length(converted, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from depthsmith.cli import main
+
+    hf, folder, _ = converted
+    h, w = SIZES[0]
+    image = _image(h, w)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "photo.png")
+    code = main(["predict", str(tmp_path / "photo.png"), "--model", str(folder), "--out", str(tmp_path / "out"),
+                 "--save", "ply", "--backend", "torch", "--precision", "fp32"])
+    assert code == 0 and "model's own focal length" in capsys.readouterr().out
+    header = (tmp_path / "out" / "photo.ply").read_bytes()[:400].decode("ascii", "replace")
+    fx, fy, cx, cy = (float(v) for v in header.split("comment intrinsics ")[1].split("\n")[0].split()[1::2])
+    focal = float(_reference(hf, image)["focal_length"])
+    assert fx == fy == pytest.approx(focal, rel=1e-5, abs=1e-4)
+    assert (cx, cy) == ((w - 1) / 2, (h - 1) / 2)
+    assert np.isfinite(fx) and focal > 0
+
+
+@pytest.mark.slow  # about 30 s of CPU: torch.export of three ViTs and the tiling
+def test_exports_to_onnx_with_dynamic_height_and_width(converted, tmp_path):
+    from depthsmith.export import export_onnx
+
+    _, folder, _ = converted
+    result = export_onnx(depthsmith.load_model(folder), tmp_path / "model.onnx", height=96, width=128)
+    assert result.ok, result.summary()  # checked at 96 x 128 and at another size and batch (2 x 73 x 163)
+    assert len(result.checks) == 2

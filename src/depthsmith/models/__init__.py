@@ -66,7 +66,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
                max_depth: float | None = None, **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
     seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), convert a transformers
-    Depth Anything checkpoint (folder or Hub id; see ``hf_depth``) or an original Depth Anything V2
+    Depth Anything or Depth Pro checkpoint (folder or Hub id; see ``hf_depth``, ``hf_depth_pro``) or an original Depth Anything V2
     ``.pth`` checkpoint (see ``da2_pth``).
 
     Weights come from safetensors, the .keras file's HDF5 or ``torch.load(weights_only=True)`` only
@@ -77,7 +77,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
     ``output`` ('disparity' or 'metric') and ``max_depth`` (metres) are for ``.pth`` files only: they
     override what the file name says (relative, or metric Hypersim 20 m / Virtual KITTI 80 m).
     """
-    from .hf_depth import hf_depth_folder, load_hf_depth
+    from .hf_depth import hf_depth_folder
 
     path = Path(path_or_hub_id).expanduser()
     if path.suffix == ".pth":  # before the Hub, as .keras; encoder .pth files go to create_model instead
@@ -93,7 +93,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         return load_keras_seed(path).to(map_location)
     if path.exists():
         hf = hf_depth_folder(path)  # a transformers checkpoint folder: converted
-        return load_hf_depth(hf, map_location=map_location, source=str(path)) if hf else load_local(path, map_location)
+        return _load_transformers(hf, map_location, str(path)) if hf else load_local(path, map_location)
     if looks_like_path(str(path_or_hub_id)):
         raise MissingInputError(
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
@@ -101,8 +101,18 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         )
     hf = hf_depth_folder(str(path_or_hub_id), **hub_kwargs)
     if hf is not None:
-        return load_hf_depth(hf, map_location=map_location, source=str(path_or_hub_id))
+        return _load_transformers(hf, map_location, str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
+
+
+def _load_transformers(folder: Path, map_location: str, source: str) -> DepthModel:
+    """A transformers checkpoint folder, converted by the module of its model_type."""
+    from .hf_depth import load_hf_depth
+    from .hf_depth_pro import is_depth_pro, load_hf_depth_pro
+
+    if is_depth_pro(folder):
+        return load_hf_depth_pro(folder, source=source, map_location=map_location)
+    return load_hf_depth(folder, map_location=map_location, source=source)
 
 
 def load_any(model: Any) -> Any:

@@ -42,7 +42,7 @@ from .weights import WeightFileError
 
 __all__ = ["hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
 
-HF_MODEL_TYPES = ("depth_anything", "depth_pro")  # depth_pro: see hf_depth_pro.py
+HF_MODEL_TYPES = ("depth_anything",)
 _DINOV2_NAMES = {384: "vit_small_patch14_dinov2", 768: "vit_base_patch14_dinov2",
                  1024: "vit_large_patch14_dinov2", 1536: "vit_giant_patch14_dinov2"}
 
@@ -220,15 +220,12 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
     if model_type not in HF_MODEL_TYPES:
         raise ValueError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
-            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric; DepthProForDepthEstimation). "
+            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here; "
+            "depth_pro (DepthProForDepthEstimation) through load_model, see hf_depth_pro.py. "
             "DPTForDepthEstimation uses a readout projection and another head, which the dpt decoder does not build."
         )
-    source = source or str(path_or_hub_id)
-    if model_type == "depth_pro":
-        from .hf_depth_pro import load_hf_depth_pro
-
-        return load_hf_depth_pro(folder, config, source, map_location)
     kwargs = _model_kwargs(config, folder)
+    source = source or str(path_or_hub_id)
     card = {"base_model": source, "license": read_license(folder),
             "converted_from": f"transformers {config.get('architectures', ['DepthAnythingForDepthEstimation'])[0]}"}
     model = DepthModel(name=Path(source).name or source, card=card, **kwargs)

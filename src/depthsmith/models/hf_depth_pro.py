@@ -29,7 +29,7 @@ from .hf_depth import _DINOV2_NAMES, _read_json, _read_weights
 from .hub import read_license
 from .weights import WeightFileError
 
-__all__ = ["load_hf_depth_pro", "depth_pro_kwargs", "convert_depth_pro_state"]
+__all__ = ["load_hf_depth_pro", "is_depth_pro", "depth_pro_kwargs", "convert_depth_pro_state"]
 
 _CLAMP = (1e-4, 1e4)  # post_process_depth_estimation: 1 / clamp(inverse depth, 1e-4, 1e4)
 
@@ -193,10 +193,18 @@ def _weight_files(folder: Path, keys: list[str]) -> dict[str, Path]:
     return {"": default, **{p: default for p in _VITS}, **files}
 
 
-def load_hf_depth_pro(folder: Path, config: dict[str, Any], source: str, map_location: str = "cpu"):
-    """A DepthModel with the weights of a transformers Depth Pro checkpoint folder."""
+def is_depth_pro(folder: Path) -> bool:
+    """A transformers checkpoint folder whose config.json says ``model_type: depth_pro``."""
+    return _read_json(Path(folder) / "config.json").get("model_type") == "depth_pro"
+
+
+def load_hf_depth_pro(folder: Path, source: str | None = None, map_location: str = "cpu"):
+    """A DepthModel with the weights of a transformers Depth Pro checkpoint folder (``source``: what
+    the card names as the base model, default the folder)."""
     from .model import DepthModel
 
+    folder, source = Path(folder), source or str(folder)
+    config = _read_json(folder / "config.json")
     kwargs = depth_pro_kwargs(config, folder)
     dec = kwargs["decoder_kwargs"]
     card = {"base_model": source, "license": read_license(folder), "output": "metric_direct",
