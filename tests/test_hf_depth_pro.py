@@ -231,3 +231,23 @@ def test_exports_to_onnx_with_dynamic_height_and_width(converted, tmp_path):
     result = export_onnx(depthsmith.load_model(folder), tmp_path / "model.onnx", height=96, width=128)
     assert result.ok, result.summary()  # checked at 96 x 128 and at another size and batch (2 x 73 x 163)
     assert len(result.checks) == 2
+
+
+def test_real_size_model_counts_and_declares_why_it_cannot_be_exported(converted, tmp_path):
+    # apple/DepthPro-hf's shape (three DINOv2 ViT-L/16 at 384), built on the meta device: no memory.
+    from transformers import DepthProConfig
+
+    from depthsmith.models.hf_depth_pro import depth_pro_kwargs
+    from depthsmith.models.model import DepthModel
+
+    vitl = dict(model_type="dinov2", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, patch_size=16,
+                image_size=384, layerscale_value=1.0)
+    config = DepthProConfig(use_fov_model=True, image_model_config=vitl, patch_model_config=vitl,
+                            fov_model_config=vitl).to_dict()
+    with torch.device("meta"):
+        model = DepthModel(**depth_pro_kwargs(config, tmp_path))
+    # transformers' count less what is never run: 3 mask tokens, the first fusion layer's residual_layer1
+    unused = 3 * 1024 + 2 * (256 * 256 * 9 + 256)
+    assert model.num_parameters() + unused == 951_994_402  # DepthProForDepthEstimation(config).num_parameters()
+    assert model.decoder.working_size == 1536 and model.encoder.net.out_indices == [5, 11, 23]
+    assert "3.8 GB" in model.export_unsupported and converted[2].export_unsupported == ""

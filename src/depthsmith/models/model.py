@@ -21,6 +21,7 @@ INPUT_NORMS = ("timm", "minmax", "none")
 CHANNEL_ORDERS = ("rgb", "bgr")
 # What the logits mean (sigmoid x max_depth, ReLU disparity, ...): one record per kind in heads.py.
 OUTPUTS = tuple(OUTPUT_KINDS.names())
+ONNX_SIZE_LIMIT = 2**31  # bytes: protobuf's limit on one message, so on an ONNX file holding its weights
 
 
 class InputNorm(nn.Module):
@@ -121,6 +122,17 @@ class DepthModel(
         if getattr(self.decoder, "runs_encoder", False):
             return self.decoder(x, size, encoder=self.encoder)
         return self.decoder(self.encoder(x), size)
+
+    @property
+    def export_unsupported(self) -> str:
+        """Why ``export_onnx`` cannot write this model ("" when it can; runtime/cache.py reads it, so
+        ``auto`` leaves ONNX and OpenVINO out). An ONNX file is one protobuf message, at most 2 GB
+        (onnx docs/ExternalData.md), and ``export_onnx`` keeps the float32 weights inside it."""
+        size = 4 * sum(t.numel() for t in self.state_dict().values())
+        if size < ONNX_SIZE_LIMIT:
+            return ""
+        return (f"its float32 weights ({size / 1e9:.1f} GB) exceed the 2 GB of one ONNX file, and export_onnx "
+                "keeps the weights inside the file")
 
     @property
     def estimates_focal(self) -> bool:

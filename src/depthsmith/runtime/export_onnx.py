@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .ort import onnx_session
 
 __all__ = ["export_onnx", "check_onnx", "ExportResult", "TOLERANCE", "Check", "checks_pass", "compare"]
@@ -124,6 +125,8 @@ def export_onnx(
     ``depth`` (B x 1 x H x W; metres unless the model is relative), B, H and W dynamic."""
     import onnx
 
+    if reason := getattr(model, "export_unsupported", ""):  # before minutes of tracing, not after
+        raise InputError(f"model {getattr(model, 'name', type(model).__name__)} cannot be exported to ONNX: {reason}.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().cpu()
