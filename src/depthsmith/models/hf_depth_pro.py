@@ -169,7 +169,8 @@ def convert_depth_pro_state(hf: dict[str, torch.Tensor], target: dict[str, torch
             raise WeightFileError(f"{files[prefix]}: {prefix}encoder.layer.{layer} has {sorted(parts)} of the q/k/v "
                                   f"{kind}s, needs all three.")
         name = f"{_VITS[prefix]}blocks.{layer}.attn.qkv.{kind}"
-        out[name], origin[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0), f"{prefix}encoder.layer.{layer}.attention.q/k/v {kind}"
+        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+        origin[name] = f"{prefix}encoder.layer.{layer}.attention.q/k/v {kind}"
     for key, ref in target.items():
         if key not in out:
             raise WeightFileError(f"{files['']}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
