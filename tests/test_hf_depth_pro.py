@@ -43,7 +43,8 @@ def _tiny_hf(fov: bool = True):
         model.head.layers[4].bias.fill_(1.0)
         if fov:  # transformers' init (std 0.02) leaves the fov ViT's part in the estimate negligible
             model.fov_model.fov_encoder.neck.weight.normal_(0, 1)
-            model.fov_model.head.layers[4].weight.normal_(0, 2)
+            model.fov_model.head.layers[2].bias.fill_(10.0)  # its two ReLU outputs not both 0: fov != the bias
+            model.fov_model.head.layers[4].weight.normal_(0, 0.5)
             model.fov_model.head.layers[4].bias.fill_(50.0)
     return model.double()
 
@@ -96,7 +97,7 @@ def test_metres_and_focal_match_transformers_at_two_sizes(converted):
         assert (depth - ref["predicted_depth"]).abs().max() < 1e-4 * scale, (h, w)
         assert abs(focal - ref["focal_length"]) < 1e-6 * ref["focal_length"], (h, w)
         # the focal is the field of view at this width: 0.5 w / tan(fov / 2)
-        assert 20 < float(ref["field_of_view"]) < 70
+        assert 20 < float(ref["field_of_view"]) < 70 and float(ref["field_of_view"]) != 50.0  # 50: the bias alone
 
 
 def test_the_comparison_can_fail(converted):
