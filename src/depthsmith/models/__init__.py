@@ -66,8 +66,8 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
                max_depth: float | None = None, **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
     seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), convert a transformers
-    Depth Anything or Depth Pro checkpoint (folder or Hub id; see ``hf_depth``, ``hf_depth_pro``) or an original Depth Anything V2
-    ``.pth`` checkpoint (see ``da2_pth``).
+    Depth Anything, DPT, ZoeDepth or Depth Pro checkpoint (folder or Hub id; see ``hf_depth``, ``hf_dpt``,
+    ``hf_zoedepth``, ``hf_depth_pro``) or an original Depth Anything V2 ``.pth`` checkpoint (see ``da2_pth``).
 
     Weights come from safetensors, the .keras file's HDF5 or ``torch.load(weights_only=True)`` only
     and every tensor must match (strict): nothing but tensors is unpickled, and the encoder's ImageNet
@@ -93,7 +93,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         return load_keras_seed(path).to(map_location)
     if path.exists():
         hf = hf_depth_folder(path)  # a transformers checkpoint folder: converted
-        return _load_transformers(hf, map_location, str(path)) if hf else load_local(path, map_location)
+        return _load_hf(hf, map_location, str(path)) if hf else load_local(path, map_location)
     if looks_like_path(str(path_or_hub_id)):
         raise MissingInputError(
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
@@ -101,18 +101,24 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         )
     hf = hf_depth_folder(str(path_or_hub_id), **hub_kwargs)
     if hf is not None:
-        return _load_transformers(hf, map_location, str(path_or_hub_id))
+        return _load_hf(hf, map_location, str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
 
 
-def _load_transformers(folder: Path, map_location: str, source: str) -> DepthModel:
-    """A transformers checkpoint folder, converted by the module of its model_type."""
-    from .hf_depth import load_hf_depth
-    from .hf_depth_pro import is_depth_pro, load_hf_depth_pro
+def _load_hf(folder: Path, map_location: str, source: str) -> DepthModel:
+    """A transformers checkpoint folder, converted by the converter of its config's ``model_type``."""
+    import json
 
-    if is_depth_pro(folder):
-        return load_hf_depth_pro(folder, source=source, map_location=map_location)
-    return load_hf_depth(folder, map_location=map_location, source=source)
+    from .hf_depth import load_hf_depth
+    from .hf_depth_pro import load_hf_depth_pro
+    from .hf_dpt import load_hf_dpt
+    from .hf_zoedepth import load_hf_zoedepth
+
+    model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    # load_hf_depth names the unsupported ones
+    converters = {"dpt": load_hf_dpt, "zoedepth": load_hf_zoedepth, "depth_pro": load_hf_depth_pro}
+    load = converters.get(model_type, load_hf_depth)
+    return load(folder, map_location=map_location, source=source)
 
 
 def load_any(model: Any) -> Any:

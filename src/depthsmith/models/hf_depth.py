@@ -220,9 +220,9 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
     if model_type not in HF_MODEL_TYPES:
         raise ValueError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
-            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here; "
-            "depth_pro (DepthProForDepthEstimation) through load_model, see hf_depth_pro.py. "
-            "DPTForDepthEstimation uses a readout projection and another head, which the dpt decoder does not build."
+            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here, "
+            "dpt (DPTForDepthEstimation) in models/hf_dpt.py, zoedepth in models/hf_zoedepth.py, "
+            "depth_pro (DepthProForDepthEstimation) in models/hf_depth_pro.py."
         )
     kwargs = _model_kwargs(config, folder)
     source = source or str(path_or_hub_id)

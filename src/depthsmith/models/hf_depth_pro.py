@@ -29,7 +29,7 @@ from .hf_depth import _DINOV2_NAMES, _read_json, _read_weights
 from .hub import read_license
 from .weights import WeightFileError
 
-__all__ = ["load_hf_depth_pro", "is_depth_pro", "depth_pro_kwargs", "convert_depth_pro_state"]
+__all__ = ["load_hf_depth_pro", "depth_pro_kwargs", "convert_depth_pro_state"]
 
 _CLAMP = (1e-4, 1e4)  # post_process_depth_estimation: 1 / clamp(inverse depth, 1e-4, 1e4)
 
@@ -192,11 +192,6 @@ def _weight_files(folder: Path, keys: list[str]) -> dict[str, Path]:
     default = index if index.is_file() else folder / "model.safetensors"
     files = {k: folder / weight_map[k] if k in weight_map else default for k in keys}
     return {"": default, **{p: default for p in _VITS}, **files}
-
-
-def is_depth_pro(folder: Path) -> bool:
-    """A transformers checkpoint folder whose config.json says ``model_type: depth_pro``."""
-    return _read_json(Path(folder) / "config.json").get("model_type") == "depth_pro"
 
 
 def load_hf_depth_pro(folder: Path, source: str | None = None, map_location: str = "cpu"):
