@@ -253,3 +253,42 @@ def test_real_size_model_counts_and_declares_why_it_cannot_be_exported(converted
     assert model.num_parameters() + unused == 951_994_402  # DepthProForDepthEstimation(config).num_parameters()
     assert model.decoder.working_size == 1536 and model.encoder.net.out_indices == [5, 11, 23]
     assert "3.8 GB" in model.export_unsupported and converted[2].export_unsupported == ""
+
+
+@pytest.mark.slow  # about a minute: 35 tiles of 384 at the real working size 1536
+def test_real_geometry_matches_transformers(tmp_path):
+    # apple/DepthPro-hf's tiling (384 tiles, 16-pixel patches, 1536 working size: 24-token grids, merge
+    # padding 6 and 3, base 24) with narrow ViTs. The reference input is the processor's steps in float64:
+    # the processor resizes in float32, whose sampling positions at 1536 move the input by 5e-5.
+    import torch.nn.functional as F
+    from transformers import DepthProConfig, DepthProForDepthEstimation, DepthProImageProcessor
+
+    vit = dict(model_type="dinov2", hidden_size=32, num_hidden_layers=3, num_attention_heads=2, patch_size=16,
+               image_size=384, layerscale_value=0.5)
+    config = DepthProConfig(fusion_hidden_size=16, intermediate_hook_ids=[1, 0], intermediate_feature_dims=[16, 16],
+                            scaled_images_feature_dims=[32, 32, 16], use_fov_model=True, image_model_config=vit,
+                            patch_model_config=vit, fov_model_config=vit)
+    torch.manual_seed(0)
+    hf = DepthProForDepthEstimation(config).eval()
+    with torch.no_grad():  # as _tiny_hf
+        hf.head.layers[4].weight.mul_(0.001)
+        hf.head.layers[4].bias.fill_(1.0)
+        hf.fov_model.fov_encoder.neck.weight.normal_(0, 1)
+        hf.fov_model.head.layers[2].bias.fill_(10.0)
+        hf.fov_model.head.layers[4].weight.normal_(0, 0.5)
+        hf.fov_model.head.layers[4].bias.fill_(50.0)
+    hf.save_pretrained(tmp_path)
+    processor = DepthProImageProcessor()  # 1536 x 1536, mean / std 0.5
+    processor.save_pretrained(tmp_path)
+    ours = depthsmith.load_model(tmp_path).double()
+    assert (ours.decoder.working_size, ours.decoder.base) == (1536, 24)
+    h, w = 301, 187
+    x = _image(h, w).double()[None] / 255
+    with torch.no_grad():
+        out = hf.double()(pixel_values=F.interpolate((x - 0.5) / 0.5, size=(1536, 1536), mode="bilinear",
+                                                     align_corners=False))
+        depth, focal = ours(x)[0, 0], ours.focal_length(x)[0]
+    ref = processor.post_process_depth_estimation(out, target_sizes=[(h, w)])[0]
+    assert out.predicted_depth.shape[-2:] == (1536, 1536)
+    assert (depth - ref["predicted_depth"]).abs().max() < 1e-4 * ref["predicted_depth"].std()
+    assert abs(focal - ref["focal_length"]) < 1e-6 * ref["focal_length"]
