@@ -28,6 +28,16 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _cmap(text: str) -> str:
+    """An argparse type: a matplotlib colour map name, checked before any model runs."""
+    from .viz import check_cmap
+
+    try:
+        return check_cmap(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _protocol_names() -> list[str]:
     from .evaluate.protocols import PROTOCOLS
 
@@ -139,7 +149,7 @@ def _predict(sub: argparse._SubParsersAction) -> None:
         return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
                            batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
                            precision=a.precision, max_side=a.max_side, compile=a.compile, temporal=a.temporal,
-                           ply_every=a.ply_every)
+                           ply_every=a.ply_every, skip_existing=a.skip_existing, max_pixels=a.max_pixels)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
@@ -148,7 +158,12 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
-    s.add_argument("--cmap", default="inferno_r")
+    s.add_argument("--cmap", default="inferno_r", type=_cmap, help="matplotlib colour map of the colour images")
+    s.add_argument("--max-pixels", type=_int_at_least(1), default=None,
+                   help="largest image decoded (default Pillow's 89.5 million); larger JPEGs are decoded at 1/2, 1/4 "
+                        "or 1/8 size to fit it (outputs at that size), other formats are refused")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose outputs are all in --out already (finish an interrupted run)")
     s.add_argument("--backend", default="auto", choices=backend_choices(),
                    help="auto: the fastest backend within 1%% of fp32, measured on the first batch and cached")
     s.add_argument("--precision", default="auto", choices=list(PRECISIONS),
@@ -231,13 +246,14 @@ def _bench(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("bench", help="inference latency and throughput per backend")
     s.add_argument("--model", default="enc-dec-irv2", help="preset name or saved model folder")
-    s.add_argument("--height", type=int, default=240)
-    s.add_argument("--width", type=int, default=320)
-    s.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    # At least 2 pixels a side, the smallest image depth is estimated for (inference.MIN_INPUT_SIDE).
+    s.add_argument("--height", type=_int_at_least(2), default=240)
+    s.add_argument("--width", type=_int_at_least(2), default=320)
+    s.add_argument("--batch-sizes", type=_int_at_least(1), nargs="+", default=[1, 8])
     s.add_argument("--backends", nargs="+", default=None, choices=list(BACKENDS), help="subset of backends to run")
     s.add_argument("--loaded", action="store_true",
                    help="also time every row with a busy-loop neighbour process on one core")
-    s.add_argument("--repeats", type=int, default=10)
+    s.add_argument("--repeats", type=_int_at_least(1), default=10)
     s.add_argument("--smp", action="store_true", help="add the segmentation_models_pytorch reference row")
     s.set_defaults(func=run)
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, MissingInputError
+from ..units import get_encoding
 from .base import DepthDataset
 from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDataset, KittiDataset,
                          SunRgbdDataset)
@@ -60,7 +61,14 @@ def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
             loaded = loaded["dataset"]
         if not isinstance(loaded, Mapping):
             raise DataError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
-        cfg = loaded
+        cfg, where = loaded, f"dataset config {path}"
+    else:
+        where = "dataset config"
+    if "encoding" in cfg:  # units.get_encoding's message names neither the file nor the key
+        try:
+            get_encoding(cfg["encoding"])
+        except ValueError as err:
+            raise DataError(f"{where}: key 'encoding': {err}") from err
     return dict(cfg)
 
 

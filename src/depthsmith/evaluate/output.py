@@ -2,7 +2,7 @@
 
 Every output carries the protocol's label; the seed protocol's says NON-STANDARD in the
 table title, in the JSON and in a column of every CSV row, so no number of it can be
-copied without the warning.
+copied without the warning. Files are written atomically (``paths.atomic_write``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..paths import atomic_write, atomic_write_text
 from .scorer import SUMMARY_KEYS, EvalResult
 
 __all__ = ["format_table", "write_result", "result_to_json", "METRIC_TITLES"]
@@ -69,10 +70,10 @@ def write_result(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / "metrics.json", out / "per_image.csv"
-    json_path.write_text(json.dumps(result_to_json(result), indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps(result_to_json(result), indent=2) + "\n")
     protocol_cell = f"{result.protocol} ({'standard' if result.standard else 'NON-STANDARD'})"
     columns = ["name", *SUMMARY_KEYS, "n_valid", "protocol"]
-    with csv_path.open("w", newline="") as f:
+    with atomic_write(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in result.rows:

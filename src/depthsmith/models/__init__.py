@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from .loading import ModelConfigError, load_hub, load_local, looks_like_path
 from .model import DepthModel
 from .presets import PRESET_NOTES, PRESETS
 from .vit import is_plain_vit
-from .weights import WeightFileError
+from .weights import WeightFileError, check_finite
 
 __all__ = ["DepthModel", "create_model", "list_models", "load_model", "load_any", "convert_keras", "list_decoders",
            "WeightFileError", "ModelConfigError"]
@@ -62,6 +63,16 @@ def create_model(
     return DepthModel(encoder_weights=encoder_weights, **cfg)
 
 
+def _finite(load: Any) -> Any:
+    """Every model ``load_model`` returns, whatever its format, is checked for NaN/inf tensors."""
+    @functools.wraps(load)
+    def checked(path_or_hub_id: str | Path, *args: Any, **kwargs: Any) -> DepthModel:
+        return check_finite(load(path_or_hub_id, *args, **kwargs), path_or_hub_id)
+
+    return checked
+
+
+@_finite
 def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: str | None = None,
                max_depth: float | None = None, **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the

@@ -15,7 +15,7 @@ import torch
 
 from depthsmith.evaluate import EvalResult, evaluate, write_result
 from ..device import resolve_device
-from ..paths import unique_names
+from ..paths import atomic_write_text, unique_names
 
 from .figures import curves_figure, qualitative_figure, r2_figure, read_curves
 from .table import ModelCost, measure_cost, metrics_table
@@ -96,8 +96,8 @@ def write_report(
                                "split, dashed lines the validation split (values logged by Lightning's CSVLogger "
                                "in each run's metrics.csv).")
     md_path = out / "report.md"
-    md_path.write_text(page.markdown())
-    (out / "report.html").write_text(page.html())
+    atomic_write_text(md_path, page.markdown())
+    atomic_write_text(out / "report.html", page.html())
     return md_path
 
 

@@ -18,7 +18,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from depthsmith.evaluate import PROTOCOLS, EvalResult
-from depthsmith.paths import unique_names
+from depthsmith.paths import atomic_write, unique_names
 from depthsmith.viz import INVALID_GREY, colorize, to_numpy_image
 
 __all__ = ["r2_figure", "qualitative_figure", "curves_figure", "read_curves", "CURVE_PANELS"]
@@ -38,7 +38,8 @@ def _new_figure(width: float, height: float, dpi: int = 110) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png")
     return path
 
 

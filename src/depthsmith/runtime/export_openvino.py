@@ -8,6 +8,7 @@ written when its held-out accuracy is within the tolerance.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,12 +68,15 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
     if out.suffix != ".xml":
         raise ValueError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
     model = model.eval().float().cpu()
-    with tempfile.TemporaryDirectory() as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is built in a temp folder beside ``out`` and renamed into place once checked:
+    # .bin first, .xml last, so an .xml on disk always has its weights (as runtime/cache.py does).
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         onnx_result = export_onnx(model, Path(tmp) / "model.onnx", height=height, width=width)
         result = OpenVinoExport(None, onnx_result.summary())
         if not onnx_result.ok:
             return result
-        fp32_xml = out if not int8 else Path(tmp) / "fp32.xml"
+        fp32_xml = Path(tmp) / "fp32.xml"
         convert_to_openvino(onnx_result.path, fp32_xml)
         result.checks = _check(fp32_xml, model, [(1, height, width), (2, *_second_size(height, width))])
         if not result.ok:
@@ -83,5 +87,7 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
                                         source="the given images" if images is not None else "")
             result.path = result.int8.path
         else:
+            for suffix in (".bin", ".xml"):
+                os.replace(fp32_xml.with_suffix(suffix), out.with_suffix(suffix))
             result.path = out
     return result

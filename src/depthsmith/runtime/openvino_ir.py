@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..cpu import usable_cores
+from ..models.weights import WeightFileError
 from .base import Runner
 
 __all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
@@ -83,7 +84,13 @@ class OpenVinoRunner(Runner):
             raise FileNotFoundError(f"OpenVINO IR {self.path} does not exist "
                                     "(write one with `depthsmith export --format openvino`).")
         ov_core = core()
-        ov_model = ov_core.read_model(str(self.path))
+        try:
+            ov_model = ov_core.read_model(str(self.path))
+        except RuntimeError as err:  # OpenVINO's message ends with the line that says what is wrong
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            raise WeightFileError(f"{self.path}: not a readable OpenVINO IR ({lines[-1] if lines else err}); expected "
+                                  f"the .xml and the {self.path.stem}.bin beside it written by "
+                                  "`depthsmith export --format openvino`.") from err
         meta = read_metadata(ov_model)
         self.name = meta.get("name", self.path.stem)
         self.is_metric = meta.get("is_metric", "True") == "True"

@@ -123,7 +123,9 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
     # PERFORMANCE preset: symmetric int8 weights and activations, the fastest kernels on VNNI.
     quantized = nncf.quantize(fp32_model, nncf.Dataset(calib), subset_size=len(calib),
                               preset=nncf.QuantizationPreset.PERFORMANCE, target_device=nncf.TargetDevice.CPU)
-    with tempfile.TemporaryDirectory() as tmp:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    # Beside ``out``: os.replace cannot move across file systems (/tmp is often another one).
+    with tempfile.TemporaryDirectory(dir=Path(out).parent, prefix=f".{Path(out).name}.") as tmp:
         candidate = save_openvino(quantized, Path(tmp) / "int8.xml", {**meta, "precision": "int8"})
         fp32_run, int8_run = OpenVinoRunner(fp32_xml, "fp32"), OpenVinoRunner(candidate)
         ref = np.concatenate([fp32_run(torch.from_numpy(h)).numpy() for h in held])
@@ -140,7 +142,7 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
             return result
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in (".xml", ".bin"):
+        for suffix in (".bin", ".xml"):  # .xml last: an .xml on disk always has its weights
             os.replace(candidate.with_suffix(suffix), out.with_suffix(suffix))
     result.path = out
     return result

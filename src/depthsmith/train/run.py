@@ -26,7 +26,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.rank_zero import _get_rank
 
-from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint, atomic_write_text
+from ..paths import atomic_write_text
+from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint
 from .config import dump_config, resolve_config
 from .data import DepthDataModule
 from .finish import TrainResult, failed, finish
