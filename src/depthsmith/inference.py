@@ -67,11 +67,14 @@ class Predictor:
         max_side: int = DEFAULT_MAX_SIDE,
         compile: bool = False,
     ) -> None:
-        from .runtime import create_runner
+        from .runtime import create_runner, open_model
 
         self.max_side = check_positive_int(max_side, "max_side", MIN_SIDE)
+        model = open_model(model)  # a folder or Hub id loaded once, for the runner and the focal estimate
         # The backend registry builds the runner; "auto" measures on the first batch (depthsmith.runtime.auto).
         self.runner: Any = create_runner(backend, model, device=device, precision=precision, compile=compile)
+        # Kept only for models that estimate the focal length themselves (Depth Pro): see ``intrinsics``.
+        self.focal_model = model if getattr(model, "estimates_focal", False) else None
         self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
         self.output = _output_kind(model, self.runner)  # model.output (models/model.py), None if unknown
 
@@ -106,6 +109,27 @@ class Predictor:
         if work != size:
             depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
         return depth[:, 0].cpu()
+
+    @property
+    def estimates_focal(self) -> bool:
+        return self.focal_model is not None
+
+    @torch.inference_mode()
+    def intrinsics(self, image: Any) -> tuple[float, float, float, float] | None:
+        """(fx, fy, cx, cy) of ``image`` at its own resolution from the model's focal estimate (Depth
+        Pro's field of view, ``DepthModel.focal_length``), fx = fy, principal point at the image centre;
+        None for models without an estimate. Runs on the working size, as ``run`` does."""
+        if self.focal_model is None:
+            return None
+        rgb = load_image(image)
+        height, width = rgb.shape[:2]
+        work = self.working_size(height, width)
+        x = _to_batch([rgb])
+        if work != (height, width):
+            x = resized(x, work)
+        device = next(self.focal_model.parameters()).device
+        fx = float(self.focal_model.focal_length(x.to(device))[0]) * width / work[1]  # pixels scale with the width
+        return fx, fx, (width - 1) / 2, (height - 1) / 2
 
     def predict(self, image: Any) -> np.ndarray:
         """H x W float32 depth of one image (path, PIL image or H x W x 3 array)."""

@@ -88,7 +88,9 @@ def predict_cli(
                 print("note: relative model: depth files hold unitless values "
                       f"(16-bit PNG: value x {round(PNG16_SCALE)}), not metres")
             if "ply" in outputs and intrinsics is None:
-                print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
+                print("point clouds use the model's own focal length estimate, principal point at the image centre "
+                      "(pass --intrinsics FX FY CX CY to override)" if predictor.estimates_focal else
+                      "point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
             info = _write_info(out, predictor, max_side, model)  # first: every output beside it has its units
             if skipped:
                 print(f"skipping {skipped} input(s) whose outputs are already in {out} (--skip-existing)")
@@ -180,7 +182,8 @@ def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Pa
                             f"(model {predictor.name}); nothing written for it")
             continue
         try:
-            write_outputs(out, stems[f], rgb, depth, outputs, cmap, intrinsics, predictor.units)
+            k = predictor.intrinsics(rgb) if intrinsics is None and "ply" in outputs else intrinsics
+            write_outputs(out, stems[f], rgb, depth, outputs, cmap, k, predictor.units)
             count[0] += 1
         except (OSError, ValueError) as err:
             failures.append(f"{f}: cannot write outputs ({err})")

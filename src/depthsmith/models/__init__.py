@@ -77,8 +77,8 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
                max_depth: float | None = None, **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
     seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), convert a transformers
-    Depth Anything, DPT or ZoeDepth checkpoint (folder or Hub id; see ``hf_depth``, ``hf_dpt``,
-    ``hf_zoedepth``) or an original Depth Anything V2 ``.pth`` checkpoint (see ``da2_pth``).
+    Depth Anything, DPT, ZoeDepth or Depth Pro checkpoint (folder or Hub id; see ``hf_depth``, ``hf_dpt``,
+    ``hf_zoedepth``, ``hf_depth_pro``) or an original Depth Anything V2 ``.pth`` checkpoint (see ``da2_pth``).
 
     Weights come from safetensors, the .keras file's HDF5 or ``torch.load(weights_only=True)`` only
     and every tensor must match (strict): nothing but tensors is unpickled, and the encoder's ImageNet
@@ -121,12 +121,14 @@ def _load_hf(folder: Path, map_location: str, source: str) -> DepthModel:
     import json
 
     from .hf_depth import load_hf_depth
+    from .hf_depth_pro import load_hf_depth_pro
     from .hf_dpt import load_hf_dpt
     from .hf_zoedepth import load_hf_zoedepth
 
     model_type = json.loads((folder / "config.json").read_text()).get("model_type")
     # load_hf_depth names the unsupported ones
-    load = {"dpt": load_hf_dpt, "zoedepth": load_hf_zoedepth}.get(model_type, load_hf_depth)
+    converters = {"dpt": load_hf_dpt, "zoedepth": load_hf_zoedepth, "depth_pro": load_hf_depth_pro}
+    load = converters.get(model_type, load_hf_depth)
     return load(folder, map_location=map_location, source=source)
 
 

@@ -267,7 +267,8 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
         raise InputError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
             f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here, "
-            "dpt (DPTForDepthEstimation) in models/hf_dpt.py, zoedepth in models/hf_zoedepth.py."
+            "dpt (DPTForDepthEstimation) in models/hf_dpt.py, zoedepth in models/hf_zoedepth.py, "
+            "depth_pro (DepthProForDepthEstimation) in models/hf_depth_pro.py."
         )
     source = source or str(path_or_hub_id)
     with _named(folder / "config.json"):  # a wrong type or an impossible value: the file and the problem

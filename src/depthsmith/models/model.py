@@ -22,6 +22,7 @@ INPUT_NORMS = ("timm", "minmax", "none")
 CHANNEL_ORDERS = ("rgb", "bgr")
 # What the logits mean (sigmoid x max_depth, ReLU disparity, ...): one record per kind in heads.py.
 OUTPUTS = tuple(OUTPUT_KINDS.names())
+ONNX_SIZE_LIMIT = 2**31  # bytes: protobuf's limit on one message, so on an ONNX file holding its weights
 
 
 class InputNorm(nn.Module):
@@ -110,10 +111,41 @@ class DepthModel(
                 f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
             )
         size = (x.shape[-2], x.shape[-1])  # no int(): keeps H and W symbolic for export
-        logits = self.decoder(self.encoder(self.input_norm(x)), size)
+        logits = self.decode(self.input_norm(x), size)
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
+
+    def decode(self, x: torch.Tensor, size: tuple) -> torch.Tensor:
+        """The decoder's logits for the normalised input ``x`` (before any resize to ``size``).
+        A decoder that must feed the encoder itself (``depth_pro`` tiles the image at three scales:
+        models/decoders/depth_pro.py) declares ``runs_encoder`` and is handed the encoder."""
+        if getattr(self.decoder, "runs_encoder", False):
+            return self.decoder(x, size, encoder=self.encoder)
+        return self.decoder(self.encoder(x), size)
+
+    @property
+    def export_unsupported(self) -> str:
+        """Why ``export_onnx`` cannot write this model ("" when it can; runtime/cache.py reads it, so
+        ``auto`` leaves ONNX and OpenVINO out). An ONNX file is one protobuf message, at most 2 GB
+        (onnx docs/ExternalData.md), and ``export_onnx`` keeps the float32 weights inside it."""
+        size = 4 * sum(t.numel() for t in self.state_dict().values())
+        if size < ONNX_SIZE_LIMIT:
+            return ""
+        return (f"its float32 weights ({size / 1e9:.1f} GB) exceed the 2 GB of one ONNX file, and export_onnx "
+                "keeps the weights inside the file")
+
+    @property
+    def estimates_focal(self) -> bool:
+        """True when the model estimates the camera's focal length itself (Depth Pro's field of view)."""
+        return bool(getattr(self.decoder, "estimates_focal", False))
+
+    def focal_length(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The model's own estimate of fx (= fy) in pixels of ``x`` (RGB in [0, 1], B x 3 x H x W),
+        one per image; None for models without one (``predict`` then uses its default intrinsics)."""
+        if not self.estimates_focal:
+            return None
+        return self.decoder.focal_length(self.input_norm(x), self.encoder, x.shape[-1])
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         """The activated head at the input size: what the losses compare with targets

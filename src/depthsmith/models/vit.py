@@ -12,7 +12,9 @@ it usable for dense prediction at arbitrary H x W, all with timm's own means:
 * Intermediate blocks (``out_indices``, the DPT "hooks") are read as timm's
   ``forward_intermediates`` does, with the final LayerNorm applied to each (as DINOv2's
   ``get_intermediate_layers(norm=True)`` and Depth Anything do), prefix tokens dropped and
-  tokens reshaped to B x C x gh x gw.
+  tokens reshaped to B x C x gh x gw. ``norm="last"`` normalises the deepest tap only: Depth Pro
+  reads Hugging Face Dinov2's ``hidden_states`` (raw block outputs) at its hooks and the normalised
+  ``last_hidden_state`` (transformers models/depth_pro/modeling_depth_pro.py, DepthProPatchEncoder).
 
 The one step done here rather than by timm is the position-embedding resample: timm's default
 is antialiased bicubic, DINOv2 (and Hugging Face's Dinov2, which the published Depth Anything
@@ -124,7 +126,7 @@ class ViTFeatures(nn.Module):
         pretrained: bool = False,
         out_indices: Sequence[int] | None = None,
         weight_file: str | Path | None = None,
-        norm: bool = True,
+        norm: bool | str = True,
         pos_embed_antialias: bool | None = None,
         pos_embed_offset: float = 0.0,
         readout: str = "ignore",
@@ -150,6 +152,9 @@ class ViTFeatures(nn.Module):
         # Blocks after the deepest tap are dropped (not just skipped): fewer parameters, and none
         # left without a gradient (DDP would need find_unused_parameters otherwise).
         self.vit.blocks = self.vit.blocks[: self.out_indices[-1] + 1]
+        if norm not in (True, False, "last"):
+            raise ValueError(f"norm={norm!r} is not valid for {name!r}: True (every tap), False or 'last'.")
+        self.norm_last_only = norm == "last"
         if not norm:
             self.vit.norm = nn.Identity()
         if weight_file is not None:  # a timm/DINOv2 checkpoint keys the bare ViT, not this wrapper
@@ -251,7 +256,8 @@ class ViTFeatures(nn.Module):
         for i, block in enumerate(vit.blocks):
             tokens = self._block(block, tokens, (gh, gw))
             if i in self.out_indices:
-                out = self._read_out(vit.norm(tokens), len(feats))
+                norm = not self.norm_last_only or i == self.out_indices[-1]
+                out = self._read_out(vit.norm(tokens) if norm else tokens, len(feats))
                 feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return feats
 

@@ -54,7 +54,7 @@ class _SymbolicSizeForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
         size = (x.shape[-2], x.shape[-1])
-        logits = m.decoder(m.encoder(m.input_norm(x)), size)
+        logits = m.decode(m.input_norm(x), size)
         if self.resize:  # decoders that stop short of full resolution, as forward_normalized does
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return m.head(logits)  # the output kind's one head (models/heads.py), as forward
@@ -151,6 +151,8 @@ def export_onnx(
     import onnx
 
     check_opset(opset)
+    if reason := getattr(model, "export_unsupported", ""):  # before minutes of tracing, not after
+        raise InputError(f"model {getattr(model, 'name', type(model).__name__)} cannot be exported to ONNX: {reason}.")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().cpu()
@@ -161,7 +163,7 @@ def export_onnx(
     # ranges fail on timm encoders ("Invalid ranges [2:1]") in torch 2.15.
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     with torch.no_grad():  # does the decoder itself reach the input size?
-        logits = model.decoder(model.encoder(model.input_norm(example)), (height, width))
+        logits = model.decode(model.input_norm(example), (height, width))
     wrapper = _SymbolicSizeForward(model, resize=tuple(logits.shape[-2:]) != (height, width)).eval()
     # Traced into a temp folder beside ``out``, written under its name only once whole (paths.atomic_write).
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
