@@ -80,6 +80,7 @@ def predict_cli(
     precision: str = "auto",
     max_side: int = DEFAULT_MAX_SIDE,
     compile: bool = False,
+    working_size: Any = None,
 ) -> int:
     """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
 
@@ -94,7 +95,7 @@ def predict_cli(
     if backend == "onnx" and not str(model).endswith(".onnx"):
         model = _onnx_file_for(model, out)
     predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
-                          compile=compile)
+                          compile=compile, working_size=working_size)
     print(f"model {predictor.describe()}")
     if not predictor.is_metric:
         print(f"note: relative model: depth files hold unitless values (16-bit PNG: value x {round(PNG16_SCALE)}), "
@@ -111,7 +112,8 @@ def predict_cli(
         except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
             failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
     info = {"model": predictor.name, "units": predictor.units, "png16_scale": round(PNG16_SCALE),
-            "backend": predictor.backend, "precision": predictor.precision, "max_side": max_side}
+            "backend": predictor.backend, "precision": predictor.precision, "max_side": max_side,
+            "working_size": predictor.size_rule}
     (out / "depth_info.json").write_text(json.dumps(info, indent=2))
     print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
     if failures:
