@@ -50,16 +50,20 @@ def _protocol_names() -> list[str]:
 
 def _catalog(sub: argparse._SubParsersAction) -> None:
     def models(a: argparse.Namespace) -> int:
-        from .commands.catalog import models_cli
+        from .commands.catalog import models_cli, zoo_cli
 
-        return models_cli()
+        return zoo_cli() if a.pretrained else models_cli()
 
     def recipes(a: argparse.Namespace) -> int:
         from .commands.catalog import recipes_cli
 
         return recipes_cli(keys=a.keys)
 
-    sub.add_parser("models", help="list model presets and decoders").set_defaults(func=models)
+    s = sub.add_parser("models", help="list model presets and decoders (--pretrained: the pretrained zoo)")
+    s.add_argument("--pretrained", action="store_true",
+                   help="list the pretrained checkpoints: family, output kind, licence, working size, published "
+                        "NYU/KITTI numbers, and whether each loads here (converter present, weights cached)")
+    s.set_defaults(func=models)
     s = sub.add_parser("recipes", help="list the training recipes shipped with depthsmith")
     s.add_argument("--keys", action="store_true", help="list every config key --set takes: default, valid values")
     s.set_defaults(func=recipes)

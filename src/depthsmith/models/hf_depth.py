@@ -40,14 +40,20 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from .hub import read_license, resolve_folder
 from .weights import WeightFileError
 
-__all__ = ["hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
+__all__ = ["UnsupportedCheckpointError", "hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
 
 HF_MODEL_TYPES = ("depth_anything",)
 _DINOV2_NAMES = {384: "vit_small_patch14_dinov2", 768: "vit_base_patch14_dinov2",
                  1024: "vit_large_patch14_dinov2", 1536: "vit_giant_patch14_dinov2"}
+
+
+class UnsupportedCheckpointError(InputError):
+    """A transformers checkpoint whose ``model_type`` no depthsmith converter takes (the zoo's
+    ``converter_present`` tells these apart from convertible folders that are broken)."""
 
 
 def is_hf_depth_config(config: dict[str, Any]) -> bool:
@@ -242,7 +248,7 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
     config = _read_json(folder / "config.json")
     model_type = config.get("model_type")
     if model_type not in HF_MODEL_TYPES:
-        raise ValueError(
+        raise UnsupportedCheckpointError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
             f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric). "
             "DPTForDepthEstimation uses a readout projection and another head, which the dpt decoder does not build."
