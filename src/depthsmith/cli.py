@@ -160,8 +160,9 @@ def _predict(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
-    s.add_argument("--model", required=True,
-                   help="saved model folder, Hub id, seed .keras file, exported .onnx or OpenVINO .xml file")
+    s.add_argument("--model", default=None,
+                   help="saved model folder, Hub id, .pth, seed .keras file, exported .onnx or OpenVINO .xml file "
+                        "(default: depth-anything/Depth-Anything-V2-Small-hf, Apache-2.0, fetched on first use)")
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")

@@ -67,9 +67,33 @@ def predict_video(
             writer.close()
 
 
+class DefaultModelUnavailableError(InputError):
+    """``predict`` without ``--model`` could not get the default model (offline and not cached)."""
+
+
+def default_model() -> Any:
+    """The default model of ``predict`` (``models.zoo.DEFAULT_MODEL``), from the Hub cache or downloaded
+    on first use; offline without a cache, an error naming the Hub id and how to pass a local folder."""
+    from ..models import load_model
+    from ..models.zoo import DEFAULT_MODEL
+
+    print(f"no --model given: using {DEFAULT_MODEL} (Apache-2.0; downloaded from the Hugging Face Hub on first "
+          "use, then read from its cache)")
+    try:
+        return load_model(DEFAULT_MODEL)
+    except Exception as err:  # offline, no cache, Hub unreachable: the Hub client's many error types
+        raise DefaultModelUnavailableError(
+            f"predict without --model needs the default model {DEFAULT_MODEL}, which is neither in the Hugging Face "
+            f"cache nor downloadable here ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). "
+            f"Download it where there is internet (huggingface-cli download {DEFAULT_MODEL} --local-dir "
+            "DA2-small) and pass the folder: --model DA2-small; or pass any local model folder, .pth or .onnx file "
+            "with --model."
+        ) from err
+
+
 def predict_cli(
     inputs: Sequence[str],
-    model: str,
+    model: str | None,
     out_dir: str | Path,
     outputs: Sequence[str] = ("png16", "color"),
     cmap: str = "inferno_r",
@@ -92,6 +116,8 @@ def predict_cli(
     out = _output_folder(out_dir)
     files, problems = expand_inputs(inputs)
     failures = [f"{name}: {reason}" for name, reason in problems]
+    if model is None:
+        model = default_model()
     if backend == "onnx" and not str(model).endswith(".onnx"):
         model = _onnx_file_for(model, out)
     predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
@@ -166,16 +192,16 @@ def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Pa
     return done
 
 
-def _onnx_file_for(model: str, out: Path) -> Path:
+def _onnx_file_for(model: Any, out: Path) -> Path:
     """The ONNX file for ``predict --backend onnx``: <model dir>/model.onnx if it exists, else an
     export written to <out>/model.onnx (checked against PyTorch)."""
-    folder_file = Path(model) / "model.onnx"
-    if folder_file.is_file():
+    folder_file = Path(model) / "model.onnx" if isinstance(model, (str, Path)) else None
+    if folder_file is not None and folder_file.is_file():
         return folder_file
     from ..runtime.export_onnx import export_onnx
     from ..models import load_model
 
-    print(f"exporting {model} to {out / 'model.onnx'} for ONNX Runtime ...")
-    result = export_onnx(load_model(model), out / "model.onnx")
+    print(f"exporting {getattr(model, 'name', model)} to {out / 'model.onnx'} for ONNX Runtime ...")
+    result = export_onnx(load_model(model) if isinstance(model, (str, Path)) else model, out / "model.onnx")
     print(result.summary())
     return result.path
