@@ -47,6 +47,10 @@ def _synthetic(root: Path, rng) -> Case:
     return Case({"type": "synthetic", "num_samples": 2, "size": list(SHAPE), "seed": 0}, None, None)
 
 
+def _synthetic_video(root: Path, rng) -> Case:
+    return Case({"type": "synthetic_video", "num_frames": 3, "size": list(SHAPE), "seed": 0, "path": "pass"}, None, None)
+
+
 def _nyu_zip(root: Path, rng) -> Case:
     rgb, mm = _pair(rng)
     path = make_nyu_zip(root / "nyu_data.zip", [], [(rgb, mm, "room")])
@@ -147,7 +151,7 @@ def _cityscapes(root: Path, rng) -> Case:
 
 
 DATASET_FIXTURES: dict[str, Callable[[Path, np.random.Generator], Case]] = {
-    "synthetic": _synthetic, "nyu_zip": _nyu_zip, "nyu_mat": _nyu_mat, "h5": _h5, "bts": _bts, "paired": _paired,
+    "synthetic": _synthetic, "synthetic_video": _synthetic_video, "nyu_zip": _nyu_zip, "nyu_mat": _nyu_mat, "h5": _h5, "bts": _bts, "paired": _paired,
     "kitti": _kitti, "diode": _diode, "ibims": _ibims, "sunrgbd": _sunrgbd, "eth3d": _eth3d,
     "cityscapes": _cityscapes,
 }

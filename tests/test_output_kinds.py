@@ -140,3 +140,13 @@ def test_unexportable_model_is_left_out_of_auto_before_timing(tmp_path, monkeypa
     assert not any(b.startswith(("onnx", "openvino")) for b in built)
     assert auto.backend.startswith("torch")
     assert "onnx: not tried: the ONNX export of model broken-export" in capsys.readouterr().out
+
+
+def test_readme_table_is_the_registry() -> None:
+    from pathlib import Path
+
+    from depthsmith.models.heads import output_kind_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- output-kind-table -->\n", 1)[1].split("\n<!-- /output-kind-table -->", 1)[0]
+    assert block == output_kind_table()

@@ -97,7 +97,7 @@ def _eval(sub: argparse._SubParsersAction) -> None:
         return evaluate_cli(a.model, a.data, protocol=a.protocol, flip_tta=a.flip_tta, align=a.align,
                             batch_size=a.batch_size, device=a.device, out_dir=a.out, report_dir=a.report,
                             min_depth=a.min_depth, max_depth=a.max_depth, seed_input=a.seed_input,
-                            crop_mode=a.crop_mode, working_size=a.working_size)
+                            crop_mode=a.crop_mode, temporal=a.temporal, working_size=a.working_size)
 
     s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
     s.add_argument("--model", required=True, action="append",
@@ -124,6 +124,9 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed-input", default="model", choices=["model", "raw"],
                    help="protocol seed only: 'raw' feeds RGB x/255 without the model's normalisation, as the "
                         "seed's evaluate.py did (labelled in the output)")
+    s.add_argument("--temporal", default="none", choices=["auto", "align", "none"],
+                   help="video datasets (synthetic_video): the frames' temporal alignment before TAE and flicker, "
+                        "as predict --temporal")
     s.set_defaults(func=run)
 
 
@@ -155,8 +158,8 @@ def _predict(sub: argparse._SubParsersAction) -> None:
 
         return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
                            batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
-                           precision=a.precision, max_side=a.max_side, compile=a.compile,
-                           working_size=a.working_size)
+                           precision=a.precision, max_side=a.max_side, compile=a.compile, temporal=a.temporal,
+                           ply_every=a.ply_every, working_size=a.working_size)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
@@ -180,6 +183,11 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
+    s.add_argument("--temporal", default="auto", choices=["auto", "align", "none"],
+                   help="videos: align each frame's scale and shift to the clip (auto: align for relative and "
+                        "disparity models, none for metric ones; align on a metric model: light scale smoothing)")
+    s.add_argument("--ply-every", type=_int_at_least(1), default=1,
+                   help="videos with --save ply: one point cloud every N frames")
     s.set_defaults(func=run)
 
 
@@ -271,6 +279,23 @@ def _data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default="data_check")
     s.add_argument("--max-samples", type=_int_at_least(1))
     s.set_defaults(func=check)
+
+    def video(a: argparse.Namespace) -> int:
+        from .commands.video import data_video_cli
+
+        return data_video_cli(a.out, a.path, a.frames, a.height, a.width, a.seed, a.fps)
+
+    from .data.video import PATHS
+
+    s = dsub.add_parser("video", help="a synthetic video with exact depth, poses and intrinsics (mp4 + ground truth)")
+    s.add_argument("--out", required=True, help="folder for rgb.mp4, depth/*.npy, poses.npy, intrinsics.json")
+    s.add_argument("--path", default="walk", choices=list(PATHS), help="camera path")
+    s.add_argument("--frames", type=_int_at_least(2), default=200)
+    s.add_argument("--height", type=_int_at_least(8), default=240)
+    s.add_argument("--width", type=_int_at_least(8), default=320)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fps", type=float, default=25.0)
+    s.set_defaults(func=video)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,9 +32,10 @@ import torch.nn.functional as F
 
 from .errors import InputError, check_positive_int
 from .io import load_image
+from .metrics.clip_align import ClipAligner, space_of
 from .resize import check_working_size, describe_working_size, resized, working_size_for
 
-__all__ = ["predict", "Predictor", "check_size", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
+__all__ = ["predict", "Predictor", "check_size", "TEMPORAL_MODES", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
 
 DEFAULT_MAX_SIDE = 640
 MIN_SIDE = 64
@@ -82,6 +83,7 @@ class Predictor:
         # The backend registry builds the runner; "auto" measures on the first batch (depthsmith.runtime.auto).
         self.runner: Any = create_runner(backend, model, device=device, precision=precision, compile=compile)
         self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
+        self.output = _output_kind(model, self.runner)  # model.output (models/model.py), None if unknown
 
     # From the runner: under backend "auto" they name the measured choice once the first batch ran.
     backend = property(lambda self: self.runner.backend)
@@ -166,6 +168,49 @@ class Predictor:
             pending.append((key, image))
         if pending:
             yield from flush()
+
+
+    def aligner(self, temporal: str = "auto", anchor: np.ndarray | None = None, window: int = 4,
+                strength: float = 0.5) -> ClipAligner | None:
+        """The temporal aligner ``stream`` uses (None for ``temporal='none'``), see ``metrics/clip_align.py``.
+
+        ``auto``: ``align`` for unitless outputs, ``none`` for metric ones. ``align`` on a metric model
+        is the light scale smoothing at ``strength``; on a relative or disparity model, a scale and
+        shift per frame fitted to the last ``window`` aligned frames, in the output kind's affine
+        space; ``anchor`` (metric depth of the first frame) puts the clip in metres.
+        """
+        if temporal not in TEMPORAL_MODES:
+            raise InputError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, got {temporal!r}")
+        if temporal == "none" or (temporal == "auto" and self.is_metric):
+            return None
+        space = space_of(self.output, self.is_metric)
+        return ClipAligner(space, window=window, anchor=anchor, strength=strength if space == "metric" else 0.0)
+
+    def stream(self, frames: Iterable[np.ndarray], temporal: str = "auto", anchor: np.ndarray | None = None,
+               batch_size: int = 4, window: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (frame, depth) for video frames in order, each depth aligned to the clip so far
+        (see ``aligner``). Frames are read, batched and yielded as a stream: memory stays flat."""
+        align = self.aligner(temporal, anchor, window)
+        for _, frame, depth in self.predict_many(enumerate(frames), batch_size):
+            yield frame, (depth if align is None else align(depth))
+
+
+TEMPORAL_MODES = ("auto", "align", "none")
+
+
+def _output_kind(model: Any, runner: Any) -> str | None:
+    """The model's output kind (``model.output``) from the model, its runner or a saved folder's config."""
+    for obj in (model, getattr(runner, "model", None)):
+        kind = getattr(obj, "output", None)
+        if isinstance(kind, str):
+            return kind
+    config = Path(str(model)) / "config.json"
+    if isinstance(model, (str, Path)) and config.is_file():
+        import json
+
+        kind = json.loads(config.read_text()).get("output")
+        return kind if isinstance(kind, str) else None
+    return None
 
 
 def check_size(height: int, width: int) -> None:

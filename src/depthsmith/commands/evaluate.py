@@ -38,6 +38,7 @@ def evaluate_cli(
     max_depth: float | None = None,
     seed_input: str = "model",
     crop_mode: str = "exact",
+    temporal: str = "none",
     working_size: Any = None,
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
@@ -59,6 +60,7 @@ def evaluate_cli(
                               batch_size=batch_size, device=device, min_depth=min_depth, max_depth=max_depth,
                               keep_examples=keep, seed_input=seed_input, crop_mode=entry.crop_mode or crop_mode,
                               working_size=working_size)
+            _add_temporal(result, m, entry.config, temporal, device)
             print(format_table(result))
             folder = Path(out_dir) if single else Path(out_dir) / f"{labels[str(m)]}__{entry.label}"
             json_path, csv_path = write_result(result, folder)
@@ -82,3 +84,18 @@ def evaluate_cli(
         path = write_report(results, runs=runs, out_dir=report_dir, device=rows[0][2].settings.get("device", device))
         print(f"report written to {path}")
     return 0
+
+
+def _add_temporal(result, model: str, config, temporal: str, device: str) -> None:
+    """TAE and flicker beside the per-frame metrics when the dataset is a video with poses."""
+    from ..data import DATASETS, build_dataset, load_config
+    from ..evaluate.temporal import is_video_dataset, temporal_metrics
+
+    if not is_video_dataset(config):
+        kind = DATASETS.get(load_config(config).get("type")) if isinstance(config, (str, Path, dict)) else None
+        if kind is None or not callable(getattr(kind, "pose", None)):
+            return  # not a video: nothing is built a second time
+    data = config if is_video_dataset(config) else build_dataset(config)
+    scores = temporal_metrics(model, data, temporal, device)
+    result.metrics.update(tae=scores["tae"], flicker=scores["flicker"])
+    result.description += "\n" + scores["description"]

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import InputError, check_intrinsics, check_positive_int
 from ..inference import DEFAULT_MAX_SIDE, Predictor, check_size
-from ..io import PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, read_video, write_outputs
+from ..io import PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, write_outputs
 from ..paths import unique_names
+from .predict_video import describe_temporal, predict_video
 
 __all__ = ["predict_cli", "predict_video"]
 
@@ -33,38 +34,6 @@ def _progress(iterable: Iterable, total: int | None, unit: str, desc: str) -> It
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, unit=unit, desc=desc, dynamic_ncols=True)
-
-
-def predict_video(
-    predictor: Predictor, path: Path, out_dir: Path, stem: str, outputs: Sequence[str],
-    cmap: str = "inferno_r", batch_size: int = 4,
-) -> None:
-    """Depth video(s) for a video: ``color`` -> <stem>_depth.mp4, ``side`` -> <stem>_side.mp4,
-    ``png16``/``npy`` -> one file per frame in <stem>_frames/. Frames are batched."""
-    from ..io import VideoWriter, render_color, side_by_side
-
-    frames, info = read_video(path)
-    writers = {kind: VideoWriter(out_dir / f"{stem}_{'depth' if kind == 'color' else kind}.mp4", info["fps"])
-               for kind in ("color", "side") if kind in outputs}
-    frame_outputs = [o for o in outputs if o in ("png16", "npy")]
-    if frame_outputs:
-        (out_dir / f"{stem}_frames").mkdir(exist_ok=True)
-    vrange: tuple[float, float] | None = None
-    try:
-        stream = predictor.predict_many(enumerate(frames), batch_size)
-        for i, frame, depth in _progress(stream, info["n_frames"], "frame", path.name):
-            if vrange is None:  # one colour scale for the whole video: per-frame scales flicker
-                lo, hi = np.percentile(depth[np.isfinite(depth)], [1, 99])
-                vrange = (float(lo), float(hi) if hi > lo else float(lo) + 1e-6)
-            if frame_outputs:
-                write_outputs(out_dir / f"{stem}_frames", f"{i:06d}", frame, depth, frame_outputs, cmap)
-            if writers:
-                colored = render_color(depth, cmap, vrange)
-                for kind, writer in writers.items():
-                    writer.write(colored if kind == "color" else side_by_side(frame, colored))
-    finally:
-        for writer in writers.values():
-            writer.close()
 
 
 class DefaultModelUnavailableError(InputError):
@@ -104,6 +73,8 @@ def predict_cli(
     precision: str = "auto",
     max_side: int = DEFAULT_MAX_SIDE,
     compile: bool = False,
+    temporal: str = "auto",
+    ply_every: int = 1,
     working_size: Any = None,
 ) -> int:
     """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
@@ -131,9 +102,12 @@ def predict_cli(
     stems = _stems(files)
     images = [f for f in files if not is_video(f)]
     done = _predict_images(predictor, images, stems, out, outputs, cmap, intrinsics, batch_size, failures)
-    for f in (f for f in files if is_video(f)):
+    videos = [f for f in files if is_video(f)]
+    if videos:
+        print(describe_temporal(predictor, temporal))
+    for f in videos:
         try:
-            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size)
+            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size, temporal, intrinsics, ply_every)
             done += 1
         except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
             failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")

@@ -11,12 +11,13 @@ from .build import DATASETS, build_dataset, holdout_split, load_config
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
+from .video import SyntheticVideo
 from .transforms import build_transforms, depth_to_target, target_to_depth
 
 __all__ = [
     "DataError", "ReadError", "DepthDataset", "make_sample", "DATASETS", "build_dataset", "load_config", "holdout_split",
     "ENCODINGS", "Encoding", "decode_depth", "encode_depth", "get_encoding",
-    "BtsDataset", "H5Dataset", "PairedDataset", "NyuMatDataset", "NyuZipDataset", "SyntheticScenes",
+    "BtsDataset", "H5Dataset", "PairedDataset", "NyuMatDataset", "NyuZipDataset", "SyntheticScenes", "SyntheticVideo",
     "build_transforms", "depth_to_target", "target_to_depth",
     "check_dataset", "format_report",
 ]

@@ -17,11 +17,13 @@ from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDat
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
+from .video import SyntheticVideo
 
 __all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
 
 DATASETS: dict[str, type[DepthDataset]] = {
     "synthetic": SyntheticScenes,
+    "synthetic_video": SyntheticVideo,
     "nyu_zip": NyuZipDataset,
     "nyu_mat": NyuMatDataset,
     "h5": H5Dataset,

@@ -37,6 +37,9 @@ def format_table(result: EvalResult) -> str:
              f"{int(m['n_images'])} images, {int(m['n_valid'])} evaluated pixels"
              + (f", {m['r2_dropped']} images with R^2 outside [0, 1] dropped from R^2" if "r2_dropped" in m else "")
              + (f", {m['n_skipped']} images SKIPPED (no valid ground-truth pixel)" if m.get("n_skipped") else "")]
+    if "tae" in m:  # a video dataset (evaluate/temporal.py)
+        flick = m.get("flicker", math.nan)
+        lines.append(f"TAE {m['tae']:.3f} %, flicker " + (f"{flick:.3f} %" if math.isfinite(flick) else "-"))
     if not result.standard:
         lines.insert(0, "!" * 8 + " NON-STANDARD EVALUATION: not comparable with published results " + "!" * 8)
     lines.append(result.description)

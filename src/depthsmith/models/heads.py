@@ -27,7 +27,7 @@ from torch import nn
 
 from ..registry import Registry
 
-__all__ = ["OutputKind", "OUTPUT_KINDS", "DepthHead", "output_kind", "DISPARITY_RANGE"]
+__all__ = ["OutputKind", "OUTPUT_KINDS", "DepthHead", "output_kind", "output_kind_table", "DISPARITY_RANGE"]
 
 # Disparity models return relative depth max(disp) / disp, floored at 1 / DISPARITY_RANGE of the
 # per-image maximum: 1 / that is an exact scale of the disparity, so align='lstsq_disparity'
@@ -143,3 +143,16 @@ class DepthHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind.name}, min_depth={self.min_depth:g}, max_depth={self.max_depth:g}"
+
+
+def output_kind_table() -> str:
+    """Markdown table of the output kinds (README), from the registry."""
+    lines = ["| output | what the model returns | units | trained on | evaluation alignments (default first) |",
+             "|---|---|---|---|---|"]
+    for kind in OUTPUT_KINDS.values():
+        aligns = [kind.default_align, *(a for a in kind.alignments if a != kind.default_align)]
+        text = kind.card.replace(" ({max_depth:g} m)", "").replace("{max_depth:g} m", "max_depth")
+        lines.append(f"| `{kind.name}` | {text} | "
+                     f"{'unitless' if kind.unitless else 'metres'} | {kind.target or 'not trainable'} | "
+                     f"{', '.join(aligns)} |")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Temporal consistency of video depth: per-frame vs ``--temporal align`` on synthetic camera paths,
+and peak memory of ``depthsmith predict`` on a short and a long video.
+
+    PYTHONPATH=src python benchmarks/bench_video.py --relative RUN_REL/model --metric RUN_MET/model \
+        [--frames 200] [--size 48 64] [--long 5000]
+
+Models: quickstart variants (``depthsmith train --config quickstart``), one with
+``model.output=relative`` (per-image min-max depth, affine in depth space), one metric, and with
+``--inverse`` one trained with ``model.output=inverse`` run as a disparity model (``AsDisparity``:
+normalised per frame by its maximum, as ``disparity`` models are). Clips: ``synthetic_video``
+(data/video.py) paths walk, pan, pass and static, seed 0, exact depth and poses, with a capture's
+noise and exposure jitter (``--noise``, ``--exposure``): rendered frames are otherwise bit-identical.
+
+Columns (metrics/temporal.py): TAE as Video Depth Anything's eval_TAE (one scale and shift fitted to
+the whole clip first, in the output kind's space; none for the metric model), flicker on the still
+camera only, per-frame AbsRel and delta1 (relative models: each frame least-squares aligned to its
+ground truth, in disparity space for the disparity model, the standard for them; metric: as predicted), and clip AbsRel (after
+the clip's single fit: what a viewer of the video sees, drift included). Rows ``align wN``: the
+aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py).
+
+Memory: ``depthsmith predict`` (--save color npy, --temporal align) on a 200-frame and a
+``--long``-frame walk, each in a fresh process; its peak RSS (ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from depthsmith.cpu import cpu_model, relevant_flags, usable_cores  # noqa: E402
+from depthsmith.data.video import SyntheticVideo, write_clip  # noqa: E402
+from depthsmith.evaluate.temporal import clip_space  # noqa: E402
+from depthsmith.inference import Predictor  # noqa: E402
+from depthsmith.metrics import compute_metrics  # noqa: E402
+from depthsmith.metrics.temporal import apply_affine, fit_clip, flicker, temporal_alignment_error  # noqa: E402
+
+PATHS = ("walk", "pan", "pass", "static")
+DISPARITY_RANGE = 1.0e3  # models/model.py: the floor of a disparity model's normalised output
+
+
+class AsDisparity(torch.nn.Module):
+    """A quickstart model trained with ``output: inverse`` served as a disparity model. Its sigmoid is
+    proportional to disparity (models/model.py: ``inverse`` depth = min_depth / sigmoid), and the
+    output is normalised per frame by its maximum exactly as ``to_depth`` does for ``disparity``
+    (affine-invariant Depth Anything style models), the per-frame scale the issue is about."""
+
+    output, is_metric = "disparity", False
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.name = model, f"{getattr(model, 'name', 'model')} as disparity"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        disparity = self.model.forward_normalized(x)
+        top = disparity.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+        return top / disparity.clamp_min(top / DISPARITY_RANGE) / DISPARITY_RANGE
+
+MAX_DEPTH = 10.0
+
+
+def clip_data(path: str, frames: int, size: tuple[int, int], noise: float, exposure: float):
+    video = SyntheticVideo(num_frames=frames, size=size, seed=0, path=path, noise=noise, exposure=exposure)
+    rgbs, gts = [], []
+    for i in range(frames):
+        rgb, depth, _ = video._load(i)
+        rgbs.append((rgb * 255.0 + 0.5).astype(np.uint8))  # as decoded from a video
+        gts.append(depth.astype(np.float64))
+    return video, rgbs, gts
+
+
+def score(predictor: Predictor, video, rgbs, gts, temporal: str, window: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    preds = [d for _, d in predictor.stream(rgbs, temporal=temporal, window=window)]
+    seconds = time.perf_counter() - t0
+    space = clip_space(predictor.output, predictor.is_metric)
+    scale, shift = fit_clip(preds, gts, space, max_depth=MAX_DEPTH)
+    clip = [apply_affine(p, scale, shift, space, max_depth=MAX_DEPTH) for p in preds]
+    poses = [video.pose(i) for i in range(len(gts))]
+    align = "none" if predictor.is_metric else ("lstsq_disparity" if predictor.output == "disparity" else "lstsq")
+    per_frame = [compute_metrics(p, g, 1e-3, MAX_DEPTH, align=align) for p, g in zip(preds, gts)]
+    return {
+        "tae": temporal_alignment_error(clip, poses, video.intrinsics(), gts),
+        "flicker": flicker(clip, [g > 0 for g in gts]) if video.path == "static" else float("nan"),
+        "abs_rel": float(np.mean([m["abs_rel"] for m in per_frame])),
+        "d1": float(np.mean([m["d1"] for m in per_frame])),
+        "clip_abs_rel": float(np.mean([compute_metrics(c, g, 1e-3, MAX_DEPTH)["abs_rel"] for c, g in zip(clip, gts)])),
+        "fps": len(gts) / seconds,
+    }
+
+
+def peak_rss_mb(model: str, frames: int, size: tuple[int, int], work: Path, threads: int) -> tuple[float, float]:
+    """(peak RSS in MB of `depthsmith predict` on a `frames`-frame walk, seconds)."""
+    clip = work / f"walk{frames}"
+    if not (clip / "rgb.mp4").is_file():
+        write_clip(SyntheticVideo(num_frames=frames, size=size, seed=0, path="walk"), clip)
+    code = ("import resource, sys, time; from depthsmith.cli import main; t = time.perf_counter(); "
+            f"rc = main(['predict', {str(clip / 'rgb.mp4')!r}, '--model', {model!r}, '--out', "
+            f"{str(work / f'out{frames}')!r}, '--save', 'color', 'npy', '--temporal', 'align', "
+            "'--backend', 'torch-fp32']); "
+            "print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t); "
+            "sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "TQDM_DISABLE": "1",
+                              "OMP_NUM_THREADS": str(threads)})
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"predict on {frames} frames failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    _, rss, seconds = line.split()
+    return float(rss), float(seconds)
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else "-"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--relative", required=True, help="a relative (or disparity) model folder")
+    p.add_argument("--metric", required=True, help="a metric model folder")
+    p.add_argument("--inverse", help="a model folder trained with output: inverse, run as a disparity model")
+    p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--size", type=int, nargs=2, default=[48, 64])
+    p.add_argument("--long", type=int, default=5000, help="frames of the long video for peak RSS (0: skip)")
+    p.add_argument("--windows", type=int, nargs="+", default=[1, 4], help="aligner windows to compare")
+    p.add_argument("--noise", type=float, default=0.02, help="capture: per-pixel noise std (RGB in [0, 1])")
+    p.add_argument("--exposure", type=float, default=0.03, help="capture: per-frame gain std")
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: on a shared 2-core machine two OpenMP threads wait on each other)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    size = (a.size[0], a.size[1])
+    print(f"CPU: {cpu_model()}, {usable_cores()} usable cores, flags {' '.join(relevant_flags()) or '-'}")
+    print(f"{a.frames} frames per path at {size[1]} x {size[0]}, capture noise {a.noise:g} and exposure jitter "
+          f"{a.exposure:g}; backend torch-fp32, {a.threads} thread(s)\n")
+    header = "| model | path | temporal | TAE % | flicker % | AbsRel | delta1 | clip AbsRel | fps |"
+    print(header + "\n|" + "---|" * 9)
+    predictors = {"relative": Predictor(a.relative, device="cpu", backend="torch-fp32")}
+    if a.inverse:
+        from depthsmith.models import load_model
+
+        predictors["disparity"] = Predictor(AsDisparity(load_model(a.inverse).eval()), device="cpu",
+                                            backend="torch-fp32")
+    predictors["metric"] = Predictor(a.metric, device="cpu", backend="torch-fp32")
+    for path in a.paths:
+        video, rgbs, gts = clip_data(path, a.frames, size, a.noise, a.exposure)
+        for kind, predictor in predictors.items():
+            modes = [("none", 1)] + ([("align", w) for w in a.windows] if kind != "metric" else [("align", 1)])
+            for temporal, window in modes:
+                s = score(predictor, video, rgbs, gts, temporal, window)
+                label = temporal if temporal == "none" else (f"align w{window}" if kind != "metric"
+                                                             else "align (smoothing 0.5)")
+                print(f"| {kind} | {path} | {label} | {fmt(s['tae'])} | {fmt(s['flicker'])} | {fmt(s['abs_rel'], 4)} "
+                      f"| {fmt(s['d1'], 4)} | {fmt(s['clip_abs_rel'], 4)} | {fmt(s['fps'], 0)} |", flush=True)
+    if a.long:
+        print("\n| frames | peak RSS (MB) | seconds |\n|---|---|---|")
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in (a.frames, a.long):
+                rss, seconds = peak_rss_mb(a.relative, n, size, Path(tmp), a.threads)
+                print(f"| {n} | {rss:.0f} | {seconds:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
