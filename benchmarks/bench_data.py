@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fixture writers shared with the t
 
 from depthsmith.data import (BtsDataset, H5Dataset, NyuMatDataset, NyuZipDataset, PairedDataset,  # noqa: E402
                              SyntheticScenes)
-from test_data_fixtures import (REAL, make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip,  # noqa: E402
+from helpers import (REAL, make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip,  # noqa: E402
                                 make_paired_csv, real_pairs)
 
 

@@ -93,7 +93,25 @@ def bomb_above_limit(path: Path) -> Path:  # Pillow only warns here: depthsmith 
     return png_header_only(path, 10_000, 10_000)
 
 
+def all_nan_npy(path: Path) -> Path:  # used to be turned black by nan_to_num and predicted silently
+    np.save(path, np.full((*SIZE, 3), np.nan, np.float32))
+    return path
+
+
+def jpeg_lying_header(path: Path) -> Path:
+    """A small valid JPEG whose frame header (SOF0) claims 60000 x 60000 pixels."""
+    buf = io.BytesIO()
+    Image.fromarray(smooth_rgb()).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 BAD_IMAGES = {
+    "all_nan_npy": (all_nan_npy, ".npy"),
+    "jpeg_header_lies": (jpeg_lying_header, ".jpg"),
     "zero_byte": (zero_byte, ".png"),
     "truncated_png": (truncated_png, ".png"),
     "truncated_jpeg": (truncated_jpeg, ".jpg"),
@@ -236,4 +254,92 @@ MODEL_CASES = {
     "weights_missing": _missing("model.safetensors"),
     "config_missing": _missing("config.json"),
     "path_is_the_weight_file": lambda f: (f / "model.safetensors", "model.safetensors is a file; give the folder"),
+}
+
+
+def _nan_tensor(f: Path) -> tuple[Path, str]:
+    sd = _weights(f)
+    key = next(k for k, v in sd.items() if v.is_floating_point() and v.ndim == 4)
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    save_file(sd, str(f / "model.safetensors"))
+    return f, f"{key} (1 of"
+
+
+MODEL_CASES["weight_with_nan"] = _nan_tensor
+
+
+# ----------------------------------------------------------------------------- transformers folders
+# A tiny Depth Anything checkpoint as transformers writes it, then one fault each; the error must
+# name the file (and the key) that is wrong.
+
+
+def tiny_hf_folder(path: Path, kind: str = "metric") -> Path:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, image_size=56, patch_size=14,
+                            out_indices=[1, 2, 3, 4], reshape_hidden_states=False, apply_layernorm=True)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind, max_depth=20)
+    DepthAnythingForDepthEstimation(config).save_pretrained(path)
+    return path
+
+
+def _hf_config(change):
+    def build(f: Path) -> None:
+        cfg = json.loads((f / "config.json").read_text())
+        change(cfg)
+        (f / "config.json").write_text(json.dumps(cfg))
+    return build
+
+
+def _hf_index(weight_map):
+    def build(f: Path) -> None:
+        (f / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, **weight_map}))
+    return build
+
+
+def _hf_tensors(change):
+    def build(f: Path) -> None:
+        sd = _weights(f)
+        change(sd)
+        save_file(sd, str(f / "model.safetensors"))
+    return build
+
+
+def _truncate(name: str):
+    def build(f: Path) -> None:
+        data = (f / name).read_bytes()
+        (f / name).write_bytes(data[: len(data) // 2])
+    return build
+
+
+def _nan_first(sd: dict) -> None:
+    key = next(k for k in sorted(sd) if k.endswith("weight") and sd[k].ndim == 2)
+    sd[key] = sd[key].clone()
+    sd[key][0, 0] = float("nan")
+
+
+def _first_2d(sd: dict) -> str:
+    return next(k for k in sorted(sd) if k.endswith("weight") and sd[k].ndim == 2)
+
+
+# name: (fault, file the error names, text it holds)
+HF_CASES = {
+    "index_without_weight_map": (_hf_index({}), "model.safetensors.index.json", "key 'weight_map' is missing"),
+    "index_naming_a_missing_shard": (_hf_index({"weight_map": {"head.conv1.weight": "model-00002-of-00002.safetensors"}}),
+                                     "model-00002-of-00002.safetensors", "model.safetensors.index.json names it"),
+    "shard_truncated": (_truncate("model.safetensors"), "model.safetensors", "cannot read safetensors"),
+    "metric_without_max_depth": (_hf_config(lambda c: c.pop("max_depth")), "config.json", "'max_depth' is missing"),
+    "max_depth_negative": (_hf_config(lambda c: c.update(max_depth=-20)), "config.json", "'max_depth' is -20"),
+    "max_depth_a_string": (_hf_config(lambda c: c.update(max_depth="far")), "config.json", "'max_depth' is 'far'"),
+    "hidden_size_wrong_type": (_hf_config(lambda c: c["backbone_config"].update(hidden_size="big")), "config.json",
+                               "big"),
+    "config_a_list": (lambda f: (f / "config.json").write_text("[1, 2]"), "config.json", "holds a JSON list"),
+    "config_truncated": (_truncate("config.json"), "config.json", "invalid JSON"),
+    "tensor_missing": (_hf_tensors(lambda sd: sd.pop("head.conv3.weight")), "", "has no tensor for"),
+    "tensor_wrong_shape": (_hf_tensors(lambda sd: sd.update({"head.conv3.bias": torch.zeros(3)})), "",
+                           "has shape (3,) in the checkpoint"),
+    "tensor_nan": (_hf_tensors(_nan_first), "", "NaN/inf"),
 }

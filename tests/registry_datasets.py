@@ -4,7 +4,7 @@ packaging, for the registry test (tests/test_registry.py): a type without an ent
 Each builder writes one RGB-D pair (known RGB, known metres) and returns ``Case(config, rgb, mm,
 depth_tol, rgb_tol)`` for the sample at index 0, so that the shared tester compares the reader's
 metres and colours with what was written. The packagings are the ones the reader tests use
-(test_data_fixtures.py builders, the layouts of test_eval_benchmarks.py), at a small size.
+(tests/helpers.py builders, the layouts of test_eval_benchmarks.py), at a small size.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from PIL import Image
 
-from test_data_fixtures import make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip, make_paired_csv, write_png16
+from helpers import make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip, make_paired_csv, write_png16
 
 SHAPE = (24, 32)
 

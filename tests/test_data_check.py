@@ -10,7 +10,7 @@ from PIL import Image
 
 from depthsmith.data.check import check_dataset, format_report
 from depthsmith.viz import colorize, save_grid
-from test_data_fixtures import make_paired_csv, need_real, real_pairs
+from helpers import make_paired_csv, need_real, real_pairs
 
 
 def test_check_reports_stats_bad_files_and_writes_preview(tmp_path):

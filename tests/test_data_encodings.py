@@ -8,7 +8,7 @@ from PIL import Image
 
 from depthsmith.data import ENCODINGS, DataError, decode_depth, encode_depth, get_encoding
 from depthsmith.data.io import read_depth
-from test_data_fixtures import need_real
+from helpers import need_real
 
 HALF_MM = 0.0005
 

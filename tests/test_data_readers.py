@@ -13,27 +13,9 @@ from PIL import Image
 
 from depthsmith.data import (BtsDataset, H5Dataset, NyuMatDataset, NyuZipDataset, PairedDataset,
                              build_dataset)
-from test_data_fixtures import (make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip,
+from helpers import (HALF_MM, check_sample, make_bts, make_h5_folder, make_nyu_mat, make_nyu_zip,
                                 make_paired_csv, need_real, real_pairs)
 
-HALF_MM = 0.0005
-
-
-def check_sample(sample, rgb: np.ndarray, mm: np.ndarray, depth_tol: float = HALF_MM, rgb_tol: float = 0.5 / 255):
-    """The sample contract, and metres / mask / RGB against the reference pair."""
-    h, w = mm.shape
-    assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, h, w)
-    assert sample["depth"].dtype == torch.float32 and sample["depth"].shape == (1, h, w)
-    assert sample["mask"].dtype == torch.bool and sample["mask"].shape == (1, h, w)
-    assert isinstance(sample["name"], str)
-    depth, mask = sample["depth"][0].numpy(), sample["mask"][0].numpy()
-    ref = mm.astype(np.float64) / 1000.0
-    assert np.array_equal(mask, mm > 0)
-    assert np.all(depth[~mask] == 0)
-    assert np.abs(depth - ref)[mask].max() <= depth_tol + 1e-6
-    image = sample["image"].permute(1, 2, 0).numpy()
-    assert 0.0 <= image.min() and image.max() <= 1.0
-    assert np.abs(image - rgb / 255.0).mean() <= rgb_tol + 1e-6
 
 
 @pytest.fixture(scope="module")

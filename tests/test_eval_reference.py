@@ -1,6 +1,7 @@
 """Evaluation protocols against independent NumPy computations on real NYU Depth V2 pairs.
 
-The reference code below is written from field notes §3 (and §1 for the seed), not from
+The reference code below is written from BTS's eval code (bts/pytorch/bts_eval.py: crop, range,
+compute_errors) and, for the seed, from the seed notebook as README "Seed fidelity" describes it, not from
 depthsmith: its own bilinear upsampling, crops, masks, formulas and averaging.
 """
 
@@ -17,14 +18,16 @@ from PIL import Image
 from depthsmith.evaluate import (PROTOCOLS, evaluate_predictions, format_table, get_protocol, protocol_table,
                                  write_result)
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "metric3d_nyu"
+from helpers import real_dir
+
+REAL = real_dir("metric3d_nyu")  # NYU Depth V2: not shipped (no explicit licence), see tests/helpers.py
 KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
 
 
 def _load_nyu() -> list[np.ndarray]:
     paths = [REAL / f"0000{i}_depth.png" for i in range(3)]
     if not all(p.is_file() for p in paths):
-        pytest.skip(f"real NYU pairs not found in {REAL}")
+        pytest.skip(f"real NYU pairs not found in {REAL}: NYU Depth V2 has no explicit licence, so it is not shipped")
     return [np.asarray(Image.open(p), dtype=np.float64) / 1000.0 for p in paths]  # 16-bit millimetres
 
 

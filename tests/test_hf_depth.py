@@ -12,34 +12,12 @@ import torch.nn.functional as F
 
 import depthsmith
 from depthsmith.models import WeightFileError
+from helpers import tiny_hf_depth_anything
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = [(56, 70), (100, 130)]  # 100 x 130: neither side a multiple of 14
-
-
-def _tiny_hf(kind: str, out_indices=(1, 2, 3, 4), max_depth: int = 20, layers: int = 4):
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    torch.manual_seed(0)
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, image_size=56, patch_size=14,
-                            out_indices=list(out_indices), reshape_hidden_states=False, apply_layernorm=True)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-                                 fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind,
-                                 max_depth=max_depth if kind == "metric" else 1)
-    model = DepthAnythingForDepthEstimation(config).eval()
-    with torch.no_grad():
-        # Large random weights (the default init makes every output nearly the same constant, which
-        # would hide conversion bugs), then the last conv rescaled so that the logits spread about 1.
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-        model.head.activation2 = torch.nn.Identity()
-        spread = model(pixel_values=torch.randn(1, 3, 56, 70)).predicted_depth.std() / max_depth
-        model.head.conv3.weight /= spread
-        model.head.conv3.bias /= spread
-        model.head.activation2 = torch.nn.ReLU() if kind == "relative" else torch.nn.Sigmoid()
-    return model
 
 
 def _reference(hf, ours, x):
@@ -54,7 +32,7 @@ def _reference(hf, ours, x):
 
 @pytest.fixture(scope="module", params=["relative", "metric"])
 def converted(request, tmp_path_factory):
-    hf = _tiny_hf(request.param)
+    hf = tiny_hf_depth_anything(request.param)
     folder = tmp_path_factory.mktemp(f"hf-{request.param}")
     hf.save_pretrained(folder)
     (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags: [depth]\n---\n# tiny\n")
@@ -158,7 +136,7 @@ def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
 def test_tap_layouts_and_truncation(stages, tmp_path):
     # (3..6): V1's last four blocks of six. (1..4): taps end before the last blocks, which the
     # encoder then does not build and the conversion skips.
-    hf = _tiny_hf("relative", out_indices=stages, layers=6)
+    hf = tiny_hf_depth_anything("relative", out_indices=stages, layers=6)
     hf.save_pretrained(tmp_path)
     ours = depthsmith.load_model(tmp_path)
     assert ours.encoder.net.out_indices == [s - 1 for s in stages]
@@ -169,7 +147,7 @@ def test_tap_layouts_and_truncation(stages, tmp_path):
 
 
 def test_dpt_checkpoints_are_refused_by_name(tmp_path):
-    _tiny_hf("relative").save_pretrained(tmp_path)
+    tiny_hf_depth_anything("relative").save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["model_type"] = "dpt"
     (tmp_path / "config.json").write_text(json.dumps(cfg))

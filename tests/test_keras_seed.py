@@ -181,7 +181,7 @@ def test_eval_of_the_keras_checkpoint_on_the_labeled_mat_under_seed_and_standard
     nyu_depth_v2_labeled.mat read with the seed's test split (indices 0-653 in file order)."""
     import yaml
 
-    from test_data_fixtures import make_nyu_mat
+    from helpers import make_nyu_mat
 
     rng = np.random.default_rng(0)
     pairs = [(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), rng.integers(700, 6000, (480, 640)), f"r{i}")

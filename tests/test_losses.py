@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from depthsmith.losses import (
     ssim_loss,
 )
 from depthsmith.ssim import ssim, ssim_map
+from helpers import load_depth
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 PAD = 5  # (11 - 1) // 2: the border skimage crops after filtering
 
 
@@ -44,15 +43,6 @@ def sk_masked_ssim(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
 
 def t4(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)[None, None]
-
-
-def load_depth(rel: str) -> np.ndarray:
-    path = REAL_DATA / rel
-    if not path.exists():
-        pytest.skip(f"real depth sample {path} not available")
-    from PIL import Image
-
-    return np.asarray(Image.open(path)).astype(np.float32) / 1000.0
 
 
 # ---------------------------------------------------------------- SSIM vs scikit-image

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,21 +19,12 @@ from depthsmith.metrics import (
     r2_score,
     ssim_score,
 )
+from helpers import load_depth
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-
-
-def load_depth(rel: str) -> np.ndarray:
-    path = REAL_DATA / rel
-    if not path.exists():
-        pytest.skip(f"real depth sample {path} not available")
-    from PIL import Image
-
-    return np.asarray(Image.open(path)).astype(np.float32) / 1000.0
 
 
 def reference_metrics(d: np.ndarray, g: np.ndarray) -> dict[str, float]:
-    """The formulas of field notes §3, written directly on 1-D arrays of valid pixels."""
+    """The formulas of Eigen et al. 2014 as BTS's compute_errors (bts/pytorch/bts_eval.py) writes them, written directly on 1-D arrays of valid pixels."""
     d, g = d.astype(np.float64), g.astype(np.float64)
     e = np.log(d) - np.log(g)
     ratio = np.maximum(d / g, g / d)

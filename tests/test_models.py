@@ -42,7 +42,7 @@ def test_enc_dec_irv2_matches_paper_table2_parameter_count() -> None:
 
 
 def test_paper_decoder_parameter_count_by_hand() -> None:
-    # Hand count of field notes section 1: per block conv3x3(in->f) + conv3x3(f+skip->f) + conv3x3(f->f)
+    # Hand count of the seed notebook's decoder (README "Seed fidelity"): per block conv3x3(in->f) + conv3x3(f+skip->f) + conv3x3(f->f)
     # with biases, two BatchNorms (weight + bias); head conv3x3(32->1).
     def block(cin: int, skip: int, f: int) -> int:
         return (cin * f * 9 + f) + ((f + skip) * f * 9 + f) + (f * f * 9 + f) + 2 * 2 * f

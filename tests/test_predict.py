@@ -16,7 +16,9 @@ from depthsmith.inference import MIN_SIDE, Predictor, predict
 from depthsmith.runtime.fast import fold_batchnorm
 from depthsmith.io import load_image
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "metric3d_nyu"
+from helpers import real_dir
+
+REAL = real_dir("metric3d_nyu")  # NYU Depth V2: not shipped (no explicit licence), see tests/helpers.py
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,7 @@ def test_bf16_accuracy_on_real_image():
     NYU frame 0's depth so the output spans about 1-8 m, then frame 1 (unseen) is compared.
     """
     if not (REAL / "00001_rgb.png").is_file():
-        pytest.skip(f"real NYU sample not found under {REAL}")
+        pytest.skip(f"real NYU sample not found under {REAL}: NYU Depth V2 has no explicit licence, so it is not shipped")
     from depthsmith.io import read_png16
 
     torch.manual_seed(0)

@@ -26,7 +26,7 @@ from depthsmith.evaluate import PROTOCOLS, evaluate_predictions
 from depthsmith.metrics import CROP_REFERENCE_SIZE, CROPS, FRACTION_CROPS
 from depthsmith.runtime import available_backends, create_runner, get_backend, list_backends
 from registry_datasets import DATASET_FIXTURES
-from test_data_readers import check_sample
+from helpers import check_sample, tiny_varying_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -56,7 +56,7 @@ def test_every_decoder_on_tiny_encoders_at_odd_sizes(decoder: str, encoder: str,
 
 
 # -- presets --------------------------------------------------------------------------------------
-# Published totals the presets reproduce (field notes §1 and §3; Depth-Anything-V2's README). The
+# Published totals the presets reproduce (the seed paper's Table 2, DenseDepth arXiv:1812.11941; Depth-Anything-V2's README). The
 # three other Table 2 comparisons are left out: the paper does not publish where it cut them.
 PUBLISHED = {"enc-dec-irv2": 31.15e6, "densedepth-densenet169": 42.6e6, "depth-anything-v2-small": 24.8e6,
              "depth-anything-v2-base": 97.5e6, "depth-anything-v2-large": 335.3e6}
@@ -139,11 +139,14 @@ def _reference(proto, preds: list[np.ndarray], gts: list[np.ndarray], factor: fl
         valid = inside & (gt > lo) & (gt < hi) if proto.masked else inside & (gt > 0)
         pooled_p.append(pred[valid]), pooled_g.append(gt[valid])
         row = _errors(pred[valid], gt[valid])
-        if not proto.masked:  # holes of the crop: squared error pred^2, a delta failure
-            holes = inside & ~valid
-            n_all = int(inside.sum())
-            row["sq"] = (row["sq"] * row["n"] + float(np.sum(pred[holes] ** 2))) / n_all
-            row["d1"], row["n"] = row["d1"] * row["n"] / n_all, n_all
+        if not proto.masked:
+            # The seed's unmasked evaluation, computed directly: every pixel of the crop, holes
+            # (gt = 0) included, in the formulas that stay finite there (the squared error; delta,
+            # whose ratio is inf there: a failure); AbsRel divides by gt, so it keeps gt > 0.
+            p, g = pred[inside], gt[inside]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.maximum(p / g, g / p)
+            row.update(sq=float(np.mean((p - g) ** 2)), d1=float(np.mean(ratio < 1.25)), n=int(p.size))
         rows.append(row)
     if proto.pooled:
         row = _errors(np.concatenate(pooled_p), np.concatenate(pooled_g))
@@ -219,11 +222,7 @@ def test_every_dataset_type_yields_the_documented_sample(kind: str, tmp_path: Pa
 def tiny_model() -> depthsmith.DepthModel:
     """A tiny model whose depth varies over a few metres (head scaled up: a random head gives a
     near-constant map, on which precision differences would not show)."""
-    torch.manual_seed(0)
-    model = depthsmith.create_model("test_resnet", decoder="unet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]})
-    with torch.no_grad():
-        model.decoder.head.weight.mul_(30.0)
-    return model.eval()
+    return tiny_varying_model()
 
 
 def _backend_params() -> list:

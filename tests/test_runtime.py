@@ -16,7 +16,8 @@ from depthsmith.bench import synthetic_rooms
 from depthsmith.cli import build_parser, main
 from depthsmith.runtime import AutoRunner, backend_choices, create_runner, get_backend, list_backends
 from depthsmith.runtime.auto import MAX_REL_DIFF, Probe, candidates, choose
-from depthsmith.runtime.base import _REGISTRY
+
+from helpers import tiny_varying_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = (64, 96)
@@ -26,11 +27,7 @@ SIZE = (64, 96)
 def tiny() -> depthsmith.DepthModel:
     """A tiny model whose depth varies over about 2-7 m (head weights scaled up), like a trained
     model's, so that precision differences show (a random head gives a near-constant map)."""
-    torch.manual_seed(0)
-    model = depthsmith.create_model("test_resnet", decoder="unet", decoder_kwargs={"filters": [16, 8, 8, 8, 8]})
-    with torch.no_grad():
-        model.decoder.head.weight.mul_(30.0)
-    return model.eval()
+    return tiny_varying_model()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,7 @@ def test_candidates_follow_hardware_and_precision(monkeypatch):
     assert "torch-fp32" in names and not any("bf16" in n or "int8" in n or "compile" in n for n in names)
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert "torch-bf16" in [n for n, _ in candidates("auto", busy=False)]
-    assert all(_REGISTRY[n].precision == "fp32" for n, _ in candidates("fp32", busy=False))
+    assert all(get_backend(n, installed=False).precision == "fp32" for n, _ in candidates("fp32", busy=False))
     busy = candidates("auto", busy=True, cores=4)
     assert ("torch-fp32", None) in busy and all(t is None or t < torch.get_num_threads() for _, t in busy)
 

@@ -1,6 +1,6 @@
 """The seed notebook's training and evaluation choices, each a named option (issue: seed fidelity).
 
-References are written from the notebook's code (field notes §1), not from depthsmith: OpenCV's
+References are written from the notebook's code (README "Seed fidelity"), not from depthsmith: OpenCV's
 INTER_AREA as box-overlap weights, `normalize_img` over every pixel, `train_val_split` over images.
 """
 
@@ -21,8 +21,8 @@ from depthsmith.train import train
 from depthsmith.train.config import ConfigError, resolve_config
 from depthsmith.train.module import DepthTrainModule
 
-from test_data_fixtures import make_nyu_mat
-from test_train_run import SMALL_UNET, TINY
+from helpers import make_nyu_mat
+from helpers import SMALL_UNET, TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,7 +16,7 @@ from depthsmith.train.optim import build_optimizer, build_scheduler
 RECIPES = ["enc-dec-irv2-nyu", "enc-dec-irv2-nyu-seed", "convnext-unet-report", "resnet50-transposed-report",
            "densedepth-nyu", "quickstart", "depth-anything-v2-metric-nyu"]
 
-# What each recipe must say (issue text and field notes); checked against the files.
+# What each recipe must say (the issues and README); checked against the files.
 EXPECTED = {
     "enc-dec-irv2-nyu": dict(model="enc-dec-irv2", output="metric", optim="adam", amsgrad=True, lrs=(1e-4, 1e-4),
                              schedule="linear", epochs=15, batch=16, loss="paper", size=[240, 320], flip="hflip"),

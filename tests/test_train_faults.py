@@ -175,6 +175,22 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     _assert_same_as(reference, run)
 
 
+def test_resume_with_a_truncated_last_checkpoint_goes_on_from_the_previous_one(reference, tmp_path):
+    # Checkpoints at steps 3 and 6: last.ckpt is step 6, previous.ckpt step 3. last.ckpt is then
+    # cut in half (a bad copy, a failing disk): --resume names it and trains steps 3-15 again.
+    run = tmp_path / "run"
+    _kill_at(run, "batch", 7, tmp_path)
+    last, previous = run / "checkpoints/last.ckpt", run / "checkpoints/previous.ckpt"
+    assert torch.load(previous, map_location="cpu", weights_only=True)["global_step"] == 3
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    done = _run(_cli(run, "--resume", overrides=()), cwd=tmp_path)
+    _ok(done)
+    assert f"{last} cannot be loaded" in done.stderr, done.stderr[-2000:]
+    assert f"resuming from {previous} (step 3), the newest checkpoint that loads" in done.stderr
+    _assert_same_as(reference, run)
+
+
 def test_sigkill_before_the_first_checkpoint_at_an_epoch_boundary_and_in_validation(reference, tmp_path):
     """One run killed four times, resumed after each kill; it ends as the uninterrupted run."""
     run, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"

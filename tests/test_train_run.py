@@ -15,23 +15,8 @@ import depthsmith
 from depthsmith.train import train
 from depthsmith.train.callbacks import AtomicCheckpointIO
 from depthsmith.train.holdout import best_constant_abs_rel, best_constant_d1
+from helpers import SMALL_UNET, TINY
 
-# 32x48 scenes, a handful of steps, fp32 on one CPU process.
-TINY = [
-    "data.train={type: synthetic, num_samples: 8, size: [32, 48], seed: 0}",
-    "data.transforms=[hflip]",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "trainer.max_epochs=1",
-    "trainer.precision=fp32",
-    "trainer.accelerator=cpu",
-    "trainer.devices=1",
-    "trainer.strategy=auto",
-    "trainer.log_every_n_steps=1",
-    "logging.progress_bar=false",
-    "model.encoder_weights=null",
-]
-SMALL_UNET = "model.decoder_kwargs={filters: [32, 16, 16, 8, 8]}"
 VAL = "data.val={type: synthetic, num_samples: 4, size: [32, 48], seed: 1}"
 
 # One tiny run per recipe family, on a tiny timm test encoder with the family's decoder.

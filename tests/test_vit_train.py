@@ -26,7 +26,7 @@ TINY = [
     "trainer.log_every_n_steps=1", "logging.progress_bar=false", "model.encoder_weights=null",
 ]
 FINAL_EVAL = "final_eval={type: synthetic, num_samples: 4, size: [32, 48], seed: 2}"
-# The tiny DINOv2-shaped ViT and DPT of the conversion tests (tests/test_hf_depth.py).
+# The tiny DINOv2-shaped ViT and DPT of the conversion tests (tests/helpers.py).
 TINY_DA = ["model.encoder_kwargs={embed_dim: 32, depth: 4, num_heads: 2, img_size: 56, out_indices: [0, 1, 2, 3]}",
            "model.decoder_kwargs={features: 16, out_channels: [8, 16, 32, 32], head_features: 8}"]
 
@@ -54,10 +54,10 @@ def test_quickstart_switches_to_a_tiny_vit_with_one_set_and_its_held_out_loss_fa
 
 @pytest.fixture(scope="module")
 def tiny_hf_folder(tmp_path_factory):
-    from test_hf_depth import _tiny_hf
+    from helpers import tiny_hf_depth_anything
 
     folder = tmp_path_factory.mktemp("hf-small")
-    _tiny_hf("relative").save_pretrained(folder)
+    tiny_hf_depth_anything("relative").save_pretrained(folder)
     (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny relative Depth Anything\n")
     return folder
 

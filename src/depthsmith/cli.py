@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from typing import Sequence
+
+from .errors import InputError
 
 __all__ = ["main", "build_parser"]
 
@@ -40,6 +43,16 @@ def _int_at_least(minimum: int):
 
     parse.__name__ = f"integer >= {minimum}"  # what argparse prints for a bad value
     return parse
+
+
+def _cmap(text: str) -> str:
+    """An argparse type: a matplotlib colour map name, checked before any model runs."""
+    from .viz import check_cmap
+
+    try:
+        return check_cmap(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _protocol_names() -> list[str]:
@@ -159,7 +172,8 @@ def _predict(sub: argparse._SubParsersAction) -> None:
         return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
                            batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
                            precision=a.precision, max_side=a.max_side, compile=a.compile, temporal=a.temporal,
-                           ply_every=a.ply_every, working_size=a.working_size)
+                           ply_every=a.ply_every, skip_existing=a.skip_existing, max_pixels=a.max_pixels,
+                           working_size=a.working_size)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
@@ -169,7 +183,12 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
-    s.add_argument("--cmap", default="inferno_r")
+    s.add_argument("--cmap", default="inferno_r", type=_cmap, help="matplotlib colour map of the colour images")
+    s.add_argument("--max-pixels", type=_int_at_least(1), default=None,
+                   help="largest image decoded (default Pillow's 89.5 million); larger JPEGs are decoded at 1/2, 1/4 "
+                        "or 1/8 size to fit it (outputs at that size), other formats are refused")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose outputs are all in --out already (finish an interrupted run)")
     s.add_argument("--backend", default="auto", choices=backend_choices(),
                    help="auto: the fastest backend within 1%% of fp32, measured on the first batch and cached")
     s.add_argument("--precision", default="auto", choices=list(PRECISIONS),
@@ -256,13 +275,16 @@ def _bench(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("bench", help="inference latency and throughput per backend")
     s.add_argument("--model", default="enc-dec-irv2", help="preset name or saved model folder")
-    s.add_argument("--height", type=int, default=None, help="default: the model's working size (240 if native)")
-    s.add_argument("--width", type=int, default=None, help="default: the model's working size (320 if native)")
-    s.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    # At least 2 pixels a side, the smallest image depth is estimated for (inference.MIN_INPUT_SIDE).
+    s.add_argument("--height", type=_int_at_least(2), default=None, help="default: the model's working size "
+                   "(240 if native)")
+    s.add_argument("--width", type=_int_at_least(2), default=None, help="default: the model's working size "
+                   "(320 if native)")
+    s.add_argument("--batch-sizes", type=_int_at_least(1), nargs="+", default=[1, 8])
     s.add_argument("--backends", nargs="+", default=None, choices=list(BACKENDS), help="subset of backends to run")
     s.add_argument("--loaded", action="store_true",
                    help="also time every row with a busy-loop neighbour process on one core")
-    s.add_argument("--repeats", type=int, default=10)
+    s.add_argument("--repeats", type=_int_at_least(1), default=10)
     s.add_argument("--smp", action="store_true", help="add the segmentation_models_pytorch reference row")
     s.set_defaults(func=run)
 
@@ -308,16 +330,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command. Bad input ends with ``error: <message>`` and exit code 2, never a
-    traceback: every reader and loader raises ``depthsmith.errors.InputError`` (a ValueError)
-    naming the file, the problem and what is valid; file-system errors name their path too."""
+    traceback: every reader, loader and check raises ``depthsmith.errors.InputError`` naming the
+    file, the problem and what is valid; file-system errors name their path too. Anything else is a
+    bug in depthsmith: its traceback is printed, with a line saying so, and the exit code is 1."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as err:
+    except (InputError, OSError) as err:
         # Bad config, unknown names, unreadable files: the message already says what to fix.
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception:  # not the user's input: the traceback is what a bug report needs
+        traceback.print_exc()
+        print(f"depthsmith {_version()} failed with an internal error (a bug, not your input): please report it "
+              "with the traceback above.", file=sys.stderr)
+        return 1
 
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("depthsmith")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 if __name__ == "__main__":
     sys.exit(main())

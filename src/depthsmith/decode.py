@@ -71,21 +71,68 @@ def check_pixels(size: tuple[int, int], name: object) -> None:
         raise ReadError(
             f"{name}: image is {width} x {height} pixels, above the {limit / 1e6:.1f} megapixel limit "
             f"({width * height / 1e6:.1f} megapixels; PIL.Image.MAX_IMAGE_PIXELS, a guard against "
-            "decompression bombs); downscale it first, or raise the limit if you trust the file."
+            "decompression bombs; JPEGs are decoded reduced up to 8x to fit it); downscale it first, or raise "
+            "the limit (predict --max-pixels) if you trust the file."
         )
+
+
+# A baseline JPEG spends at least a few bits on every 8 x 8 block, even a flat one (a DC code and
+# an end-of-block code; ITU-T T.81, Annex F and K): far more than one byte per 1024 pixels. A
+# JPEG over the pixel limit with fewer bytes than that has a header that lies about its size.
+_JPEG_MIN_BYTES_PER_PIXEL = 1 / 1024
+
+
+def _file_size(source: str | Path | bytes) -> int | None:
+    if isinstance(source, bytes):
+        return len(source)
+    try:
+        return Path(source).stat().st_size
+    except (OSError, TypeError):  # a file object: no size to check
+        return None
+
+
+def _jpeg_reduction(image: Image.Image, limit: int | None) -> int:
+    """The DCT scale (1, 2, 4 or 8) a JPEG over ``limit`` pixels is decoded at: the smallest that
+    brings it under the limit; 1 when it is under already, or is no JPEG (nothing to reduce)."""
+    width, height = image.size
+    if not limit or width * height <= limit or image.format != "JPEG":
+        return 1
+    for scale in (2, 4, 8):  # what libjpeg's DCT scaling offers through Pillow's draft()
+        if (width // scale) * (height // scale) <= limit:
+            return scale
+    return 1  # even 1/8 is over: check_pixels refuses it (a header that claims more than any camera)
 
 
 def open_image(source: str | Path | bytes | Image.Image, name: str | None = None) -> Image.Image:
     """The decoded image of a file, its bytes or a PIL image, EXIF orientation applied (phone
-    photos store pixels sideways plus a rotation tag)."""
+    photos store pixels sideways plus a rotation tag).
+
+    A JPEG over the pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``; ``predict --max-pixels``) is
+    decoded reduced by 2, 4 or 8 (libjpeg's DCT scaling, ``Image.draft``): a 50-200 megapixel
+    phone photo costs a few megapixels of memory, and the network works at 640 px anyway. What
+    is decoded must still fit the limit, so a file whose header claims more is refused unread."""
     name = _name(source, name)
     if isinstance(source, Image.Image):
         return ImageOps.exif_transpose(source)
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():  # Pillow's bomb warning: check_pixels refuses these itself
+        with warnings.catch_warnings():  # Pillow's bomb warning and error: check_pixels decides instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)  # header only
+            Image.MAX_IMAGE_PIXELS = None  # Pillow would refuse over twice the limit before draft() can reduce
+            try:
+                image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)  # header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
         with image:
+            scale = _jpeg_reduction(image, limit)
+            size = _file_size(source) if scale > 1 else None
+            if size is not None and size < image.size[0] * image.size[1] * _JPEG_MIN_BYTES_PER_PIXEL:
+                raise ReadError(f"{name}: the JPEG header claims {image.size[0]} x {image.size[1]} pixels but the "
+                                f"file holds only {size} bytes, too few for that many (a decompression bomb or "
+                                "a damaged file); refused before decoding.")
+            if scale > 1:
+                width, height = image.size
+                image.draft(image.mode, (width // scale, height // scale))
             check_pixels(image.size, name)
             image.load()  # decode now so a truncated file fails here, naming it
             return ImageOps.exif_transpose(image)  # a copy: it outlives the closed file
@@ -144,6 +191,10 @@ def rgb_layout(array: np.ndarray, name: str = "array") -> np.ndarray:
     a = a[..., :3]
     if a.dtype not in (np.uint8, np.uint16) and not np.issubdtype(a.dtype, np.floating):
         raise ReadError(f"{name}: unsupported image dtype {a.dtype} (use uint8, uint16 or float in [0, 1])")
+    if a.dtype.kind == "f":  # NaN would be turned black and predicted without a word
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise ReadError(f"{name}: image holds {bad} NaN/inf value(s) of {a.size}; give finite colours in [0, 1]")
     return a
 
 

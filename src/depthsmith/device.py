@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .cpu import has_native_bf16
+from .errors import InputError
 
 __all__ = ["resolve_device", "resolve_precision", "PRECISIONS"]
 
@@ -25,7 +26,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> 'bf16' where the hardware runs it natively, else 'fp32'."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not valid; choose auto, fp32 or bf16.")
+        raise InputError(f"precision={precision!r} is not valid; choose auto, fp32 or bf16.")
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -5,12 +5,15 @@ orientation applied; grey, RGBA, palette and 16-bit inputs turned into RGB), and
 the ffmpeg binary that ships inside the ``imageio-ffmpeg`` wheel (no system ffmpeg needed).
 
 Writing: 16-bit PNG depth, ``.npy``, coloured depth, side-by-side RGB | depth, coloured
-point clouds (PLY) and depth videos (mp4).
+point clouds (PLY) and depth videos (mp4). Every file goes through ``paths.atomic_write``
+(a temp file beside it, renamed when complete), so an interrupted ``predict`` leaves whole
+files or none.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,12 +22,13 @@ from PIL import Image
 
 from .decode import check_pixels, decode_rgb, float_rgb, read_depth, rgb_layout
 from .errors import ReadError, check_intrinsics
-from .paths import glob_files
+from .paths import atomic_write, glob_files
 from .units import Encoding, encode_depth, get_encoding
+from .errors import InputError
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ReadError", "load_image", "to_float_rgb", "expand_inputs",
-    "is_video", "read_video", "VideoWriter", "save_png16", "read_png16", "side_by_side",
+    "is_video", "read_video", "VideoWriter", "save_png16", "save_png", "save_npy", "read_png16", "side_by_side",
     "NYU_KINECT", "scaled_intrinsics", "depth_to_points", "save_ply", "render_color", "write_outputs",
     "OUTPUT_SUFFIXES", "check_pixels", "PNG16_ENCODING", "PNG16_SCALE",
 ]
@@ -117,10 +121,15 @@ def read_video(path: str | Path) -> tuple[Iterator[np.ndarray], dict]:
 
 
 class VideoWriter:
-    """H.264 mp4 writer (yuv420p, playable everywhere); odd frame sizes are padded to even."""
+    """H.264 mp4 writer (yuv420p, playable everywhere); odd frame sizes are padded to even.
+
+    ffmpeg writes ``.<name>.partial<suffix>`` beside ``path`` (it picks the container from the
+    suffix); ``close()`` renames it to ``path``, ``close(complete=False)`` deletes it.
+    """
 
     def __init__(self, path: str | Path, fps: float, quality: float = 7.0) -> None:
         self.path, self.fps, self.quality = Path(path), fps, quality
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._gen = None
         self._size: tuple[int, int] | None = None
 
@@ -131,7 +140,7 @@ class VideoWriter:
         if self._gen is None:
             self._size = (w + w % 2, h + h % 2)  # yuv420p needs even sides
             self._gen = imageio_ffmpeg.write_frames(
-                str(self.path), self._size, fps=self.fps, quality=self.quality,
+                str(self.partial), self._size, fps=self.fps, quality=self.quality,
                 codec="libx264", macro_block_size=1,
             )
             self._gen.send(None)
@@ -140,16 +149,22 @@ class VideoWriter:
             frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
         self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> None:
         if self._gen is not None:
-            self._gen.close()
-            self._gen = None
+            try:
+                self._gen.close()
+            finally:
+                self._gen = None
+                if complete:
+                    os.replace(self.partial, self.path)
+                else:
+                    self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> "VideoWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(complete=exc_type is None)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -164,12 +179,26 @@ def save_png16(path: str | Path, depth: np.ndarray, encoding: str | Encoding | f
     """
     enc = get_encoding(encoding)
     if enc.dtype != "uint16":
-        raise ValueError(f"save_png16 needs a 16-bit PNG encoding, got {enc.name} ({enc.description})")
+        raise InputError(f"save_png16 needs a 16-bit PNG encoding, got {enc.name} ({enc.description})")
     top = 65535.0 / enc.scale  # the largest depth the encoding holds
     d = np.asarray(depth, dtype=np.float64)
     mm = encode_depth(np.where(np.isfinite(d) & (d > top), top, d), enc)
+    return save_png(path, mm)  # Pillow writes uint16 arrays as 16-bit greyscale PNG
+
+
+def save_png(path: str | Path, array: np.ndarray) -> Path:
+    """An array (uint8 RGB, uint16 grey) as a PNG, written atomically."""
     path = Path(path)
-    Image.fromarray(mm).save(path)  # Pillow writes uint16 arrays as 16-bit greyscale PNG
+    with atomic_write(path) as handle:
+        Image.fromarray(array).save(handle, format="PNG")  # the temp name has no .png to infer it from
+    return path
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> Path:
+    """An array as .npy, written atomically (the name is kept as given: np.save adds no suffix to a file)."""
+    path = Path(path)
+    with atomic_write(path) as handle:
+        np.save(handle, array)
     return path
 
 
@@ -220,7 +249,7 @@ def save_ply(
     if rgb.dtype != np.uint8:
         rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if rgb.shape[:2] != valid.shape:
-        raise ValueError(f"RGB {rgb.shape[:2]} and depth {valid.shape} sizes differ")
+        raise InputError(f"RGB {rgb.shape[:2]} and depth {valid.shape} sizes differ")
     vertex = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                           ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = points.T
@@ -236,7 +265,7 @@ def save_ply(
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
     path = Path(path)
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:
         f.write(header.encode("ascii"))
         f.write(vertex.tobytes())
     return path
@@ -273,20 +302,20 @@ def write_outputs(
     """
     unknown = set(outputs) - set(OUTPUT_SUFFIXES)
     if unknown:
-        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {sorted(OUTPUT_SUFFIXES)}")
+        raise InputError(f"unknown outputs {sorted(unknown)}; choose from {sorted(OUTPUT_SUFFIXES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / f"{stem}{OUTPUT_SUFFIXES[kind]}" for kind in outputs}
     if "png16" in paths:
         save_png16(paths["png16"], depth)
     if "npy" in paths:
-        np.save(paths["npy"], depth.astype(np.float32))
+        save_npy(paths["npy"], depth.astype(np.float32))
     if "color" in paths or "side" in paths:
         colored = render_color(depth, cmap, vrange)
         if "color" in paths:
-            Image.fromarray(colored).save(paths["color"])
+            save_png(paths["color"], colored)
         if "side" in paths:
-            Image.fromarray(side_by_side(rgb, colored)).save(paths["side"])
+            save_png(paths["side"], side_by_side(rgb, colored))
     if "ply" in paths:
         k = intrinsics if intrinsics is not None else scaled_intrinsics(*depth.shape[:2])
         save_ply(paths["ply"], depth, rgb, k, units=units.split(" (")[0])

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from depthsmith.ssim import ssim_map, valid_window_mask
+from .errors import InputError
 
 __all__ = [
     "l1_loss",
@@ -47,7 +48,7 @@ def _valid(target: Tensor, mask: Tensor | None) -> Tensor:
     valid = torch.isfinite(target)
     if mask is not None:
         if mask.shape != target.shape:
-            raise ValueError(f"mask shape {tuple(mask.shape)} != target shape {tuple(target.shape)}")
+            raise InputError(f"mask shape {tuple(mask.shape)} != target shape {tuple(target.shape)}")
         valid = valid & mask.bool()
     return valid
 
@@ -108,7 +109,7 @@ def ssim_loss(
     `ssim_kwargs` go to `ssim_map` (window_size, sigma, k1, k2, data_range).
     """
     if form not in SSIM_FORMS:
-        raise ValueError(f"form must be one of {SSIM_FORMS}, got {form!r}")
+        raise InputError(f"form must be one of {SSIM_FORMS}, got {form!r}")
     valid = _valid(target, mask)
     values = ssim_map(_clean(pred, valid), _clean(target, valid), **ssim_kwargs)
     window_size = int(ssim_kwargs.get("window_size", 11))
@@ -164,14 +165,14 @@ class CompositeLoss(nn.Module):
         super().__init__()
         unknown = sorted(set(weights) - set(TERM_NAMES))
         if unknown:
-            raise ValueError(f"unknown loss terms {unknown}; valid terms: {list(TERM_NAMES)}")
+            raise InputError(f"unknown loss terms {unknown}; valid terms: {list(TERM_NAMES)}")
         if any(w < 0 for w in weights.values()):
-            raise ValueError(f"loss weights must be >= 0, got {dict(weights)}")
+            raise InputError(f"loss weights must be >= 0, got {dict(weights)}")
         if ssim_form not in SSIM_FORMS:
-            raise ValueError(f"ssim_form must be one of {SSIM_FORMS}, got {ssim_form!r}")
+            raise InputError(f"ssim_form must be one of {SSIM_FORMS}, got {ssim_form!r}")
         self.weights = {name: float(w) for name, w in weights.items() if w != 0}
         if not self.weights:
-            raise ValueError("at least one loss weight must be non-zero")
+            raise InputError("at least one loss weight must be non-zero")
         self.ssim_form = ssim_form
         self.last_terms: dict[str, Tensor] = {}
 
@@ -198,9 +199,9 @@ class CompositeLoss(nn.Module):
 
 # Named presets: (weights, ssim_form).
 LOSS_PRESETS: dict[str, tuple[dict[str, float], str]] = {
-    # Seed paper code (field notes §1): 1.0 * (1 - SSIM)/2 + 1.0 * edge + 0.3 * L1.
+    # Seed notebook's loss (README "Seed fidelity"): 1.0 * (1 - SSIM)/2 + 1.0 * edge + 0.3 * L1.
     "paper": ({"ssim": 1.0, "edge": 1.0, "l1": 0.3}, "half"),
-    # ConvNeXt U-Net report (field notes §2): MSE + 0.15 * (1 - SSIM) + 0.05 * edge.
+    # ConvNeXt U-Net report (README presets table): MSE + 0.15 * (1 - SSIM) + 0.05 * edge.
     "report": ({"mse": 1.0, "ssim": 0.15, "edge": 0.05}, "full"),
 }
 
@@ -213,7 +214,7 @@ def build_loss(spec: str | Mapping[str, float | str]) -> CompositeLoss:
     """
     if isinstance(spec, str):
         if spec not in LOSS_PRESETS:
-            raise ValueError(f"unknown loss preset {spec!r}; valid presets: {sorted(LOSS_PRESETS)}")
+            raise InputError(f"unknown loss preset {spec!r}; valid presets: {sorted(LOSS_PRESETS)}")
         weights, form = LOSS_PRESETS[spec]
         return CompositeLoss(weights, ssim_form=form)
     if isinstance(spec, Mapping):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from .errors import InputError
 
 __all__ = ["PackedConv2d", "pack_convolutions", "packing_available", "MAX_SHAPES"]
 
@@ -44,7 +45,7 @@ class PackedConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         if not _packable(conv):
-            raise ValueError(f"cannot pack {conv}: only plain nn.Conv2d with numeric zero padding")
+            raise InputError(f"cannot pack {conv}: only plain nn.Conv2d with numeric zero padding")
         # Plain attributes, not parameters: this module is never trained or saved.
         self.weight = conv.weight.detach()
         self.bias = None if conv.bias is None else conv.bias.detach()

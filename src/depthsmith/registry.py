@@ -53,6 +53,12 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def remove(self, name: str) -> T:
+        """Take an entry (and its aliases) out again: for a test's or a plugin's temporary entry."""
+        key = self.canonical(name)
+        self._aliases = {a: n for a, n in self._aliases.items() if n != key}
+        return self._entries.pop(key)
+
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or one of its aliases."""
         key = self._aliases.get(name, name)
@@ -62,6 +68,13 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def aliases(self) -> dict[str, str]:
+        """alias -> registered name."""
+        return dict(self._aliases)
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from .errors import InputError
 
 __all__ = ["gaussian_window", "ssim_map", "valid_window_mask", "ssim"]
 
@@ -26,7 +27,7 @@ __all__ = ["gaussian_window", "ssim_map", "valid_window_mask", "ssim"]
 def gaussian_window(window_size: int = 11, sigma: float = 1.5) -> Tensor:
     """Normalised 1-D Gaussian window (float64), centred on the middle tap."""
     if window_size < 1 or window_size % 2 == 0:
-        raise ValueError(f"window_size must be a positive odd integer, got {window_size}")
+        raise InputError(f"window_size must be a positive odd integer, got {window_size}")
     coords = torch.arange(window_size, dtype=torch.float64) - (window_size - 1) / 2
     window = torch.exp(-(coords**2) / (2.0 * sigma**2))
     return window / window.sum()
@@ -60,9 +61,9 @@ def ssim_map(
     Differentiable with respect to both inputs. Returns float32 (float64 for float64 input).
     """
     if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"x and y must both be B x C x H x W, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InputError(f"x and y must both be B x C x H x W, got {tuple(x.shape)} and {tuple(y.shape)}")
     if min(x.shape[-2:]) < window_size:
-        raise ValueError(f"image sides {tuple(x.shape[-2:])} are smaller than the window ({window_size})")
+        raise InputError(f"image sides {tuple(x.shape[-2:])} are smaller than the window ({window_size})")
     dtype = _compute_dtype(x.dtype)
     x, y = x.to(dtype), y.to(dtype)
     window = gaussian_window(window_size, sigma).to(device=x.device, dtype=dtype)
@@ -114,11 +115,11 @@ def ssim(
     with no valid window give NaN: SSIM is undefined there; losses handle that case.
     """
     if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if mask is not None:
         mask = mask.bool()
         if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"mask must be B x 1 x H x W, got {tuple(mask.shape)}")
+            raise InputError(f"mask must be B x 1 x H x W, got {tuple(mask.shape)}")
         x = torch.where(mask, x, torch.zeros_like(x))
         y = torch.where(mask, y, torch.zeros_like(y))
     values = ssim_map(x, y, data_range, window_size, sigma, k1, k2)

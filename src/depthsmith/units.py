@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from .errors import InputError
 
 __all__ = ["Encoding", "ENCODINGS", "get_encoding", "decode_depth", "encode_depth"]
 
@@ -53,10 +54,10 @@ def get_encoding(encoding: str | Encoding | float | int) -> Encoding:
         return encoding
     if isinstance(encoding, (int, float)) and not isinstance(encoding, bool):
         if encoding <= 0:
-            raise ValueError(f"a depth scale must be positive, got {encoding}")
+            raise InputError(f"a depth scale must be positive, got {encoding}")
         return Encoding(f"png_scale_{encoding:g}", "uint16", float(encoding), 0, "16-bit PNG, custom scale")
     if encoding not in ENCODINGS:
-        raise ValueError(
+        raise InputError(
             f"unknown depth encoding {encoding!r}; valid: {', '.join(ENCODINGS)} or a number (16-bit PNG scale)"
         )
     return ENCODINGS[encoding]
@@ -82,17 +83,17 @@ def decode_depth(array: np.ndarray, encoding: str | Encoding | float) -> np.ndar
     array = np.asarray(array)
     if enc.dtype == "float":
         if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"encoding {enc.name} expects float metres, got dtype {array.dtype}")
+            raise InputError(f"encoding {enc.name} expects float metres, got dtype {array.dtype}")
         return array.astype(np.float32, copy=False)
     if enc.dtype == "uint16":
         if array.dtype == np.uint8 or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"encoding {enc.name} expects 16-bit integers, got dtype {array.dtype}")
+            raise InputError(f"encoding {enc.name} expects 16-bit integers, got dtype {array.dtype}")
         if array.size and (array.min() < 0 or array.max() > np.iinfo(np.uint16).max):
-            raise ValueError(f"encoding {enc.name}: values outside the 16-bit range")
+            raise InputError(f"encoding {enc.name}: values outside the 16-bit range")
         if enc.rotate_bits:
             array = _rotate_right(array, enc.rotate_bits)
     elif enc.dtype == "uint8" and array.dtype != np.uint8:
-        raise ValueError(f"encoding {enc.name} expects 8-bit integers, got dtype {array.dtype}")
+        raise InputError(f"encoding {enc.name} expects 8-bit integers, got dtype {array.dtype}")
     return (array.astype(np.float32) / np.float32(enc.scale)).astype(np.float32)
 
 

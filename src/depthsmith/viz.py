@@ -7,14 +7,32 @@ for a depth. Depth panels of one figure share one colour scale and one colour ba
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from .errors import InputError
 
-__all__ = ["colorize", "to_numpy_image", "save_grid"]
+from .errors import InputError
+from .paths import atomic_write
+
+__all__ = ["colorize", "to_numpy_image", "save_grid", "check_cmap"]
 
 INVALID_GREY = (128, 128, 128)
+
+
+def check_cmap(name: str) -> str:
+    """``name`` if matplotlib has that colour map, else an InputError listing the closest names
+    (checked before any model runs: a typo found after the predictions costs the whole run)."""
+    from matplotlib import colormaps
+
+    if name in colormaps:
+        return name
+    close = difflib.get_close_matches(name, list(colormaps), n=5)
+    raise InputError(f"--cmap {name!r} is not a matplotlib colour map"
+                     + (f"; close names: {', '.join(close)}" if close else "")
+                     + " (see matplotlib.colormaps; the default is inferno_r).")
 
 
 def _as_array(x) -> np.ndarray:
@@ -66,7 +84,7 @@ def colorize(
 
     d = _as_array(depth).astype(np.float32).squeeze()
     if d.ndim != 2:
-        raise ValueError(f"colorize expects an H x W depth map, got shape {d.shape}")
+        raise InputError(f"colorize expects an H x W depth map, got shape {d.shape}")
     valid = _valid(d, mask)
     if vmin is None or vmax is None:
         lo, hi = _depth_range([d], [valid])
@@ -104,7 +122,7 @@ def save_grid(
 
     cells = [[_as_array(c) for c in row] for row in rows]
     if not cells or not cells[0]:
-        raise ValueError("save_grid needs at least one row with one cell")
+        raise InputError("save_grid needs at least one row with one cell")
     masks = masks or [[None] * len(row) for row in cells]
     is_depth = [[c.squeeze().ndim == 2 for c in row] for row in cells]
     depth_cells = [(c.squeeze(), m) for row, mrow, dep in zip(cells, masks, is_depth)
@@ -136,7 +154,8 @@ def save_grid(
         bar.set_label(colorbar_label)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png")
     return path
 
 

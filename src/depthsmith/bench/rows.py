@@ -13,7 +13,8 @@ from torch import nn
 
 from ..inference import Predictor
 from ..runtime import create_runner, list_backends
-from ..runtime.base import _REGISTRY, agreement
+from ..runtime.base import agreement, get_backend
+from ..errors import InputError
 
 __all__ = ["BACKENDS", "default_backends", "row_runner", "mean_agreement", "Runner"]
 
@@ -24,7 +25,7 @@ def _backends() -> dict[str, str]:
     eager = {"fp32": "PyTorch fp32 eager", "channels_last": "fp32 channels_last", "bf16": "bf16 autocast",
              "bf16_cl": "bf16 autocast + channels_last"}
     # Every registered backend is a row (the registry's description is its label), then the public path.
-    return {**eager, **{n: f"{n}: {_REGISTRY[n].description}" for n in list_backends()},
+    return {**eager, **{n: f"{n}: {get_backend(n, installed=False).description}" for n in list_backends()},
             "predict": "predict() default path (backend auto)"}
 
 
@@ -35,8 +36,10 @@ def default_backends() -> list[str]:
     """The rows run when none are named: installed backends suited to this CPU; torch.compile
     (minutes of compilation per size) only when asked for."""
     def wanted(name: str) -> bool:
-        spec = _REGISTRY.get(name)
-        return spec is None or (name != "torch-compile" and spec.installed() and spec.suits_hardware())
+        if name not in list_backends():  # the eager rows and "predict"
+            return True
+        spec = get_backend(name, installed=False)
+        return (name != "torch-compile" and spec.installed() and spec.suits_hardware())
 
     return [n for n in BACKENDS if wanted(n)]
 
@@ -81,7 +84,7 @@ def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple
         options = {"tolerance": float("inf")} if backend == "openvino-int8" else {}
         runner = create_runner(backend, model, device="cpu", **options)
         return runner, lambda: runner.precision
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    raise InputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
 def mean_agreement(run: Runner, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:

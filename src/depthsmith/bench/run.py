@@ -36,6 +36,7 @@ from torch import nn
 from ..flops import count_flops
 from .inputs import bench_size, load_for_bench, real_frames, synthetic_rooms
 from .rows import BACKENDS, default_backends, mean_agreement, row_runner
+from ..errors import InputError
 
 __all__ = ["run_bench", "matmul_rate", "BenchRow", "BenchReport", "SMP_SIZE"]
 
@@ -144,7 +145,7 @@ def run_bench(
     backends = list(backends or default_backends())
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
-        raise ValueError(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
+        raise InputError(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
     height, width = bench_size(model, height, width)
     net, x1, note = load_for_bench(model, image, depth, height, width)
     rates = {"fp32": matmul_rate(torch.float32, gemm_size), "bf16": matmul_rate(torch.bfloat16, gemm_size),

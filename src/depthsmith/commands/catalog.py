@@ -7,7 +7,7 @@ import re
 
 from ..models import list_decoders, list_models
 from ..evaluate.multi import published
-from ..models.presets import PRESET_NOTES
+from ..models.presets import PRESETS
 from ..models.zoo import DEFAULT_MODEL, ZOO, ZooEntry, converter_present, weights_cached
 from ..resize import describe_working_size
 from ..train import list_recipes
@@ -17,7 +17,7 @@ __all__ = ["models_cli", "recipes_cli", "zoo_cli", "zoo_table"]
 
 def models_cli() -> int:
     for name in list_models():
-        print(f"{name:26s} {PRESET_NOTES.get(name, '')}")
+        print(f"{name:26s} {PRESETS.get(name).note if name in PRESETS else ''}")
     print(f"\ndecoders: {', '.join(list_decoders())}; encoders: any timm model name")
     return 0
 

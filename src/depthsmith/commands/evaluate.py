@@ -16,6 +16,7 @@ from ..evaluate.core import check_seed_input, evaluate
 from ..evaluate.multi import dataset_entries, summary_table
 from ..evaluate.output import format_table, result_to_json, write_result
 from ..evaluate.protocols import get_protocol
+from ..paths import atomic_write_text, check_output_dir
 
 __all__ = ["evaluate_cli"]
 
@@ -43,6 +44,9 @@ def evaluate_cli(
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
     from ..report import model_label  # matplotlib: only when a command runs
+    check_output_dir(out_dir)  # a file or a read-only folder fails now, not after the whole evaluation
+    if report_dir:
+        check_output_dir(report_dir, "--report")
     models, entries = _as_list(model), dataset_entries(data)
     try:  # argument mistakes get one line, not a traceback
         for entry in entries:
@@ -70,8 +74,8 @@ def evaluate_cli(
         table = summary_table(rows)
         print("\n" + table)
         out = Path(out_dir)
-        (out / "summary.md").write_text(table + "\n")
-        (out / "summary.json").write_text(json.dumps(
+        atomic_write_text(out / "summary.md", table + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(
             [{"model": m, "dataset": d, **result_to_json(r)} for m, d, r in rows], indent=2) + "\n")
         print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
     if report_dir:

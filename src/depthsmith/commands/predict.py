@@ -7,6 +7,7 @@ the others are still written; bad arguments raise ``InputError`` before any work
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import numpy as np
 
 from ..errors import InputError, check_intrinsics, check_positive_int
 from ..inference import DEFAULT_MAX_SIDE, Predictor, check_size
-from ..io import PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, write_outputs
-from ..paths import unique_names
+from ..io import OUTPUT_SUFFIXES, PNG16_SCALE, ReadError, expand_inputs, is_video, load_image, write_outputs
+from ..paths import atomic_write_text, check_output_dir, remove_own_temp_files, unique_names
+from ..viz import check_cmap
 from .predict_video import describe_temporal, predict_video
+from .signals import stop_on_signals
 
 __all__ = ["predict_cli", "predict_video"]
 
@@ -40,16 +43,17 @@ class DefaultModelUnavailableError(InputError):
     """``predict`` without ``--model`` could not get the default model (offline and not cached)."""
 
 
-def default_model() -> Any:
-    """The default model of ``predict`` (``models.zoo.DEFAULT_MODEL``), from the Hub cache or downloaded
-    on first use; offline without a cache, an error naming the Hub id and how to pass a local folder."""
-    from ..models import load_model
+def default_model() -> str:
+    """The default model of ``predict`` (``models.zoo.DEFAULT_MODEL``), its files fetched from the Hub on
+    first use (then read from the cache); offline without a cache, an error naming the Hub id and how
+    to pass a local folder."""
+    from ..models.hub import resolve_folder
     from ..models.zoo import DEFAULT_MODEL
 
     print(f"no --model given: using {DEFAULT_MODEL} (Apache-2.0; downloaded from the Hugging Face Hub on first "
           "use, then read from its cache)")
     try:
-        return load_model(DEFAULT_MODEL)
+        resolve_folder(DEFAULT_MODEL)
     except Exception as err:  # offline, no cache, Hub unreachable: the Hub client's many error types
         raise DefaultModelUnavailableError(
             f"predict without --model needs the default model {DEFAULT_MODEL}, which is neither in the Hugging Face "
@@ -58,6 +62,7 @@ def default_model() -> Any:
             "DA2-small) and pass the folder: --model DA2-small; or pass any local model folder, .pth or .onnx file "
             "with --model."
         ) from err
+    return DEFAULT_MODEL
 
 
 def predict_cli(
@@ -75,47 +80,69 @@ def predict_cli(
     compile: bool = False,
     temporal: str = "auto",
     ply_every: int = 1,
+    skip_existing: bool = False,
+    max_pixels: int | None = None,
     working_size: Any = None,
 ) -> int:
     """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
 
-    Inputs that cannot be read are listed by name at the end and the exit code is 1;
-    the others are still processed.
+    Inputs that cannot be read, or whose prediction is not finite, are listed by name at the end
+    and the exit code is 1; the others are still processed. Ctrl-C / SIGTERM stop after whole
+    files (exit 130 / 143); ``skip_existing`` then skips the inputs whose outputs are all there.
+    ``max_pixels``: the largest image decoded (JPEGs above it are decoded reduced; see decode.open_image).
     """
     check_positive_int(batch_size, "--batch-size")
     intrinsics = check_intrinsics(intrinsics)
-    out = _output_folder(out_dir)
+    check_cmap(cmap)
+    out = check_output_dir(out_dir)
+    if max_pixels is not None:  # the decoder's bomb guard (decode.check_pixels), for this process
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = check_positive_int(max_pixels, "--max-pixels")
     files, problems = expand_inputs(inputs)
     failures = [f"{name}: {reason}" for name, reason in problems]
     if model is None:
         model = default_model()
-    if backend == "onnx" and not str(model).endswith(".onnx"):
-        model = _onnx_file_for(model, out)
-    predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
-                          compile=compile, working_size=working_size)
-    print(f"model {predictor.describe()}")
-    if not predictor.is_metric:
-        print(f"note: relative model: depth files hold unitless values (16-bit PNG: value x {round(PNG16_SCALE)}), "
-              "not metres")
-    if "ply" in outputs and intrinsics is None:
-        print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
     stems = _stems(files)
-    images = [f for f in files if not is_video(f)]
-    done = _predict_images(predictor, images, stems, out, outputs, cmap, intrinsics, batch_size, failures)
-    videos = [f for f in files if is_video(f)]
-    if videos:
-        print(describe_temporal(predictor, temporal))
-    for f in videos:
+    todo = [f for f in files if not (skip_existing and _finished(out, stems[f], outputs, is_video(f)))]
+    if skip_existing:
+        _check_same_model(out, model)
+    total, skipped, count = len(files) + len(problems), len(files) - len(todo), [0]
+    with stop_on_signals() as stopped:  # from here on: a stop between whole files, one line, exit 130 / 143
         try:
-            predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size, temporal, intrinsics, ply_every)
-            done += 1
-        except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
-            failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
-    info = {"model": predictor.name, "units": predictor.units, "png16_scale": round(PNG16_SCALE),
-            "backend": predictor.backend, "precision": predictor.precision, "max_side": max_side,
-            "working_size": predictor.size_rule}
-    (out / "depth_info.json").write_text(json.dumps(info, indent=2))
-    print(f"{done} of {len(files) + len(problems)} inputs written to {out}")
+            predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
+                                  compile=compile, working_size=working_size)
+            print(f"model {predictor.describe()}")
+            if not predictor.is_metric:
+                print("note: relative model: depth files hold unitless values "
+                      f"(16-bit PNG: value x {round(PNG16_SCALE)}), not metres")
+            if "ply" in outputs and intrinsics is None:
+                print("point clouds use NYU Kinect intrinsics scaled to each image (pass --intrinsics FX FY CX CY)")
+            info = _write_info(out, predictor, max_side, model)  # first: every output beside it has its units
+            if skipped:
+                print(f"skipping {skipped} input(s) whose outputs are already in {out} (--skip-existing)")
+            images = [f for f in todo if not is_video(f)]
+            _predict_images(predictor, images, stems, out, outputs, cmap, intrinsics, batch_size, failures, count)
+            videos = [f for f in todo if is_video(f)]
+            if videos:
+                print(describe_temporal(predictor, temporal))
+            for f in videos:
+                try:
+                    predict_video(predictor, f, out, stems[f], outputs, cmap, batch_size, temporal, intrinsics,
+                                  ply_every)
+                    count[0] += 1
+                except (InputError, OSError, RuntimeError) as err:  # a tiny or corrupt video: named, the rest go on
+                    failures.append(str(err) if str(f) in str(err) else f"{f}: {err}")
+            if (predictor.backend, predictor.precision) != (info["backend"], info["precision"]):
+                _write_info(out, predictor, max_side, model)  # backend "auto" chose on the first batch
+        except BaseException as err:
+            if not (isinstance(err, KeyboardInterrupt) or stopped.fired):
+                raise
+            remove_own_temp_files(out)
+            print(f"interrupted after {count[0] + skipped} of {total} inputs; outputs so far are complete "
+                  "(rerun with --skip-existing to finish the rest)", file=sys.stderr)
+            return 128 + stopped.signum
+    print(f"{count[0]} of {total} inputs written to {out}" + (f" ({skipped} already there)" if skipped else ""))
     if failures:
         print(f"{len(failures)} input(s) failed:")
         for message in failures:
@@ -124,23 +151,42 @@ def predict_cli(
     return 0
 
 
-def _output_folder(out_dir: str | Path) -> Path:
-    """``--out``, created; an existing file or an uncreatable path is refused before any work."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is an existing file; give a folder (it is created if missing).")
+def _write_info(out: Path, predictor: Predictor, max_side: int, model: Any) -> dict:
+    info = {"model": predictor.name, "source": str(model), "units": predictor.units,
+            "png16_scale": round(PNG16_SCALE), "backend": predictor.backend, "precision": predictor.precision,
+            "max_side": max_side, "working_size": predictor.size_rule}
+    atomic_write_text(out / "depth_info.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _finished(out: Path, stem: str, outputs: Sequence[str], video: bool) -> bool:
+    """Whether every output of one input is already in ``out`` (atomic writes: present = complete)."""
+    if video:
+        names = [f"{stem}_{'depth' if kind == 'color' else kind}.mp4" for kind in outputs if kind in ("color", "side")]
+        return bool(names) and all((out / n).is_file() for n in names)
+    return all((out / f"{stem}{OUTPUT_SUFFIXES[kind]}").is_file() for kind in outputs)
+
+
+def _check_same_model(out: Path, model: Any) -> None:
+    """--skip-existing must not mix two models' outputs in one folder."""
+    info_path = out / "depth_info.json"
+    if not info_path.is_file():
+        return
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file further up the path, no permission
-        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err}).") from err
-    return out
+        before = json.loads(info_path.read_text()).get("source")
+    except (ValueError, OSError, AttributeError) as err:
+        raise InputError(f"{info_path}: unreadable ({err}); remove it or choose another --out") from err
+    if before is not None and before != str(model):
+        raise InputError(f"--skip-existing: the outputs in {out} came from --model {before}, not {model}; "
+                         "use another --out, or leave out --skip-existing to overwrite them.")
 
 
 def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Path, str], out: Path,
                     outputs: Sequence[str], cmap: str, intrinsics: Any, batch_size: int,
-                    failures: list[str]) -> int:
-    """Write every image's outputs; an image that cannot be read, run or written is added to
-    ``failures`` by name and the others go on. Returns how many were written."""
+                    failures: list[str], count: list[int]) -> None:
+    """Write every image's outputs; an image that cannot be read, run or written, or whose
+    prediction is not finite, is added to ``failures`` by name and the others go on. ``count[0]``
+    counts the images written (kept current, for an interrupt's message)."""
     def readable() -> Iterator[tuple[Path, np.ndarray]]:
         for f in images:
             try:
@@ -155,27 +201,16 @@ def _predict_images(predictor: Predictor, images: Sequence[Path], stems: dict[Pa
     def failed(f: Path, err: Exception) -> None:  # one image that cannot run: named, the rest go on
         failures.append(f"{f}: cannot predict ({type(err).__name__}: {str(err).splitlines()[0][:300]})")
 
-    done = 0
     stream = predictor.predict_many(readable(), batch_size, on_error=failed)
     for f, rgb, depth in _progress(stream, len(images), "img", "images"):
+        bad = int(depth.size - np.count_nonzero(np.isfinite(depth)))
+        if bad:  # NaN weights or an overflow: all-zero PNGs and "written" would hide it
+            failures.append(f"{f}: the prediction holds {bad} NaN/inf value(s) of {depth.size} "
+                            f"(model {predictor.name}); nothing written for it")
+            continue
         try:
             write_outputs(out, stems[f], rgb, depth, outputs, cmap, intrinsics, predictor.units)
-            done += 1
+            count[0] += 1
         except (OSError, ValueError) as err:
             failures.append(f"{f}: cannot write outputs ({err})")
-    return done
 
-
-def _onnx_file_for(model: Any, out: Path) -> Path:
-    """The ONNX file for ``predict --backend onnx``: <model dir>/model.onnx if it exists, else an
-    export written to <out>/model.onnx (checked against PyTorch)."""
-    folder_file = Path(model) / "model.onnx" if isinstance(model, (str, Path)) else None
-    if folder_file is not None and folder_file.is_file():
-        return folder_file
-    from ..runtime.export_onnx import export_onnx
-    from ..models import load_model
-
-    print(f"exporting {getattr(model, 'name', model)} to {out / 'model.onnx'} for ONNX Runtime ...")
-    result = export_onnx(load_model(model) if isinstance(model, (str, Path)) else model, out / "model.onnx")
-    print(result.summary())
-    return result.path

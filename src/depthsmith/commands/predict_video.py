@@ -101,6 +101,7 @@ def predict_video(
             for kind, writer in writers.items():
                 writer.write(colored if kind == "color" else side_by_side(frame, colored))
 
+    complete = False
     try:
         stream = _depths(predictor, frames, folder, frame_outputs, ply_every, temporal, batch_size, counts)
         for item in tqdm(stream, total=info["n_frames"], unit="frame", desc=path.name, dynamic_ncols=True):
@@ -118,9 +119,10 @@ def predict_video(
             vrange = _color_range([d for _, _, d, _ in window])
             for buffered in window:
                 write(*buffered)
-    finally:
+        complete = True
+    finally:  # an interrupted or failed video leaves no partial mp4 (io.VideoWriter writes beside it)
         for writer in writers.values():
-            writer.close()
+            writer.close(complete)
     return counts
 
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import DataError, InputError
 
 __all__ = ["DataError", "DepthDataset", "make_sample", "ON_ERROR"]
 
@@ -88,6 +88,14 @@ class DepthDataset(Dataset):
     """
 
     _handles: tuple[str, ...] = ()
+    # The constructor argument that says where the data is: ``data.root`` of a training config fills
+    # it when unset (train/data.py). None: the reader reads no files (synthetic).
+    root_key: str | None = None
+
+    @classmethod
+    def root_key_for(cls, cfg: Mapping[str, Any]) -> str | None:
+        """``root_key`` for this config (a reader whose path argument depends on its options overrides it)."""
+        return cls.root_key
     substitute_skipped = True  # on_error="skip": next good sample (True) or None (False) for a bad one
 
     def __init__(
@@ -98,9 +106,9 @@ class DepthDataset(Dataset):
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+            raise InputError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if min_depth is not None and max_depth is not None and min_depth >= max_depth:
-            raise ValueError(f"min_depth ({min_depth}) must be below max_depth ({max_depth})")
+            raise InputError(f"min_depth ({min_depth}) must be below max_depth ({max_depth})")
         self.min_depth = min_depth
         self.max_depth = max_depth
         self.on_error = on_error

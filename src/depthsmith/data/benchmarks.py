@@ -17,12 +17,15 @@ import numpy as np
 from .base import DepthDataset
 from .folders import _PairDataset
 from .io import DataError, decode_or_raise, load_array, read_depth, read_depth_array, read_rgb, reading
+from ..errors import InputError
 
 __all__ = ["KittiDataset", "DiodeDataset", "IbimsDataset", "SunRgbdDataset", "Eth3dDataset", "CityscapesDataset"]
 
 
 class _Listed(DepthDataset):
     """A reader whose samples are (rgb path, depth path, extra) triples in ``self.items``."""
+
+    root_key = "path"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -54,6 +57,8 @@ class KittiDataset(_PairDataset):
     Frames without ground truth are left out and counted in ``without_depth``: of Eigen's 697 test
     frames, 652 have it (Garg's set, what BTS, AdaBins and ZoeDepth report on).
     """
+
+    root_key = "data_path"
 
     def __init__(self, data_path: str | Path, filenames_file: str | Path, gt_path: str | Path | None = None,
                  encoding: str = "png_kitti", **kwargs) -> None:
@@ -112,7 +117,7 @@ class DiodeDataset(_Listed):
     def __init__(self, path: str | Path, split: str = "indoors", **kwargs) -> None:
         super().__init__(**kwargs)
         if split not in self.SPLITS:
-            raise ValueError(f"diode split must be one of {', '.join(self.SPLITS)}, got {split!r}")
+            raise InputError(f"diode split must be one of {', '.join(self.SPLITS)}, got {split!r}")
         root = Path(path)
         for scene_type in self.SPLITS[split]:
             for depth in sorted(glob.glob(str(root / "**" / scene_type / "**" / "*_depth.npy"), recursive=True)):
@@ -170,7 +175,7 @@ class SunRgbdDataset(_Listed):
     def __init__(self, path: str | Path, depth: str = "bfx", **kwargs) -> None:
         super().__init__(**kwargs)
         if depth not in self.DEPTH_FOLDERS:
-            raise ValueError(f"sunrgbd depth must be one of {', '.join(self.DEPTH_FOLDERS)}, got {depth!r}")
+            raise InputError(f"sunrgbd depth must be one of {', '.join(self.DEPTH_FOLDERS)}, got {depth!r}")
         root = Path(path)
         for image_dir in sorted(root.glob("**/image")):
             images = sorted(image_dir.glob("*.jpg")) + sorted(image_dir.glob("*.png"))

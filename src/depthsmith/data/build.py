@@ -10,32 +10,28 @@ from typing import Any
 
 import numpy as np
 
+from ..registry import Registry
 from ..errors import DataError, MissingInputError
+from ..units import get_encoding
 from .base import DepthDataset
 from .benchmarks import (CityscapesDataset, DiodeDataset, Eth3dDataset, IbimsDataset, KittiDataset,
                          SunRgbdDataset)
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
+from ..errors import InputError
 from .video import SyntheticVideo
 
 __all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
 
-DATASETS: dict[str, type[DepthDataset]] = {
-    "synthetic": SyntheticScenes,
-    "synthetic_video": SyntheticVideo,
-    "nyu_zip": NyuZipDataset,
-    "nyu_mat": NyuMatDataset,
-    "h5": H5Dataset,
-    "bts": BtsDataset,
-    "paired": PairedDataset,
-    "kitti": KittiDataset,
-    "diode": DiodeDataset,
-    "ibims": IbimsDataset,
-    "sunrgbd": SunRgbdDataset,
-    "eth3d": Eth3dDataset,
-    "cityscapes": CityscapesDataset,
-}
+# Dataset types by the name a config's ``type`` gives; each reader class carries its own fields
+# (``root_key``: the argument ``data.root`` fills).
+DATASETS: Registry[type[DepthDataset]] = Registry("dataset type")
+for _name, _cls in (("synthetic", SyntheticScenes), ("synthetic_video", SyntheticVideo), ("nyu_zip", NyuZipDataset),
+                    ("nyu_mat", NyuMatDataset), ("h5", H5Dataset), ("bts", BtsDataset), ("paired", PairedDataset), ("kitti", KittiDataset),
+                    ("diode", DiodeDataset), ("ibims", IbimsDataset), ("sunrgbd", SunRgbdDataset),
+                    ("eth3d", Eth3dDataset), ("cityscapes", CityscapesDataset)):
+    DATASETS.add(_name, _cls)
 
 
 def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -60,7 +56,14 @@ def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
             loaded = loaded["dataset"]
         if not isinstance(loaded, Mapping):
             raise DataError(f"{path}: expected a mapping with a 'type' key, got {type(loaded).__name__}")
-        cfg = loaded
+        cfg, where = loaded, f"dataset config {path}"
+    else:
+        where = "dataset config"
+    if "encoding" in cfg:  # units.get_encoding's message names neither the file nor the key
+        try:
+            get_encoding(cfg["encoding"])
+        except ValueError as err:
+            raise DataError(f"{where}: key 'encoding': {err}") from err
     return dict(cfg)
 
 
@@ -74,14 +77,12 @@ def build_dataset(cfg: Mapping[str, Any] | str | Path,
     """
     cfg = load_config(cfg)
     kind = cfg.pop("type", None)
-    if kind not in DATASETS:
-        raise ValueError(f"unknown dataset type {kind!r}; valid types: {', '.join(DATASETS)}")
+    cls = DATASETS.get(kind)
     holdout = cfg.pop("holdout", None)
-    cls = DATASETS[kind]
     accepted = _parameters(cls)
     unknown = sorted(set(cfg) - accepted)
     if unknown:
-        raise ValueError(f"dataset type {kind!r} got unknown options {unknown}; valid: {', '.join(sorted(accepted))}")
+        raise InputError(f"dataset type {kind!r} got unknown options {unknown}; valid: {', '.join(sorted(accepted))}")
     dataset = cls(**cfg, transform=transform)
     if holdout:
         holdout_split(dataset, **holdout)
@@ -113,11 +114,11 @@ def holdout_split(dataset: DepthDataset, fraction: float, part: str = "val", see
     ``train_val_split`` does (its validation loss is therefore measured on near-duplicates).
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+        raise InputError(f"holdout fraction must be in (0, 1), got {fraction}")
     if part not in ("train", "val"):
-        raise ValueError(f"holdout part must be 'train' or 'val', got {part!r}")
+        raise InputError(f"holdout part must be 'train' or 'val', got {part!r}")
     if by not in HOLDOUT_BY:
-        raise ValueError(f"holdout 'by' must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
+        raise InputError(f"holdout 'by' must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
     names = dataset.names()
     groups = [posixpath.dirname(n.replace("\\", "/")) for n in names]
     if by == "image" or len(set(groups)) == 1:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..paths import atomic_write_text
 from .build import build_dataset, load_config
 
 __all__ = ["check_dataset", "format_report"]
@@ -57,7 +58,7 @@ def check_dataset(cfg: Mapping[str, Any] | str | Path, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     if seen["preview"]:
         stats["preview"] = str(_save_preview(seen["preview"], out_dir / "preview.png", stats["depth_m"], save_grid))
-    (out_dir / "summary.json").write_text(json.dumps(stats, indent=2, default=str))
+    atomic_write_text(out_dir / "summary.json", json.dumps(stats, indent=2, default=str))
     return stats
 
 

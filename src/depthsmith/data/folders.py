@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +13,7 @@ from ..paths import glob_files
 from ..units import Encoding, get_encoding
 from .base import DepthDataset
 from .io import DataError, decode_or_raise, read_depth, read_rgb, reading, rgb_from_array
+from ..errors import InputError
 
 __all__ = ["PairedDataset", "BtsDataset", "H5Dataset"]
 
@@ -33,7 +36,7 @@ class _PairDataset(DepthDataset):
             suffixes = {p.suffix.lower() for _, p in self.pairs}
             implied = {FLOAT_EXTENSIONS.get(s) for s in suffixes}
             if len(implied) != 1 or None in implied:
-                raise ValueError(
+                raise InputError(
                     f"depth files {sorted(suffixes)} need an explicit 'encoding' (one of png_mm, png_kitti, "
                     "png_tum, png_sun, png8_densedepth, npy_m, h5_m) or a number: the 16-bit PNG scale"
                 )
@@ -66,6 +69,12 @@ class PairedDataset(_PairDataset):
     16-bit PNG scale as a number (KITTI 256, TUM 5000); .npy / .h5 imply metres.
     """
 
+    root_key = "csv_path"
+
+    @classmethod
+    def root_key_for(cls, cfg: Mapping[str, Any]) -> str | None:
+        return "root" if cfg.get("rgb_glob") else cls.root_key  # glob pairs are relative to `root`
+
     def __init__(
         self,
         csv_path: str | Path | None = None,
@@ -78,7 +87,7 @@ class PairedDataset(_PairDataset):
     ) -> None:
         super().__init__(encoding, depth_key, **kwargs)
         if (csv_path is None) == (rgb_glob is None or depth_glob is None):
-            raise ValueError("paired dataset needs either csv_path or both rgb_glob and depth_glob")
+            raise InputError("paired dataset needs either csv_path or both rgb_glob and depth_glob")
         if csv_path is not None:
             self.pairs = self._read_csv(Path(csv_path), Path(root) if root else Path(csv_path).parent)
         else:
@@ -139,6 +148,8 @@ class BtsDataset(_PairDataset):
     The focal length of each line is kept in ``focals`` (not in the sample dict).
     """
 
+    root_key = "data_path"
+
     def __init__(
         self,
         data_path: str | Path,
@@ -176,6 +187,8 @@ class H5Dataset(DepthDataset):
     ``path`` is a folder searched with ``pattern`` (default every .h5 below it, sorted), a single
     file, or a list of files. Each file is opened only while its sample is read.
     """
+
+    root_key = "path"
 
     def __init__(
         self,

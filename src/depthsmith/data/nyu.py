@@ -11,6 +11,7 @@ import numpy as np
 from ..units import decode_depth
 from .base import DepthDataset
 from .io import DataError, decode_or_raise, read_depth_array, read_rgb, reading
+from ..errors import InputError
 
 __all__ = ["NyuZipDataset", "NyuMatDataset", "read_mat_indices"]
 
@@ -27,13 +28,15 @@ class NyuZipDataset(DepthDataset):
     assumption from users' reports, not from DenseDepth's code (which tests on its own .npy).
     """
 
+    root_key = "path"
+
     _handles = ("_zip",)
     DEPTH_BY_DTYPE = {np.dtype(np.uint8): "png8_densedepth", np.dtype(np.uint16): "png_mm"}
 
     def __init__(self, path: str | Path, split: str = "train", **kwargs) -> None:
         super().__init__(**kwargs)
         if split not in ("train", "test"):
-            raise ValueError(f"nyu_zip split must be 'train' or 'test', got {split!r}")
+            raise InputError(f"nyu_zip split must be 'train' or 'test', got {split!r}")
         self.path = Path(path)
         self.split = split
         self._zip: zipfile.ZipFile | None = None
@@ -129,6 +132,8 @@ class NyuMatDataset(DepthDataset):
     field; it exists to reproduce the paper's numbers. It needs no ``splits.mat``.
     """
 
+    root_key = "path"
+
     _handles = ("_file",)
     SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}
     SPLITS = ("train", "test", "all", "seed_test")
@@ -145,9 +150,9 @@ class NyuMatDataset(DepthDataset):
     ) -> None:
         super().__init__(**kwargs)
         if split not in self.SPLITS:
-            raise ValueError(f"nyu_mat split must be one of {', '.join(self.SPLITS)}, got {split!r}")
+            raise InputError(f"nyu_mat split must be one of {', '.join(self.SPLITS)}, got {split!r}")
         if depth not in self.DEPTH_KEYS:
-            raise ValueError(f"nyu_mat depth must be one of {list(self.DEPTH_KEYS)}, got {depth!r}")
+            raise InputError(f"nyu_mat depth must be one of {list(self.DEPTH_KEYS)}, got {depth!r}")
         self.path = Path(path)
         self.split = split
         self.depth_key = self.DEPTH_KEYS[depth]

@@ -21,6 +21,7 @@ import numpy as np
 
 from .base import DepthDataset
 from .raycast import Box, Camera, Material, Scene, Sphere, render
+from ..errors import InputError
 
 __all__ = ["SyntheticScenes", "sample_scene"]
 
@@ -188,7 +189,7 @@ class SyntheticScenes(DepthDataset):
     ) -> None:
         super().__init__(**kwargs)
         if num_samples < 1:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
+            raise InputError(f"num_samples must be positive, got {num_samples}")
         self.num_samples = int(num_samples)
         self.size = (int(size[0]), int(size[1]))
         self.seed = int(seed)

@@ -18,6 +18,9 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
+from ..registry import Registry
+from ..errors import InputError
+
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
     "RandomChannelSwap", "build_transforms", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
@@ -89,9 +92,9 @@ class Resize:
 
     def __init__(self, size: int | Sequence[int], depth_mode: str = "nearest", image_mode: str = "bilinear") -> None:
         if depth_mode not in self.DEPTH_MODES:
-            raise ValueError(f"depth_mode must be one of {', '.join(self.DEPTH_MODES)}, got {depth_mode!r}")
+            raise InputError(f"depth_mode must be one of {', '.join(self.DEPTH_MODES)}, got {depth_mode!r}")
         if image_mode not in self.IMAGE_MODES:
-            raise ValueError(f"image_mode must be one of {', '.join(self.IMAGE_MODES)}, got {image_mode!r}")
+            raise InputError(f"image_mode must be one of {', '.join(self.IMAGE_MODES)}, got {image_mode!r}")
         self.size, self.depth_mode, self.image_mode = _size(size), depth_mode, image_mode
 
     def __call__(self, sample: Sample) -> Sample:
@@ -125,6 +128,8 @@ class Resize:
 class RandomHorizontalFlip:
     """Mirror image, depth and mask together with probability ``p`` (the seed paper's augmentation)."""
 
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
         self.p, self.generator = p, generator
 
@@ -147,11 +152,15 @@ def _crop(sample: Sample, top: int, left: int, size: tuple[int, int]) -> Sample:
 def _check_fits(sample: Sample, size: tuple[int, int]) -> tuple[int, int]:
     h, w = sample["image"].shape[-2:]
     if h < size[0] or w < size[1]:
-        raise ValueError(f"{sample.get('name', 'sample')}: cannot crop {size[0]}x{size[1]} from {h}x{w}")
+        raise InputError(f"{sample.get('name', 'sample')}: cannot crop {size[0]}x{size[1]} from {h}x{w}")
     return h, w
 
 
 class RandomCrop:
+    """A crop of ``size`` at a uniformly random position."""
+
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, size: int | Sequence[int], generator: torch.Generator | None = None) -> None:
         self.size, self.generator = _size(size), generator
 
@@ -185,6 +194,8 @@ class ColorJitter:
     which torchvision lacks.
     """
 
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
                  gamma: float = 0.1, channel_gain: float = 0.1, generator: torch.Generator | None = None) -> None:
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
@@ -205,6 +216,8 @@ class ColorJitter:
 class RandomChannelSwap:
     """Permute the RGB channels with probability ``p`` (DenseDepth's colour augmentation, p = 0.25)."""
 
+    random = True  # training only, unless the config says ``val: true``
+
     def __init__(self, p: float = 0.25, generator: torch.Generator | None = None) -> None:
         self.p, self.generator = p, generator
 
@@ -216,11 +229,11 @@ class RandomChannelSwap:
         return out
 
 
-TRANSFORMS: dict[str, type] = {
-    "resize": Resize, "hflip": RandomHorizontalFlip, "random_crop": RandomCrop,
-    "center_crop": CenterCrop, "color_jitter": ColorJitter, "channel_swap": RandomChannelSwap,
-}
-RANDOM_TRANSFORMS = {"hflip", "random_crop", "color_jitter", "channel_swap"}
+# A transform class that says ``random = True`` is left out of validation unless given ``val: true``.
+TRANSFORMS: Registry[type] = Registry("transform")
+for _name, _cls in (("resize", Resize), ("hflip", RandomHorizontalFlip), ("random_crop", RandomCrop),
+                    ("center_crop", CenterCrop), ("color_jitter", ColorJitter), ("channel_swap", RandomChannelSwap)):
+    TRANSFORMS.add(_name, _cls)
 
 
 def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
@@ -243,13 +256,12 @@ def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
                 items.append((entry.pop("name"), entry))
     transforms = []
     for name, opts in items:
-        if name not in TRANSFORMS:
-            raise ValueError(f"unknown transform {name!r}; valid: {', '.join(TRANSFORMS)}")
+        cls = TRANSFORMS.get(name)
         # ``val: true`` keeps a random transform in validation too (the seed flips its validation
         # batches at random); evaluation (depthsmith eval) never uses these transforms.
         also_val = bool(opts.pop("val", False))
-        if train or also_val or name not in RANDOM_TRANSFORMS:
-            transforms.append(TRANSFORMS[name](**opts))
+        if train or also_val or not getattr(cls, "random", False):
+            transforms.append(cls(**opts))
     return Compose(transforms)
 
 
@@ -275,7 +287,7 @@ def depth_to_target(depth: torch.Tensor, mask: torch.Tensor, mode: str = "metric
     mask either: see ``target: seed_minmax`` in the training config).
     """
     if mode not in TARGET_MODES:
-        raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+        raise InputError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
     if mode == "minmax_all":
         d = depth.clamp(0.0, max_depth)
         lo, hi = minmax_range(d, torch.ones_like(mask, dtype=torch.bool))
@@ -297,12 +309,12 @@ def target_to_depth(target: torch.Tensor, mode: str = "metric", max_depth: float
     """Inverse of :func:`depth_to_target`. ``minmax`` is relative: it needs ``depth_range`` = (min, max)
     per image (e.g. :func:`minmax_range` of the ground truth) to give metres back."""
     if mode not in TARGET_MODES:
-        raise ValueError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
+        raise InputError(f"unknown target mode {mode!r}; valid: {', '.join(TARGET_MODES)}")
     if mode == "metric":
         return target * max_depth
     if mode == "inverse":
         return min_depth / target.clamp(min_depth / max_depth, 1.0)
     if depth_range is None:  # minmax and minmax_all
-        raise ValueError("minmax targets are relative depth: pass depth_range=(min, max) to get metres")
+        raise InputError("minmax targets are relative depth: pass depth_range=(min, max) to get metres")
     lo, hi = depth_range
     return lo + target * (hi - lo)

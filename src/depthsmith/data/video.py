@@ -34,6 +34,7 @@ import numpy as np
 from .base import DepthDataset
 from .raycast import Box, Camera, Scene, render
 from .synthetic import _surface, sample_scene
+from ..errors import InputError
 
 __all__ = ["SyntheticVideo", "PATHS", "write_clip"]
 
@@ -75,12 +76,12 @@ class SyntheticVideo(DepthDataset):
                  exposure: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         if noise < 0 or exposure < 0:
-            raise ValueError(f"noise and exposure are standard deviations (>= 0), got {noise} and {exposure}")
+            raise InputError(f"noise and exposure are standard deviations (>= 0), got {noise} and {exposure}")
         self.noise, self.exposure = float(noise), float(exposure)
         if path not in PATHS:
-            raise ValueError(f"unknown camera path {path!r}; valid paths: {', '.join(PATHS)}")
+            raise InputError(f"unknown camera path {path!r}; valid paths: {', '.join(PATHS)}")
         if int(num_frames) < 2:
-            raise ValueError(f"num_frames must be at least 2 (a video), got {num_frames}")
+            raise InputError(f"num_frames must be at least 2 (a video), got {num_frames}")
         self.num_frames, self.path, self.seed = int(num_frames), path, int(seed)
         self.size = (int(size[0]), int(size[1]))
         height, width = self.size

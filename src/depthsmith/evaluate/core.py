@@ -21,7 +21,9 @@ from ..errors import InputError
 from ..resize import check_working_size, describe_working_size, resized, working_size_for
 
 from .protocols import PROTOCOLS, Protocol, get_protocol
-from .scorer import EvalResult, Scorer, as_tensor, make_result, squeeze_map, upsample_to
+from ..metrics import as_map
+from .scorer import EvalResult, Scorer, as_tensor, make_result, upsample_to
+from ..errors import InputError
 
 __all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to", "SEED_INPUTS", "check_seed_input"]
 
@@ -52,7 +54,7 @@ def evaluate_predictions(
     masks_it = iter(masks) if masks is not None else None
     images_it = iter(images) if images is not None else None
     for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
-        gt_np = squeeze_map(np.asarray(as_tensor(gt).cpu().double()), "gt")
+        gt_np = as_map(as_tensor(gt), "gt")
         pred_t = scorer.sanitize(as_tensor(pred).to(torch.float64).cpu())
         pred_np = upsample_to(pred_t, gt_np.shape).numpy()
         mask = None if masks_it is None else np.asarray(next(masks_it), dtype=bool)
@@ -98,7 +100,7 @@ def _input_as(model: torch.nn.Module, seed_input: str) -> Iterator[None]:
         yield
         return
     if not hasattr(model, "input_norm"):
-        raise ValueError("seed_input='raw' needs a depthsmith DepthModel (it bypasses the model's input_norm)")
+        raise InputError("seed_input='raw' needs a depthsmith DepthModel (it bypasses the model's input_norm)")
     norm = model.input_norm
     model.input_norm = torch.nn.Identity()
     try:
@@ -237,8 +239,8 @@ def _score_batch(model: Any, scorer: Scorer, samples: list[dict[str, Any]], dev:
 
 def check_seed_input(proto: Protocol, seed_input: str) -> None:
     if seed_input not in SEED_INPUTS:
-        raise ValueError(f"seed_input must be one of {', '.join(SEED_INPUTS)}, got {seed_input!r}")
+        raise InputError(f"seed_input must be one of {', '.join(SEED_INPUTS)}, got {seed_input!r}")
     if seed_input != "model" and not proto.raw_input:
         raw = ", ".join(p.name for p in PROTOCOLS.values() if p.raw_input)
-        raise ValueError(f"seed_input='raw' reproduces the seed's evaluation input: use it with protocol {raw} only "
+        raise InputError(f"seed_input='raw' reproduces the seed's evaluation input: use it with protocol {raw} only "
                          f"(protocol 'seed' only), not {proto.name!r}")

@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..metrics import metrics_in
 from .scorer import EvalResult
 
-__all__ = ["DatasetEntry", "dataset_entry", "dataset_entries", "summary_table", "published", "SUMMARY_COLUMNS"]
-
-# Columns of the combined table: the metrics every zero-shot table prints.
-SUMMARY_COLUMNS = ("abs_rel", "rmse", "log10", "silog", "d1", "d2", "d3")
+__all__ = ["DatasetEntry", "dataset_entry", "dataset_entries", "summary_table", "published"]
 
 
 @dataclass
@@ -79,19 +77,18 @@ def summary_table(rows: Sequence[tuple[str, str, EvalResult]], with_published: b
     """Markdown table, one row per (model, dataset), marked "measured here"; below them, for each
     protocol used, the published results of the field marked "from the paper". NON-STANDARD
     protocols say so in their rows."""
-    from .output import METRIC_TITLES
-
-    head = ["model", "dataset", "protocol", "images", *(METRIC_TITLES[k] for k in SUMMARY_COLUMNS), "numbers"]
+    columns = [m.key for m in metrics_in("summary")]  # the metrics every zero-shot table prints
+    head = ["model", "dataset", "protocol", "images", *(m.title for m in metrics_in("summary")), "numbers"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, data, result in rows:
         status = "" if result.standard else " (NON-STANDARD)"
-        values = [_cell(result.metrics.get(k, math.nan)) for k in SUMMARY_COLUMNS]
+        values = [_cell(result.metrics.get(k, math.nan)) for k in columns]
         lines.append("| " + " | ".join([model, data, f"{result.protocol}{status}",
                                         str(int(result.metrics["n_images"])), *values, "measured here"]) + " |")
     if with_published:
         for protocol in dict.fromkeys(r.protocol for _, _, r in rows):
             for row in published(protocol):
-                values = ["-" if row.get(k) is None else f"{row[k]:.3f}" for k in SUMMARY_COLUMNS]
+                values = ["-" if row.get(k) is None else f"{row[k]:.3f}" for k in columns]
                 lines.append("| " + " | ".join([f"{row['method']} ({row['backbone']})", "-", protocol, "-", *values,
                                                 "from the paper"]) + " |")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Every output carries the protocol's label; the seed protocol's says NON-STANDARD in the
 table title, in the JSON and in a column of every CSV row, so no number of it can be
-copied without the warning.
+copied without the warning. Files are written atomically (``paths.atomic_write``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .scorer import SUMMARY_KEYS, EvalResult
+from ..metrics import metrics_in
+from ..paths import atomic_write, atomic_write_text
+from .scorer import EvalResult
 
-__all__ = ["format_table", "write_result", "result_to_json", "METRIC_TITLES"]
-
-METRIC_TITLES = {
-    "abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog", "log10": "log10",
-    "silog": "SILog", "silog_da": "SILog_DA", "d1": "d1", "d2": "d2", "d3": "d3", "r2": "R^2",
-}
+__all__ = ["format_table", "write_result", "result_to_json"]
 
 
 def _title(result: EvalResult) -> str:
@@ -30,9 +27,9 @@ def _title(result: EvalResult) -> str:
 
 def format_table(result: EvalResult) -> str:
     """The metric table as plain text, with the protocol in its title and description below."""
-    m = result.metrics
-    head = " ".join(f"{METRIC_TITLES[k]:>8s}" for k in SUMMARY_KEYS)
-    vals = " ".join(f"{m[k]:8.4f}" if math.isfinite(m.get(k, math.nan)) else f"{'nan':>8s}" for k in SUMMARY_KEYS)
+    m, columns = result.metrics, metrics_in("eval")
+    head = " ".join(f"{c.title:>8s}" for c in columns)
+    vals = " ".join(f"{m[c.key]:8.4f}" if math.isfinite(m.get(c.key, math.nan)) else f"{'nan':>8s}" for c in columns)
     lines = [_title(result), head, vals,
              f"{int(m['n_images'])} images, {int(m['n_valid'])} evaluated pixels"
              + (f", {m['r2_dropped']} images with R^2 outside [0, 1] dropped from R^2" if "r2_dropped" in m else "")
@@ -69,10 +66,10 @@ def write_result(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out / "metrics.json", out / "per_image.csv"
-    json_path.write_text(json.dumps(result_to_json(result), indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps(result_to_json(result), indent=2) + "\n")
     protocol_cell = f"{result.protocol} ({'standard' if result.standard else 'NON-STANDARD'})"
-    columns = ["name", *SUMMARY_KEYS, "n_valid", "protocol"]
-    with csv_path.open("w", newline="") as f:
+    columns = ["name", *(c.key for c in metrics_in("eval")), "n_valid", "protocol"]
+    with atomic_write(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in result.rows:

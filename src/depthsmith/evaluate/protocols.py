@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 
 from depthsmith.metrics import CROP_REFERENCE_SIZE, CROPS, FRACTION_CROPS
 from depthsmith.models.heads import output_kind
+from depthsmith.registry import Registry
+from ..errors import InputError
 
 __all__ = ["Protocol", "PROTOCOLS", "register_protocol", "get_protocol", "describe", "protocol_table",
            "ALIGN_SPACES"]
@@ -75,18 +77,15 @@ class Protocol:
         return text
 
 
-PROTOCOLS: dict[str, Protocol] = {}
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
 
 def register_protocol(protocol: Protocol) -> Protocol:
     """Add a protocol (a new name; registering a name twice is a mistake, not an override)."""
-    if protocol.name in PROTOCOLS:
-        raise ValueError(f"protocol {protocol.name!r} is registered already")
     crops = {*CROPS, *FRACTION_CROPS}
     if protocol.crop is not None and protocol.crop not in crops:
-        raise ValueError(f"protocol {protocol.name!r}: unknown crop {protocol.crop!r}; valid: {sorted(crops)}")
-    PROTOCOLS[protocol.name] = protocol
-    return protocol
+        raise InputError(f"protocol {protocol.name!r}: unknown crop {protocol.crop!r}; valid: {sorted(crops)}")
+    return PROTOCOLS.add(protocol.name, protocol)
 
 
 _ZOE = "the ZoeDepth paper's zero-shot evaluation (zoedepth/utils/config.py, DATASETS_CONFIG)"
@@ -138,19 +137,17 @@ def get_protocol(name: str, min_depth: float | None = None, max_depth: float | N
     The named protocols fix their range on purpose: a changed range is a different protocol,
     and numbers computed with it must not be labelled 'nyu-eigen'.
     """
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
-    proto = PROTOCOLS[name]
+    proto = PROTOCOLS.get(name)
     if not proto.user_range:
         if min_depth is not None or max_depth is not None:
-            raise ValueError(
+            raise InputError(
                 f"protocol {name!r} fixes its own valid depth range; --min-depth/--max-depth are for protocol 'none'"
             )
         return proto
     lo = proto.min_depth if min_depth is None else float(min_depth)
     hi = proto.max_depth if max_depth is None else float(max_depth)
     if hi is not None and not lo < hi:
-        raise ValueError(f"need min_depth < max_depth, got {lo} and {hi}")
+        raise InputError(f"need min_depth < max_depth, got {lo} and {hi}")
     return replace(proto, min_depth=lo, max_depth=hi)
 
 

@@ -16,14 +16,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics import (CROP_MODES, METRIC_KEYS, PRED_FLOOR, MetricAccumulator, align_prediction, crop_mask,
-                       r2_score, valid_mask)
+from ..metrics import (CROP_MODES, MetricAccumulator, NoValidPixelError, as_map, crop_mask, metrics_in, r2_score,
+                       valid_mask)
 from ..models.heads import output_kind
 from .protocols import Protocol, describe
+from ..errors import InputError
 
-__all__ = ["EvalResult", "Scorer", "make_result", "upsample_to", "as_tensor", "squeeze_map", "SUMMARY_KEYS"]
+__all__ = ["EvalResult", "Scorer", "make_result", "upsample_to", "as_tensor", "summary_keys"]
 
-SUMMARY_KEYS = (*METRIC_KEYS, "r2")
+
+def summary_keys() -> list[str]:
+    """The columns of the evaluation table, metrics.json and per_image.csv (the metric table's "eval")."""
+    return [m.key for m in metrics_in("eval")]
 
 
 @dataclass
@@ -60,14 +64,6 @@ def as_tensor(x: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))
 
 
-def squeeze_map(x: np.ndarray, name: str) -> np.ndarray:
-    while x.ndim > 2 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be an H x W map, got shape {x.shape}")
-    return x
-
-
 class Scorer:
     """Applies one protocol to one image at a time and keeps the rows. It reads the protocol's
     fields only (never its name), so a registered protocol needs no code here."""
@@ -78,27 +74,27 @@ class Scorer:
         if align == "auto":  # the output kind's own default (metric: none; disparity: lstsq_disparity)
             align = "none" if fixed else kind.default_align
         if fixed and align != "none":
-            raise ValueError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
+            raise InputError(f"protocol {proto.name!r} applies a fixed scaling; use align='none' with it")
         if align not in kind.alignments:
-            raise ValueError(
+            raise InputError(
                 f"this model's output kind is {kind.name!r} ({kind.card.split(':')[0].split(';')[0]}): evaluate it "
                 f"with align={' or '.join(repr(a) for a in kind.alignments)} (--align), not {align!r}"
             )
         if kind.unitless and align == "none" and not (kind.protocol_range and proto.relative_range is not None):
-            raise ValueError(
+            raise InputError(
                 f"this model predicts {kind.name} (unitless) depth: evaluate it with align="
                 f"{' or '.join(repr(a) for a in kind.alignments if a != 'none')} (or protocol 'seed', which "
                 "reproduces the seed's fixed x7.5 scaling of a [0, 1] output)"
             )
         if crop_mode not in CROP_MODES:
-            raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
+            raise InputError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
         self.proto, self.align, self.output, self.crop_mode = proto, align, output, crop_mode
         self.keep_examples = keep_examples
         self.lo = proto.min_depth if proto.min_depth is not None else 0.0
         self.hi = proto.max_depth if proto.max_depth is not None else math.inf
         self.factor = (proto.relative_range or 1.0 if kind.protocol_range else 1.0) * (proto.fixed_scale or 1.0)
         self.acc = MetricAccumulator(pooled=proto.pooled, min_depth=self.lo, max_depth=self.hi, crop=proto.crop,
-                                     align=align, crop_mode=crop_mode, clamp=proto.clamp)
+                                     align=align, crop_mode=crop_mode, clamp=proto.clamp, holes=not proto.masked)
         self.rows: list[dict[str, Any]] = []
         self.examples: list[dict[str, Any]] = []
         self.skipped: list[str] = []  # unreadable images, and images without any valid ground-truth pixel
@@ -108,54 +104,29 @@ class Scorer:
         hi = self.hi if math.isfinite(self.hi) else None
         return torch.nan_to_num(pred, nan=self.lo, posinf=hi, neginf=self.lo)
 
-    def _usable(self, gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            if self.proto.masked:
-                return valid_mask(gt, self.lo, self.hi, self.proto.crop, mask, self.crop_mode)
-            return crop_mask(gt.shape, self.proto.crop, self.crop_mode) & np.isfinite(gt) & (gt > 0)
-
     def add(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None, name: str,
             image: np.ndarray | None = None) -> dict[str, Any]:
         """Score one H x W prediction (model output units, already at the GT size)."""
-        pred = squeeze_map(np.asarray(pred, dtype=np.float64), "pred") * self.factor
-        gt = squeeze_map(np.asarray(gt, dtype=np.float64), "gt")
+        pred = as_map(pred, "pred") * self.factor
+        gt = as_map(gt, "gt")
         if pred.shape != gt.shape:
-            raise ValueError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")
-        usable = self._usable(gt, mask)
-        if not usable.any():  # e.g. a frame without depth in range: skipped, counted, never silent
+            # internal: callers upsample to the ground truth first
+            raise ValueError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")  # internal
+        try:
+            prep = self.acc.prepare(pred, gt, mask=mask if self.proto.masked else None)
+        except NoValidPixelError:  # e.g. a frame without depth in range: skipped, counted, never silent
             warnings.warn(f"{name}: no valid ground-truth pixel under protocol '{self.proto.name}': skipped",
                           stacklevel=2)
             self.skipped.append(name)
             return {}
-        row = {"name": name, **self.acc.update(pred, gt, mask=mask if self.proto.masked else None)}
-        # R^2 and the example map use the prediction exactly as the metrics saw it: sanitised,
-        # aligned on the valid pixels, clamped (the steps of metrics.compute_metrics).
-        evaluated = np.nan_to_num(pred, nan=self.lo, posinf=self.hi if math.isfinite(self.hi) else None,
-                                  neginf=self.lo)
-        evaluated = align_prediction(evaluated, gt, usable, self.align, max_depth=self.hi)
-        evaluated = (np.clip(evaluated, max(self.lo, PRED_FLOOR), self.hi) if self.proto.clamp
-                     else np.maximum(evaluated, PRED_FLOOR))
-        if not self.proto.masked:
-            self._fold_holes(row, evaluated, gt, usable)
-        row["r2"] = self._r2(evaluated, gt, usable)
+        # The metrics, R^2 and the example map all use the prediction as `prepare` evaluated it.
+        row = {"name": name, **self.acc.add(prep)}
+        row["r2"] = self._r2(prep.pred, gt, prep.valid)
         self.rows.append(row)
         if len(self.examples) < self.keep_examples:
-            self.examples.append({"name": name, "image": image, "gt": gt, "pred": evaluated,
+            self.examples.append({"name": name, "image": image, "gt": gt, "pred": prep.pred,
                                   "mask": valid_mask(gt, self.lo, self.hi, None, mask) if self.proto.masked else gt > 0})
         return row
-
-    def _fold_holes(self, row: dict[str, Any], pred: np.ndarray, gt: np.ndarray, positive: np.ndarray) -> None:
-        """An unmasked protocol counts the crop's holes (gt = 0) where its formulas stay finite:
-        in RMSE as a squared error pred^2, in delta as a failure (max(gt/pred, pred/gt) = inf)."""
-        inside = crop_mask(gt.shape, self.proto.crop, self.crop_mode)
-        holes = inside & ~positive
-        n_pos, n_all = row["n_valid"], int(inside.sum())
-        if n_all > n_pos:
-            hole_sq = float(np.sum(pred[holes] ** 2))
-            row["rmse"] = math.sqrt((row["rmse"] ** 2 * n_pos + hole_sq) / n_all)
-            for key in ("d1", "d2", "d3"):
-                row[key] = row[key] * n_pos / n_all
-        row["n_valid"] = n_all
 
     def _r2(self, pred: np.ndarray, gt: np.ndarray, usable: np.ndarray) -> float:
         if self.proto.r2_pool is None:
@@ -169,12 +140,9 @@ class Scorer:
 
     def summary(self) -> dict[str, float]:
         if not self.rows:
-            raise ValueError(f"no image could be evaluated ({len(self.skipped)} skipped: unreadable or without a "
+            raise InputError(f"no image could be evaluated ({len(self.skipped)} skipped: unreadable or without a "
                              "valid ground-truth pixel)")
         metrics = dict(self.acc.compute())
-        if not self.proto.masked:  # per-image rows were adjusted for the holes: average those
-            metrics.update({k: float(np.mean([r[k] for r in self.rows])) for k in ("rmse", "d1", "d2", "d3")})
-            metrics["n_valid"] = int(sum(r["n_valid"] for r in self.rows))
         r2 = np.array([r["r2"] for r in self.rows], dtype=float)
         if self.proto.r2_keep is not None:
             lo, hi = self.proto.r2_keep
@@ -189,7 +157,7 @@ class Scorer:
 
 def _avg_pool(a: np.ndarray, k: int, s: int) -> np.ndarray:
     if min(a.shape) < k:
-        raise ValueError(f"R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
+        raise InputError(f"R^2 pools {k}x{k}: the cropped map {a.shape} is too small")
     return F.avg_pool2d(torch.from_numpy(np.ascontiguousarray(a))[None, None], k, s)[0, 0].numpy()
 
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from .masks import _as_map
+from .masks import as_map
+from ..errors import InputError
 
 __all__ = ["ALIGN_MODES", "PRED_FLOOR", "align_prediction"]
 
@@ -34,8 +35,8 @@ def align_prediction(
     Mask default: finite gt > 0 and finite pred.
     """
     if mode not in ALIGN_MODES:
-        raise ValueError(f"unknown align mode {mode!r}; valid modes: {list(ALIGN_MODES)}")
-    pred, gt = _as_map(pred, "pred"), _as_map(gt, "gt")
+        raise InputError(f"unknown align mode {mode!r}; valid modes: {list(ALIGN_MODES)}")
+    pred, gt = as_map(pred, "pred"), as_map(gt, "gt")
     if mode == "none":
         return pred
     with np.errstate(invalid="ignore"):
@@ -43,9 +44,9 @@ def align_prediction(
         if mode == "lstsq_disparity":
             valid &= pred > 0
     if mask is not None:
-        valid &= _as_map(mask, "mask").astype(bool)
+        valid &= as_map(mask, "mask").astype(bool)
     if not valid.any():
-        raise ValueError("align_prediction: no valid pixel to align on")
+        raise InputError("align_prediction: no valid pixel to align on")
     if mode == "median":
         return pred * (np.median(gt[valid]) / np.median(pred[valid]))
     if mode == "lstsq":

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from ..errors import InputError
 
 __all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES", "space_of"]
 
@@ -64,9 +65,9 @@ class ClipAligner:
     def __init__(self, space: str = "depth", window: int = 4, trim: float = 0.2, anchor: np.ndarray | None = None,
                  strength: float = 0.0, max_pixels: int = 20000) -> None:
         if space not in ALIGN_SPACES:
-            raise ValueError(f"alignment space must be one of {ALIGN_SPACES}, got {space!r}")
+            raise InputError(f"alignment space must be one of {ALIGN_SPACES}, got {space!r}")
         if window < 1 or not 0.0 <= trim < 1.0 or not 0.0 <= strength <= 1.0:
-            raise ValueError(f"need window >= 1, 0 <= trim < 1 and 0 <= strength <= 1 (got {window}, {trim}, {strength})")
+            raise InputError(f"need window >= 1, 0 <= trim < 1 and 0 <= strength <= 1 (got {window}, {trim}, {strength})")
         self.space, self.window, self.trim, self.strength = space, int(window), float(trim), float(strength)
         self.anchor, self.max_pixels = anchor, int(max_pixels)
         self.recent: deque[np.ndarray] = deque(maxlen=self.window)  # last aligned frames, fitting space

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import torch
+from ..errors import InputError
 
-__all__ = ["CROP_REFERENCE_SIZE", "CROPS", "FRACTION_CROPS", "CROP_MODES", "crop_box", "crop_mask", "valid_mask"]
+__all__ = ["as_map", "CROP_REFERENCE_SIZE", "CROPS", "FRACTION_CROPS", "CROP_MODES", "crop_box", "crop_mask", "valid_mask"]
 
 # Named evaluation crops, (top, bottom, left, right), 0-based, end-exclusive, defined on
 # 480 x 640 (height x width) NYU Depth V2 ground truth.
@@ -40,13 +41,13 @@ def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _as_map(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+def as_map(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """H x W float64 map; leading singleton dims (1 x H x W, 1 x 1 x H x W) are dropped."""
     arr = _to_numpy(x)
     while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be an H x W map, got shape {arr.shape}")
+        raise InputError(f"{name} must be an H x W map, got shape {arr.shape}")
     return arr
 
 
@@ -62,16 +63,16 @@ def crop_box(shape: tuple[int, int], crop: str | tuple[int, int, int, int], crop
         ft, fb, fl, fr = FRACTION_CROPS[crop]
         return int(ft * height), int(fb * height), int(fl * width), int(fr * width)
     if crop not in CROPS:
-        raise ValueError(f"unknown crop {crop!r}; valid crops: {sorted([*CROPS, *FRACTION_CROPS])} "
+        raise InputError(f"unknown crop {crop!r}; valid crops: {sorted([*CROPS, *FRACTION_CROPS])} "
                          "or a (top, bottom, left, right) tuple")
     if crop_mode not in CROP_MODES:
-        raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
+        raise InputError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
     top, bottom, left, right = CROPS[crop]
     if (height, width) == CROP_REFERENCE_SIZE:
         return top, bottom, left, right
     ref = "x".join(map(str, CROP_REFERENCE_SIZE))
     if crop_mode == "exact":
-        raise ValueError(
+        raise InputError(
             f"crop {crop!r} is defined on {ref} ground truth, got {height}x{width}. Choose how to apply it: "
             f"crop_mode='scaled' (bounds scaled per axis, the same fraction of the border removed) or "
             f"'literal' (rows {top}:{bottom}, cols {left}:{right} sliced as is, as BTS, ZoeDepth and MMSeg do)"
@@ -101,7 +102,7 @@ def crop_mask(shape: tuple[int, int], crop: str | tuple[int, int, int, int] | No
         return mask
     top, bottom, left, right = crop_box(shape, crop, crop_mode)
     if not (0 <= top < bottom <= height and 0 <= left < right <= width):
-        raise ValueError(f"crop (top, bottom, left, right)={(top, bottom, left, right)} does not fit {shape}")
+        raise InputError(f"crop (top, bottom, left, right)={(top, bottom, left, right)} does not fit {shape}")
     mask[top:bottom, left:right] = True
     return mask
 
@@ -115,10 +116,10 @@ def valid_mask(
     crop_mode: str = "exact",
 ) -> np.ndarray:
     """Evaluation mask: finite, min_depth < gt < max_depth, inside the crop and the mask."""
-    gt = _as_map(gt, "gt")
+    gt = as_map(gt, "gt")
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
     valid &= crop_mask(gt.shape, crop, crop_mode)
     if mask is not None:
-        valid &= _as_map(mask, "mask").astype(bool)
+        valid &= as_map(mask, "mask").astype(bool)
     return valid

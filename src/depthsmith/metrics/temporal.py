@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from ..errors import InputError
 
 __all__ = ["relative_pose", "reproject", "sample_depth", "pair_abs_rel", "visible", "TAEAccumulator",
            "temporal_alignment_error", "flicker", "fit_clip", "apply_affine", "CLIP_SPACES"]
@@ -162,7 +163,7 @@ def fit_clip(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], space: str 
     """One least-squares (scale, shift) for a whole clip, in ``space`` (eval_TAE: disparity), over
     pixels whose ground truth is in (min_depth, max_depth). From running sums: one frame at a time."""
     if space not in CLIP_SPACES:
-        raise ValueError(f"space must be one of {CLIP_SPACES}, got {space!r}")
+        raise InputError(f"space must be one of {CLIP_SPACES}, got {space!r}")
     if space == "none":
         return 1.0, 0.0
     s = np.zeros(5)  # n, sum x, sum x^2, sum y, sum xy

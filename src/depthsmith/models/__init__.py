@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ from .decoders import list_decoders
 from .encoders import WEIGHT_CHOICES
 from .loading import ModelConfigError, load_hub, load_local, looks_like_path
 from .model import DepthModel
-from .presets import PRESET_NOTES, PRESETS
+from .presets import PRESETS, Preset
 from .vit import is_plain_vit
-from .weights import WeightFileError
+from .weights import WeightFileError, check_finite
 
 __all__ = ["DepthModel", "create_model", "list_models", "load_model", "load_any", "convert_keras", "list_decoders",
            "WeightFileError", "ModelConfigError"]
@@ -23,7 +24,7 @@ __all__ = ["DepthModel", "create_model", "list_models", "load_model", "load_any"
 
 def list_models() -> list[str]:
     """Names of the presets. Any timm encoder name works with ``create_model`` too."""
-    return sorted(PRESETS)
+    return sorted(PRESETS.names())
 
 
 def create_model(
@@ -44,7 +45,7 @@ def create_model(
     if decoder is not None:
         overrides["decoder"] = decoder
     if name in PRESETS:
-        cfg = copy.deepcopy(PRESETS[name])
+        cfg = copy.deepcopy(PRESETS.get(name).config)
         for key in ("encoder_kwargs", "decoder_kwargs"):  # merge, do not replace
             if key in overrides:
                 cfg[key] = {**cfg.get(key, {}), **overrides.pop(key)}
@@ -54,7 +55,7 @@ def create_model(
         # A plain ViT gives one-stride token grids: DPT is the decoder made for them.
         cfg = {"encoder": name, "decoder": "dpt" if is_plain_vit(name) else "unet", **overrides}
     else:
-        raise ValueError(
+        raise InputError(
             f"Unknown model {name!r}. Presets: {', '.join(list_models())}. "
             f"Or give any timm encoder name (timm.list_models()) with decoder= one of "
             f"{', '.join(list_decoders())}."
@@ -62,12 +63,22 @@ def create_model(
     return DepthModel(encoder_weights=encoder_weights, **cfg)
 
 
+def _finite(load: Any) -> Any:
+    """Every model ``load_model`` returns, whatever its format, is checked for NaN/inf tensors."""
+    @functools.wraps(load)
+    def checked(path_or_hub_id: str | Path, *args: Any, **kwargs: Any) -> DepthModel:
+        return check_finite(load(path_or_hub_id, *args, **kwargs), path_or_hub_id)
+
+    return checked
+
+
+@_finite
 def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: str | None = None,
                max_depth: float | None = None, **hub_kwargs: Any) -> DepthModel:
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
     seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), convert a transformers
-    Depth Anything checkpoint (folder or Hub id; see ``hf_depth``) or an original Depth Anything V2
-    ``.pth`` checkpoint (see ``da2_pth``).
+    Depth Anything, DPT or ZoeDepth checkpoint (folder or Hub id; see ``hf_depth``, ``hf_dpt``,
+    ``hf_zoedepth``) or an original Depth Anything V2 ``.pth`` checkpoint (see ``da2_pth``).
 
     Weights come from safetensors, the .keras file's HDF5 or ``torch.load(weights_only=True)`` only
     and every tensor must match (strict): nothing but tensors is unpickled, and the encoder's ImageNet
@@ -77,7 +88,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
     ``output`` ('disparity' or 'metric') and ``max_depth`` (metres) are for ``.pth`` files only: they
     override what the file name says (relative, or metric Hypersim 20 m / Virtual KITTI 80 m).
     """
-    from .hf_depth import hf_depth_folder, load_hf_depth
+    from .hf_depth import hf_depth_folder
 
     path = Path(path_or_hub_id).expanduser()
     if path.suffix == ".pth":  # before the Hub, as .keras; encoder .pth files go to create_model instead
@@ -93,7 +104,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         return load_keras_seed(path).to(map_location)
     if path.exists():
         hf = hf_depth_folder(path)  # a transformers checkpoint folder: converted
-        return load_hf_depth(hf, map_location=map_location, source=str(path)) if hf else load_local(path, map_location)
+        return _load_hf(hf, map_location, str(path)) if hf else load_local(path, map_location)
     if looks_like_path(str(path_or_hub_id)):
         raise MissingInputError(
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
@@ -101,8 +112,22 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         )
     hf = hf_depth_folder(str(path_or_hub_id), **hub_kwargs)
     if hf is not None:
-        return load_hf_depth(hf, map_location=map_location, source=str(path_or_hub_id))
+        return _load_hf(hf, map_location, str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
+
+
+def _load_hf(folder: Path, map_location: str, source: str) -> DepthModel:
+    """A transformers checkpoint folder, converted by the converter of its config's ``model_type``."""
+    import json
+
+    from .hf_depth import load_hf_depth
+    from .hf_dpt import load_hf_dpt
+    from .hf_zoedepth import load_hf_zoedepth
+
+    model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    # load_hf_depth names the unsupported ones
+    load = {"dpt": load_hf_dpt, "zoedepth": load_hf_zoedepth}.get(model_type, load_hf_depth)
+    return load(folder, map_location=map_location, source=source)
 
 
 def load_any(model: Any) -> Any:

@@ -14,8 +14,9 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..metrics import metrics_in
+
 __all__ = ["build_model_card", "run_card", "write_run_card"]
-_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "d1", "d2", "d3")
 
 
 def _hub_id(value: Any) -> str | None:
@@ -25,7 +26,7 @@ def _hub_id(value: Any) -> str | None:
 
 
 def _metrics_table(metrics: Mapping[str, Any]) -> list[str]:
-    keys = [k for k in _METRICS if isinstance(metrics.get(k), (int, float))]
+    keys = [m.key for m in metrics_in("card") if isinstance(metrics.get(m.key), (int, float))]
     if not keys:
         return []
     return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),

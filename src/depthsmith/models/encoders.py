@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .vit import ViTFeatures, is_plain_vit
+from .beit import BeitFeatures, is_beit
+from .vit import ViTFeatures, is_hybrid_vit, is_plain_vit
 from .weights import load_encoder_file
+from .zoe_frame import InputFrame
 
 __all__ = ["Encoder", "WEIGHT_CHOICES", "ENCODER_KWARGS", "check_encoder_kwargs"]
 
@@ -37,7 +39,8 @@ WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to 
 # network. Anything else would reach ``timm.create_model`` unchecked, and some timm options
 # open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
 # the internet must not be able to make the loader read, or unpickle, an arbitrary file.
-ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "pos_embed_offset", "norm")
+ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "pos_embed_offset", "norm",
+                      "readout", "pos_embed_interpolation", "layer_norm_eps", "pad_multiple", "cnn_taps", "frame")
 TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size", "embed_dim", "depth", "num_heads",
                      "mlp_ratio", "patch_size", "qkv_bias", "init_values", "pretrained_cfg_overlay")
 ENCODER_KWARGS = ENCODER_OWN_KWARGS + TIMM_SHAPE_KWARGS
@@ -64,7 +67,7 @@ def _check_encoder_name(name: str) -> None:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:15]
         hint = f" Similar timm names: {', '.join(close)}." if close else ""
-        raise ValueError(
+        raise InputError(
             f"Unknown encoder {name!r}: not a timm model.{hint} "
             "See timm.list_models() for every valid name."
         )
@@ -90,9 +93,11 @@ class Encoder(nn.Module):
         _check_encoder_name(name)
         check_encoder_kwargs(timm_kwargs)
         if weights not in (None, "imagenet") and not isinstance(weights, (str, Path)):
-            raise ValueError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
+            raise InputError(f"encoder_weights={weights!r} is not valid: use {WEIGHT_CHOICES}.")
         self.name = name
         self.include_input = include_input
+        frame = timm_kwargs.pop("frame", None)  # ZoeDepth's reflect padding and working-size resize (zoe_frame.py)
+        self.frame = InputFrame(**frame) if frame else None
         pretrained = weights == "imagenet"
         weight_file = None if weights in (None, "imagenet") else Path(weights)
 
@@ -100,8 +105,9 @@ class Encoder(nn.Module):
             net = timm.create_model(name, pretrained=pretrained, **timm_kwargs)
             self.net = _tap_extractor(net, list(taps))
             channels, reductions = _probe_shapes(self.net, list(taps))
-        elif is_plain_vit(name):  # one-stride token grid at any input size: see vit.py
-            self.net = ViTFeatures(name, pretrained, out_indices, weight_file, **timm_kwargs)
+        elif is_plain_vit(name) or is_hybrid_vit(name) or is_beit(name):  # one-stride token grid, any size: vit.py
+            features = BeitFeatures if is_beit(name) else ViTFeatures
+            self.net = features(name, pretrained, out_indices, weight_file, **timm_kwargs)
             weight_file = None  # loaded into the bare timm ViT inside
             channels, reductions = list(self.net.channels), list(self.net.reductions)
         else:
@@ -134,6 +140,8 @@ class Encoder(nn.Module):
         return new
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.frame is not None:
+            x = self.frame(x)
         feats = self.net(x)
         if isinstance(feats, dict):  # fx extractor returns {tap: tensor} in tap order
             feats = list(feats.values())
@@ -149,7 +157,7 @@ def _tap_extractor(net: nn.Module, taps: list[str]) -> nn.Module:
         return create_feature_extractor(net, return_nodes={t: t for t in taps})
     except Exception as err:  # fx raises several types for an unknown node name
         names = [n for n in get_graph_node_names(net)[1] if not n.endswith(("bn", "act"))]
-        raise ValueError(
+        raise InputError(
             f"Cannot tap {taps} in {type(net).__name__}: {err}. "
             f"Valid tap names include: {', '.join(names[:40])} ..."
         ) from err

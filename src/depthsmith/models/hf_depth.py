@@ -34,14 +34,18 @@ the deepest tap (the encoder is truncated there).
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import InputError
-from .hub import read_license, resolve_folder
+from .hub import hub_error, read_license, resolve_folder
+from .loading import ModelConfigError
 from .weights import WeightFileError
 
 __all__ = ["UnsupportedCheckpointError", "hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
@@ -72,8 +76,8 @@ def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | Non
         allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token")}
         try:  # only config.json first: a depthsmith repo is left to from_pretrained
             path = Path(hf_hub_download(str(path_or_hub_id), "config.json", **allowed)).parent
-        except Exception:  # unreachable or absent: from_pretrained raises the error that names it
-            return None
+        except Exception as err:  # named once here (a second download would retry the same failure)
+            raise hub_error(str(path_or_hub_id), err) from err
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):  # missing, not JSON, not even text (UnicodeDecodeError)
@@ -85,23 +89,41 @@ def hf_depth_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path | Non
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # ValueError: bad JSON, or not text at all (UnicodeDecodeError)
         raise WeightFileError(f"Cannot read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise WeightFileError(f"{path}: holds a JSON {type(data).__name__}; expected an object {{key: value}}.")
+    return data
+
+
+def _shard_names(index: Path) -> list[str]:
+    """The shard files an index's ``weight_map`` ({tensor: file}) names, or an error naming the index."""
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise WeightFileError(f"{index}: key 'weight_map' is missing or not an object {{tensor name: shard file}}; "
+                              "expected the index written by transformers' save_pretrained.")
+    return sorted(set(weight_map.values()))
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(_read_json(index)["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    files = _shard_names(index) if index.is_file() else ["model.safetensors"]
     state: dict[str, torch.Tensor] = {}
     for name in files:
+        if not (folder / name).is_file() and index.is_file():
+            raise WeightFileError(f"{folder / name}: missing, but {index} names it in its weight_map; download "
+                                  "every shard the index lists.")
         if not (folder / name).is_file():
             raise WeightFileError(
                 f"{folder} has no {name}: only safetensors weights are read (pytorch_model.bin is never unpickled)."
             )
-        state.update(load_file(str(folder / name)))
+        try:
+            state.update(load_file(str(folder / name)))
+        except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
+            raise WeightFileError(f"{folder / name}: cannot read safetensors weights ({type(err).__name__}: {err}).") from err
     return state
 
 
@@ -110,21 +132,21 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     where = folder / "config.json"
     backbone = config.get("backbone_config") or {}
     if backbone.get("model_type") != "dinov2":
-        raise ValueError(f"{where}: backbone model_type {backbone.get('model_type')!r} is not supported (dinov2 only).")
+        raise InputError(f"{where}: backbone model_type {backbone.get('model_type')!r} is not supported (dinov2 only).")
     if backbone.get("use_swiglu_ffn"):
-        raise ValueError(f"{where}: SwiGLU DINOv2 (giant) backbones are not supported yet.")
+        raise InputError(f"{where}: SwiGLU DINOv2 (giant) backbones are not supported yet.")
     factors = [float(f) for f in config.get("reassemble_factors", (4, 2, 1, 0.5))]
     if factors != [4.0, 2.0, 1.0, 0.5] or config.get("head_in_index", -1) != -1:
-        raise ValueError(f"{where}: reassemble_factors {factors} / head_in_index {config.get('head_in_index')} "
+        raise InputError(f"{where}: reassemble_factors {factors} / head_in_index {config.get('head_in_index')} "
                          "differ from Depth Anything's [4, 2, 1, 0.5] / -1, which the dpt decoder implements.")
     hidden = int(backbone.get("hidden_size", 768))
     if int(config.get("reassemble_hidden_size", hidden)) != hidden:
-        raise ValueError(f"{where}: reassemble_hidden_size != backbone hidden_size ({hidden}).")
+        raise InputError(f"{where}: reassemble_hidden_size != backbone hidden_size ({hidden}).")
     stages = backbone.get("out_indices") or [int(s.replace("stage", "")) for s in backbone.get("out_features", [])]
     if not stages or min(stages) < 1:
-        raise ValueError(f"{where}: backbone out_indices {stages} must name blocks (stage 1 = block 0).")
+        raise InputError(f"{where}: backbone out_indices {stages} must name blocks (stage 1 = block 0).")
     if abs(float(backbone.get("layer_norm_eps", 1e-6)) - 1e-6) > 1e-12:
-        raise ValueError(f"{where}: layer_norm_eps {backbone.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
+        raise InputError(f"{where}: layer_norm_eps {backbone.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
     patch = int(backbone.get("patch_size", 14))
     image = int(backbone.get("image_size", 518))
     encoder_kwargs = {
@@ -138,13 +160,15 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     if processor.is_file():
         proc = _read_json(processor)
         if proc.get("do_normalize", True) and "image_mean" in proc:
+            if "image_std" not in proc:
+                raise ModelConfigError(f"{processor}: has image_mean but no key 'image_std'.")
             encoder_kwargs["pretrained_cfg_overlay"] = {"mean": list(proc["image_mean"]), "std": list(proc["image_std"])}
     # No processor file: the values every published Depth Anything processor holds.
     working = processor_working_size(_read_json(processor) if processor.is_file() else _DA_PROCESSOR)
     kind = config.get("depth_estimation_type", "relative")
     if kind not in ("relative", "metric"):
-        raise ValueError(f"{where}: depth_estimation_type {kind!r} is neither relative nor metric.")
-    out = {"output": "disparity"} if kind == "relative" else {"output": "metric", "max_depth": float(config["max_depth"])}
+        raise InputError(f"{where}: depth_estimation_type {kind!r} is neither relative nor metric.")
+    out = {"output": "disparity"} if kind == "relative" else {"output": "metric", "max_depth": _max_depth(config, where)}
     return dict(
         encoder=_DINOV2_NAMES.get(hidden, "vit_small_patch14_dinov2"), decoder="dpt", encoder_kwargs=encoder_kwargs,
         decoder_kwargs={"features": int(config.get("fusion_hidden_size", 64)),
@@ -171,6 +195,16 @@ def processor_working_size(proc: dict[str, Any]) -> dict[str, Any]:
     if multiple > 1:
         spec["multiple_of"] = multiple
     return spec
+
+
+def _max_depth(config: dict[str, Any], where: Path) -> float:
+    """A metric checkpoint's ``max_depth`` (metres): a finite number > 0, or an error naming the file and key."""
+    value = config.get("max_depth")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ModelConfigError(f"{where}: key 'max_depth' is {'missing' if value is None else repr(value)}; a metric "
+                               "Depth Anything config needs the largest depth in metres, a number > 0 (e.g. 20 "
+                               "indoors, 80 outdoors).")
+    return float(value)
 
 
 # HF name -> depthsmith name. q/k/v are handled apart (concatenated into qkv).
@@ -238,6 +272,17 @@ def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tens
     return out
 
 
+@contextmanager
+def _named(where: Path) -> Iterator[None]:
+    try:
+        yield
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        text = f"key {err} is missing" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ModelConfigError(text if str(where) in text else f"{where}: {text}") from err
+
+
 def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source: str | None = None, **hub_kwargs: Any):
     """A DepthModel with the weights of a transformers depth checkpoint (folder or Hub id).
 
@@ -250,16 +295,18 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
     if model_type not in HF_MODEL_TYPES:
         raise UnsupportedCheckpointError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
-            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric). "
-            "DPTForDepthEstimation uses a readout projection and another head, which the dpt decoder does not build."
+            f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here, "
+            "dpt (DPTForDepthEstimation) in models/hf_dpt.py, zoedepth in models/hf_zoedepth.py."
         )
-    kwargs = _model_kwargs(config, folder)
     source = source or str(path_or_hub_id)
-    card = {"base_model": source, "license": read_license(folder),
-            "converted_from": f"transformers {config.get('architectures', ['DepthAnythingForDepthEstimation'])[0]}"}
-    model = DepthModel(name=Path(source).name or source, card=card, **kwargs)
+    with _named(folder / "config.json"):  # a wrong type or an impossible value: the file and the problem
+        kwargs = _model_kwargs(config, folder)
+        card = {"base_model": source, "license": read_license(folder),
+                "converted_from": f"transformers {config.get('architectures', ['DepthAnythingForDepthEstimation'])[0]}"}
+        model = DepthModel(name=Path(source).name or source, card=card, **kwargs)
     state = convert_state_dict(_read_weights(folder), model.state_dict(), source)
-    scale = float(config.get("max_depth") or 1.0)
+    with _named(folder / "config.json"):
+        scale = float(config.get("max_depth") or 1.0)
     if kwargs["output"] == "disparity" and scale != 1.0:  # HF: relu(conv3) * max_depth
         for name in ("weight", "bias"):
             state[f"decoder.head.conv3.{name}"] = state[f"decoder.head.conv3.{name}"] * scale

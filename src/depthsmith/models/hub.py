@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["resolve_folder", "read_license", "source_license", "HUB_FILES"]
+from ..errors import InputError, MissingInputError
+
+__all__ = ["resolve_folder", "read_license", "source_license", "hub_error", "HUB_FILES"]
 
 # What a converter needs from a Hub repo: never the training checkpoints or other large extras.
 HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "README.md", "preprocessor_config.json"]
@@ -19,7 +21,10 @@ def resolve_folder(path_or_hub_id: str | Path, **hub_kwargs: Any) -> Path:
     from huggingface_hub import snapshot_download
 
     allowed = {k: v for k, v in hub_kwargs.items() if k in ("revision", "cache_dir", "local_files_only", "token")}
-    return Path(snapshot_download(str(path_or_hub_id), allow_patterns=HUB_FILES, **allowed))
+    try:
+        return Path(snapshot_download(str(path_or_hub_id), allow_patterns=HUB_FILES, **allowed))
+    except Exception as err:  # the hub library's errors name neither the id nor network vs missing repo
+        raise hub_error(str(path_or_hub_id), err) from err
 
 
 def read_license(folder: str | Path) -> str | None:
@@ -41,3 +46,25 @@ def source_license(source: str | Path | None) -> str | None:
         return read_license(resolve_folder(source, local_files_only=True))
     except Exception:  # not in the cache: the card then says the licence is not recorded
         return None
+
+
+def hub_error(repo_id: str, err: Exception) -> InputError:
+    """A Hub download failure as an error naming the id and saying which it was: no such repository
+    (or file, revision, or a gated one: the Hub answered, so nothing is retried) or the network."""
+    from huggingface_hub import errors
+
+    # Offline first: LocalEntryNotFoundError is an EntryNotFoundError (huggingface_hub/errors.py).
+    if isinstance(err, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+        return InputError(f"--model {repo_id}: not in the local Hub cache and the Hub could not be reached "
+                          "(network down, or HF_HUB_OFFLINE set); check the connection, or give a local folder.")
+    answered = [(errors.GatedRepoError, "the repository is gated: accept its terms on huggingface.co and log in"),
+                (errors.RepositoryNotFoundError, "no such model repository on the Hugging Face Hub (or it is "
+                 "private: log in with `hf auth login`)"),
+                (errors.RevisionNotFoundError, "the repository has no such revision"),
+                (errors.EntryNotFoundError, "the repository has no config.json: not a model depthsmith can load")]
+    for kind, text in answered:  # GatedRepoError is a RepositoryNotFoundError: the subclass first
+        if isinstance(err, kind):
+            return MissingInputError(f"--model {repo_id}: {text}.")
+    return InputError(f"--model {repo_id}: the Hugging Face Hub could not be reached ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0][:200] if str(err) else 'no message'}); a network problem, "
+                      "not a missing repository. Try again, or give a local folder.")

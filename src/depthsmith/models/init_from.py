@@ -10,6 +10,7 @@ import torch
 
 from . import load_model
 from .weights import WeightFileError
+from ..errors import InputError
 
 __all__ = ["init_weights_from", "INIT_PARTS"]
 
@@ -26,11 +27,11 @@ def init_weights_from(model, source: str | Path, parts=("encoder",), **hub_kwarg
     """
     unknown = sorted(set(parts) - set(INIT_PARTS))
     if unknown or not parts:
-        raise ValueError(f"init_parts {list(parts)} must be a non-empty list of {', '.join(INIT_PARTS)}.")
+        raise InputError(f"init_parts {list(parts)} must be a non-empty list of {', '.join(INIT_PARTS)}.")
     donor = load_model(source, **hub_kwargs)
     for buffer in ("mean", "std"):
         if not torch.allclose(getattr(donor.input_norm, buffer), getattr(model.input_norm, buffer)):
-            raise ValueError(f"init_from {source}: its input normalisation {buffer} "
+            raise InputError(f"init_from {source}: its input normalisation {buffer} "
                              f"{getattr(donor.input_norm, buffer).flatten().tolist()} differs from this model's.")
     for part in parts:
         src, dst = getattr(donor, part).state_dict(), getattr(model, part).state_dict()

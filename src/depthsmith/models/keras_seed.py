@@ -56,7 +56,7 @@ def load_keras_seed(path: str | Path) -> DepthModel:
     """An enc-dec-irv2 DepthModel holding the weights of the seed's ``.keras`` file."""
     path = Path(path)
     graph = _KerasGraph.read(path)
-    cfg = {**copy.deepcopy(PRESETS[_PRESET]), **SEED_KERAS_CONFIG}
+    cfg = {**copy.deepcopy(PRESETS.get(_PRESET).config), **SEED_KERAS_CONFIG}
     model = DepthModel(encoder_weights=None, name=f"{_PRESET} (seed Keras checkpoint {path.name})", **cfg)
     try:
         graph.check_padding(model.decoder.bottleneck_stride)

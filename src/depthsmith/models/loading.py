@@ -124,5 +124,10 @@ def load_hub(repo_id: str, map_location: str | torch.device = "cpu", **hub_kwarg
     than one on disk. ``hub_kwargs`` go to ``hf_hub_download`` (revision, cache_dir, token, ...)."""
     from huggingface_hub import hf_hub_download
 
-    files = [Path(hf_hub_download(repo_id, name, **hub_kwargs)) for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    from .hub import hub_error
+
+    try:
+        files = [Path(hf_hub_download(repo_id, name, **hub_kwargs)) for name in (CONFIG_FILE, WEIGHTS_FILE)]
+    except Exception as err:  # the hub library's errors name neither the id nor network vs missing repo
+        raise hub_error(repo_id, err) from err
     return load_local(files[0].parent, map_location)

@@ -13,6 +13,7 @@ from ..resize import check_working_size
 from .decoders import build_decoder
 from .encoders import Encoder
 from .heads import DISPARITY_RANGE, OUTPUT_KINDS, DepthHead, output_kind
+from ..errors import InputError
 
 __all__ = ["DepthModel", "INPUT_NORMS", "OUTPUTS", "CHANNEL_ORDERS", "DISPARITY_RANGE"]
 
@@ -35,9 +36,9 @@ class InputNorm(nn.Module):
     def __init__(self, mode: str, mean: tuple[float, ...], std: tuple[float, ...], channel_order: str = "rgb") -> None:
         super().__init__()
         if mode not in INPUT_NORMS:
-            raise ValueError(f"input_norm={mode!r} is not valid; choose one of {INPUT_NORMS}.")
+            raise InputError(f"input_norm={mode!r} is not valid; choose one of {INPUT_NORMS}.")
         if channel_order not in CHANNEL_ORDERS:
-            raise ValueError(f"channel_order={channel_order!r} is not valid; choose one of {CHANNEL_ORDERS}.")
+            raise InputError(f"channel_order={channel_order!r} is not valid; choose one of {CHANNEL_ORDERS}.")
         self.mode = mode
         self.channel_order = channel_order
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
@@ -94,9 +95,9 @@ class DepthModel(
     ) -> None:
         super().__init__()
         if output not in OUTPUT_KINDS:
-            raise ValueError(f"output={output!r} is not valid; choose one of {', '.join(OUTPUT_KINDS.names())}.")
+            raise InputError(f"output={output!r} is not valid; choose one of {', '.join(OUTPUT_KINDS.names())}.")
         if not 0 < min_depth < max_depth:
-            raise ValueError(f"Need 0 < min_depth < max_depth, got {min_depth} and {max_depth}.")
+            raise InputError(f"Need 0 < min_depth < max_depth, got {min_depth} and {max_depth}.")
         self.name = name or f"{encoder}-{decoder}"
         self.output = output
         self.max_depth = float(max_depth)
@@ -113,7 +114,7 @@ class DepthModel(
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's logits at the input size, before the output kind's head."""
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(
+            raise InputError(
                 f"{self.name} expects a B x 3 x H x W RGB tensor in [0, 1], got shape {tuple(x.shape)}."
             )
         size = (x.shape[-2], x.shape[-1])  # no int(): keeps H and W symbolic for export

@@ -24,6 +24,20 @@ kept by Depth-Anything-V2's ``depth_anything_v2/dinov2.py`` with 0.1) resamples 
 ``scale_factor=(grid + offset) / old_grid`` rather than to the grid size; the output has the same
 grid but bicubic samples other source points (the offset guards against float error, see
 facebookresearch/dino issue 8). 0 (the default) is timm's and Hugging Face's resample to the size.
+
+Options for converted DPT / MiDaS 3 checkpoints (models/hf_dpt.py), each off by default:
+
+* ``readout``: what the class token does to the patch tokens of a tap (DPT's "readout"; the
+  original keeps it in the backbone, ``act_postprocess`` in isl-org/DPT ``dpt/vit.py``):
+  ``ignore`` drops it, ``add`` adds it to every token, ``project`` concatenates it to every token
+  and applies Linear(2C, C) + GELU (one per tap).
+* ``pos_embed_interpolation``: ``bilinear`` for DPT (transformers ``DPTViTEmbeddings._resize_pos_embed``).
+* ``layer_norm_eps``: every LayerNorm's epsilon (DPT's ViT uses 1e-12, timm 1e-6).
+* ``pad_multiple``: zero-pad to this multiple instead of the patch. DPT fuses by doubling each
+  level's size, so its grids must be even: 2 x patch (the processor's ``ensure_multiple_of`` 32).
+* ``cnn_taps``: for a hybrid ViT (timm ``vision_transformer_hybrid``: a CNN whose stride-16 map
+  is the token grid), the outputs of its first ``cnn_taps`` CNN stages come first in the list, as
+  DPT-Hybrid takes ResNet stages 1 and 2 (``DPTViTHybridEmbeddings.residual_feature_map_index``).
 """
 
 from __future__ import annotations
@@ -35,10 +49,20 @@ import timm
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
+from torch.nn import functional as F
 
 from .weights import load_encoder_file
+from ..errors import InputError
 
-__all__ = ["is_plain_vit", "ViTFeatures"]
+__all__ = ["is_plain_vit", "is_hybrid_vit", "ViTFeatures", "READOUTS"]
+
+READOUTS = ("ignore", "add", "project")
+
+
+def is_hybrid_vit(name: str) -> bool:
+    """True for timm's ``vision_transformer_hybrid`` family (``vit_base_r50_s16_384``, ...)."""
+    base = timm.models.split_model_name_tag(name)[0]
+    return base in timm.list_models(module="vision_transformer_hybrid")
 
 
 def is_plain_vit(name: str) -> bool:
@@ -103,24 +127,26 @@ class ViTFeatures(nn.Module):
         norm: bool = True,
         pos_embed_antialias: bool | None = None,
         pos_embed_offset: float = 0.0,
+        readout: str = "ignore",
+        pos_embed_interpolation: str = "bicubic",
+        layer_norm_eps: float | None = None,
+        pad_multiple: int | None = None,
+        cnn_taps: int = 0,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__()
-        # No classifier, no pooling head: their parameters would never get a gradient here.
-        kwargs = dict(num_classes=0, global_pool="", dynamic_img_size=True, dynamic_img_pad=True)
-        kwargs.update(timm_kwargs)
-        self.vit = timm.create_model(name, pretrained=pretrained, **kwargs)
+        self.vit = self._create(name, pretrained, timm_kwargs)
         if not hasattr(self.vit, "blocks") or not hasattr(self.vit, "patch_embed"):
-            raise ValueError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
+            raise InputError(f"{name!r} is not a plain timm VisionTransformer (no blocks / patch_embed).")
         depth = len(self.vit.blocks)
         # Default: four evenly spaced blocks ending at the last one (DPT's hooks; ViT-S/B: 2, 5, 8, 11).
         indices = list(out_indices) if out_indices is not None else [depth * (i + 1) // 4 - 1 for i in range(4)]
         bad = [i for i in indices if not -depth <= i < depth]
         if bad:
-            raise ValueError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
+            raise InputError(f"out_indices {bad} out of range for {name!r}, which has {depth} blocks (0..{depth - 1}).")
         self.out_indices = [i % depth for i in indices]
         if self.out_indices != sorted(set(self.out_indices)):
-            raise ValueError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
+            raise InputError(f"out_indices must be increasing block indices, got {list(indices)} for {name!r}.")
         # Blocks after the deepest tap are dropped (not just skipped): fewer parameters, and none
         # left without a gradient (DDP would need find_unused_parameters otherwise).
         self.vit.blocks = self.vit.blocks[: self.out_indices[-1] + 1]
@@ -131,16 +157,61 @@ class ViTFeatures(nn.Module):
         self.antialias = ("dinov2" not in name) if pos_embed_antialias is None else bool(pos_embed_antialias)
         self.offset = float(pos_embed_offset)
         if not 0 <= self.offset < 1:
-            raise ValueError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
+            raise InputError(f"pos_embed_offset={pos_embed_offset!r} must be in [0, 1) (DINOv2's original: 0.1).")
         if self.offset and self.antialias:
-            raise ValueError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
+            raise InputError(f"pos_embed_offset={self.offset} is DINOv2's original resample, which does not "
                              f"antialias; pos_embed_antialias must be False for {name!r}.")
-        self.patch_size = int(self.vit.patch_embed.patch_size[0])
-        if tuple(self.vit.patch_embed.patch_size) != (self.patch_size, self.patch_size):
-            raise ValueError(f"{name!r}: only square patches are supported, got {self.vit.patch_embed.patch_size}.")
+        # A hybrid's token stride is its CNN's (feature_ratio) times its patch on that map (1).
+        ratio = tuple(getattr(self.vit.patch_embed, "feature_ratio", (1, 1)))
+        stride = tuple(int(p) * int(r) for p, r in zip(self.vit.patch_embed.patch_size, ratio))
+        self.patch_size = stride[0]
+        if stride != (self.patch_size, self.patch_size):
+            raise InputError(f"{name!r}: only square patches are supported, got {stride}.")
         self.channels = [int(self.vit.embed_dim)] * len(self.out_indices)
         self.reductions = [self.patch_size] * len(self.out_indices)
+        self.cnn_taps = int(cnn_taps)
+        if self.cnn_taps:
+            backbone = getattr(self.vit.patch_embed, "backbone", None)
+            info = [f for f in getattr(backbone, "feature_info", []) if f["module"].startswith("stages.")]
+            if not 0 < self.cnn_taps < len(info):
+                raise InputError(f"cnn_taps={cnn_taps}: {name!r} has {len(info)} CNN stages before its tokens "
+                                 "(a hybrid ViT is needed, and the last stage makes the tokens).")
+            self.channels = [int(f["num_chs"]) for f in info[:self.cnn_taps]] + self.channels
+            self.reductions = [int(f["reduction"]) for f in info[:self.cnn_taps]] + self.reductions
         self.pretrained_cfg = dict(getattr(self.vit, "pretrained_cfg", None) or {})
+        if readout not in READOUTS:
+            raise InputError(f"readout={readout!r} is not valid; choose one of {READOUTS}.")
+        if pos_embed_interpolation not in ("bicubic", "bilinear"):
+            raise InputError(f"pos_embed_interpolation={pos_embed_interpolation!r}: choose bicubic or bilinear.")
+        if pad_multiple is not None and (int(pad_multiple) < 1 or int(pad_multiple) % self.patch_size):
+            raise InputError(f"pad_multiple={pad_multiple} must be a positive multiple of the patch ({self.patch_size}).")
+        if readout != "ignore" and self.vit.num_prefix_tokens != 1:
+            raise InputError(f"readout={readout!r} needs exactly one class token; {name!r} has "
+                             f"{self.vit.num_prefix_tokens} prefix tokens.")
+        self.readout_mode, self.interpolation, self.pad_multiple = readout, pos_embed_interpolation, pad_multiple
+        dim = int(self.vit.embed_dim)
+        # One per output, CNN maps included (as nn.Identity), so index i is DPT's readout_projects.i.
+        self.readout = (nn.ModuleList([*(nn.Identity() for _ in range(self.cnn_taps)),
+                                       *(nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU()) for _ in self.out_indices)])
+                        if readout == "project" else None)
+        if layer_norm_eps is not None:
+            for module in self.vit.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.eps = float(layer_norm_eps)
+
+    @staticmethod
+    def _create(name: str, pretrained: bool, timm_kwargs: dict[str, Any]) -> nn.Module:
+        # No classifier, no pooling head: their parameters would never get a gradient here.
+        kwargs = dict(num_classes=0, global_pool="", dynamic_img_size=True, dynamic_img_pad=True)
+        kwargs.update(timm_kwargs)
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The token sequence entering the first block (B x gh x gw x C patches in)."""
+        return self.vit.norm_pre(self.vit.patch_drop(self._pos_embed(x)))
+
+    def _block(self, block: nn.Module, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        return block(tokens)
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """timm's ``VisionTransformer._pos_embed`` with the antialias choice made explicit."""
@@ -159,7 +230,8 @@ class ViTFeatures(nn.Module):
         else:
             pos = resample_abs_pos_embed(
                 vit.pos_embed, new_size=(gh, gw), old_size=old,
-                num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens, antialias=self.antialias,
+                num_prefix_tokens=0 if vit.no_embed_class else vit.num_prefix_tokens,
+                interpolation=self.interpolation, antialias=self.antialias,
             )
         if vit.no_embed_class:
             x = torch.cat([*prefix, x + pos], dim=1)
@@ -170,14 +242,39 @@ class ViTFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         vit = self.vit
         batch = x.shape[0]
-        tokens = vit.patch_embed(x)  # B x gh x gw x C (NHWC with dynamic_img_size), padded to the patch
+        if self.pad_multiple is not None:  # zeros on the right and bottom, as timm's patch padding
+            x = F.pad(x, (0, (-x.shape[-1]) % self.pad_multiple, 0, (-x.shape[-2]) % self.pad_multiple))
+        maps, tokens = self._embed(x)  # tokens: B x gh x gw x C (NHWC with dynamic_img_size)
         gh, gw = tokens.shape[1], tokens.shape[2]
-        tokens = vit.norm_pre(vit.patch_drop(self._pos_embed(tokens)))
-        feats = []
+        tokens = self._tokens(tokens)
+        feats = list(maps)
         for i, block in enumerate(vit.blocks):
-            tokens = block(tokens)
+            tokens = self._block(block, tokens, (gh, gw))
             if i in self.out_indices:
-                out = vit.norm(tokens)
-                out = out[:, vit.num_prefix_tokens:]
+                out = self._read_out(vit.norm(tokens), len(feats))
                 feats.append(out.reshape(batch, gh, gw, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return feats
+
+    def _embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The patch tokens, and for a hybrid the first ``cnn_taps`` CNN stage outputs on the way
+        (timm ``HybridEmbed.forward`` with its stages run one by one; its 1 x 1 patch needs no padding)."""
+        embed = self.vit.patch_embed
+        if not self.cnn_taps:
+            return [], embed(x)  # padded to the patch by timm
+        backbone = embed.backbone
+        x = backbone.stem(x)
+        maps = []
+        for stage in backbone.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps[: self.cnn_taps], embed.proj(backbone.norm(x)).permute(0, 2, 3, 1)
+
+    def _read_out(self, tokens: torch.Tensor, tap: int) -> torch.Tensor:
+        """The patch tokens of one tap, with the class token's readout (transformers
+        ``DPTReassembleStage.forward``)."""
+        patches = tokens[:, self.vit.num_prefix_tokens:]
+        if self.readout_mode == "add":
+            return patches + tokens[:, :1]
+        if self.readout is not None:
+            return self.readout[tap](torch.cat([patches, tokens[:, :1].expand_as(patches)], dim=-1))
+        return patches

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import InputError
 
-__all__ = ["read_state_dict", "load_encoder_file", "WeightFileError"]
+__all__ = ["read_state_dict", "load_encoder_file", "WeightFileError", "NonFiniteWeightsError", "check_finite"]
 
 # Wrappers that training code puts around a model, in any order (timm strips DDP / compile only at the start).
 _PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.net.", "net.")
@@ -31,6 +31,25 @@ _NESTED = ("model_state_dict", "ema")  # timm unwraps state_dict_ema, model_ema,
 
 class WeightFileError(InputError):
     """A weight file that cannot be read or does not fit the network."""
+
+
+class NonFiniteWeightsError(WeightFileError):
+    """A model whose weights or buffers hold NaN or inf: every prediction would be NaN or flat."""
+
+
+def check_finite(model: nn.Module, source: object) -> nn.Module:
+    """``model`` if every floating tensor (parameters and buffers: BatchNorm's running_var too) is
+    finite, else a NonFiniteWeightsError naming ``source`` and the first bad tensors."""
+    bad = []
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            bad.append(f"{name} ({count} of {tensor.numel()} values NaN/inf)")
+    if bad:
+        raise NonFiniteWeightsError(f"{source}: {len(bad)} tensor(s) hold NaN/inf, e.g. {', '.join(bad[:3])}; "
+                                    "the weights are damaged (a diverged training run or a bad conversion): "
+                                    "every prediction would be NaN.")
+    return model
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -99,12 +99,14 @@ for _id, _lic, _side in (("Intel/dpt-large", "apache-2.0", 384), ("Intel/dpt-hyb
                          ("Intel/dpt-beit-large-512", "mit", 512), ("Intel/dpt-beit-base-384", "mit", 384)):
     _add(ZooEntry(_id, "DPT / MiDaS 3.x", "disparity", _lic, None, {"height": _side, "width": _side},
                   loader=("model_type", "dpt")))
+# ZoeDepth's converted model applies its processor's resize itself (models/hf_zoedepth.py), so its
+# working_size field stays null; this is the published processor's size, for the table.
 _ZOE = {"height": 384, "width": 512, "keep_aspect": True, "multiple_of": 32}
-_add(ZooEntry("Intel/zoedepth-nyu", "ZoeDepth", "metric", "mit", 345.0, _ZOE,
+_add(ZooEntry("Intel/zoedepth-nyu", "ZoeDepth", "metric_direct", "mit", 345.0, _ZOE,
               {"nyu-eigen": ("ZoeDepth", "BEiT-L (ZoeD-M12-N)")}, loader=("model_type", "zoedepth")))
-_add(ZooEntry("Intel/zoedepth-kitti", "ZoeDepth", "metric", "mit", 345.0, _ZOE,
+_add(ZooEntry("Intel/zoedepth-kitti", "ZoeDepth", "metric_direct", "mit", 345.0, _ZOE,
               {"kitti-garg": ("ZoeDepth", "BEiT-L (ZoeD-M12-K)")}, loader=("model_type", "zoedepth")))
-_add(ZooEntry("Intel/zoedepth-nyu-kitti", "ZoeDepth", "metric", "mit", None, _ZOE, loader=("model_type", "zoedepth")))
+_add(ZooEntry("Intel/zoedepth-nyu-kitti", "ZoeDepth", "metric_direct", "mit", None, _ZOE, loader=("model_type", "zoedepth")))
 _add(ZooEntry("apple/DepthPro-hf", "Depth Pro", "metric", "apple-amlr", None, {"height": 1536, "width": 1536},
               loader=("model_type", "depth_pro")))
 for _family, _why in _UNSUPPORTED.items():

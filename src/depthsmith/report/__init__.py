@@ -15,10 +15,11 @@ import torch
 
 from depthsmith.evaluate import EvalResult, evaluate, write_result
 from ..device import resolve_device
-from ..paths import unique_names
+from ..paths import atomic_write_text, unique_names
 
 from .figures import curves_figure, qualitative_figure, r2_figure, read_curves
 from .table import ModelCost, measure_cost, metrics_table
+from ..errors import InputError
 
 __all__ = ["make_report", "write_report", "model_label", "read_curves", "measure_cost", "metrics_table"]
 
@@ -54,9 +55,9 @@ def make_report(
     """
     models, runs = list(models or []), list(runs or [])
     if models and data is None:
-        raise ValueError("evaluating models for the report needs a dataset (--data)")
+        raise InputError("evaluating models for the report needs a dataset (--data)")
     if not models and not runs:
-        raise ValueError("nothing to report: give at least one model (with --data) or one training run (--run)")
+        raise InputError("nothing to report: give at least one model (with --data) or one training run (--run)")
     from depthsmith.evaluate.multi import dataset_entries
 
     # Several datasets (a list of configs): one row per (model, dataset), each with its own protocol.
@@ -96,8 +97,8 @@ def write_report(
                                "split, dashed lines the validation split (values logged by Lightning's CSVLogger "
                                "in each run's metrics.csv).")
     md_path = out / "report.md"
-    md_path.write_text(page.markdown())
-    (out / "report.html").write_text(page.html())
+    atomic_write_text(md_path, page.markdown())
+    atomic_write_text(out / "report.html", page.html())
     return md_path
 
 

@@ -18,8 +18,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from depthsmith.evaluate import PROTOCOLS, EvalResult
-from depthsmith.paths import unique_names
+from depthsmith.paths import atomic_write, unique_names
 from depthsmith.viz import INVALID_GREY, colorize, to_numpy_image
+from ..errors import InputError
 
 __all__ = ["r2_figure", "qualitative_figure", "curves_figure", "read_curves", "CURVE_PANELS"]
 
@@ -38,7 +39,8 @@ def _new_figure(width: float, height: float, dpi: int = 110) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or "png")
     return path
 
 
@@ -111,7 +113,7 @@ def qualitative_figure(results: dict[str, EvalResult], path: str | Path, error_m
     examples = [results[label].examples for label in labels]
     n_rows = min([max_rows, *(len(e) for e in examples)])
     if n_rows == 0:
-        raise ValueError("no example predictions to show: evaluate with keep_examples > 0")
+        raise InputError("no example predictions to show: evaluate with keep_examples > 0")
     base = examples[0][:n_rows]
     preds = [[ex[r]["pred"] for ex in examples] for r in range(n_rows)]
     vmin, vmax = _shared_depth_range(base, [p for row in preds for p in row])

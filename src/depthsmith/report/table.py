@@ -15,11 +15,10 @@ import torch
 
 from ..evaluate import EvalResult
 from ..flops import count_flops
+from ..metrics import metrics_in
 
 __all__ = ["ModelCost", "measure_cost", "metrics_table"]
 
-TABLE_METRICS = (("abs_rel", "AbsRel ↓"), ("rmse", "RMSE (m) ↓"), ("log10", "log10 ↓"),
-                 ("d1", "δ<1.25 ↑"), ("d2", "δ<1.25² ↑"), ("d3", "δ<1.25³ ↑"), ("r2", "R² ↑"))
 
 
 @dataclass
@@ -67,8 +66,8 @@ def _fmt(value: float, digits: int) -> str:
 def metrics_table(results: dict[str, EvalResult], costs: dict[str, ModelCost]) -> str:
     """Markdown table, one row per model: cost columns, then the metrics of its EvalResult (measured
     here); then the published results under the same protocol, marked "from the paper"."""
-    head = ["model", "architecture", "params (M)", "GFLOPs", "latency (ms/img)",
-            *(title for _, title in TABLE_METRICS)]
+    columns = metrics_in("report")
+    head = ["model", "architecture", "params (M)", "GFLOPs", "latency (ms/img)", *(m.heading for m in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, result in results.items():
         cost = costs.get(label)
@@ -76,7 +75,7 @@ def metrics_table(results: dict[str, EvalResult], costs: dict[str, ModelCost]) -
         cells = [label, str(result.settings.get("model", "-")),
                  _fmt(cost.params_m, 2) if cost else "-", _fmt(cost.gflops, 2) if cost else "-",
                  _fmt(cost.latency_ms, 1) if cost else "-",
-                 *(_fmt(m.get(key, math.nan), 3) for key, _ in TABLE_METRICS)]
+                 *(_fmt(m.get(c.key, math.nan), 3) for c in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     protocols = dict.fromkeys(r.protocol for r in results.values())
     for protocol in protocols:  # the field's numbers under the same protocol, marked as quoted
@@ -85,6 +84,6 @@ def metrics_table(results: dict[str, EvalResult], costs: dict[str, ModelCost]) -
         for row in published(protocol):
             cells = [f"{row['method']} (from the paper)", row["backbone"],
                      _fmt(row["params_m"], 2) if row.get("params_m") else "-", "-", "-",
-                     *(_fmt(row.get(key) if row.get(key) is not None else math.nan, 3) for key, _ in TABLE_METRICS)]
+                     *(_fmt(row.get(c.key) if row.get(c.key) is not None else math.nan, 3) for c in columns)]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from torch import nn
 from . import torch_backends, onnx, openvino  # noqa: F401, I001  (each registers its backends, in this order)
 from .auto import AutoRunner
 from .base import Backend, Runner, available_backends, get_backend, list_backends, register
+from ..errors import InputError
 
 __all__ = ["create_runner", "open_model", "model_working_size", "backend_choices", "list_backends", "available_backends",
            "get_backend", "register", "Backend", "Runner", "AutoRunner"]
@@ -27,9 +28,9 @@ __all__ = ["create_runner", "open_model", "model_working_size", "backend_choices
 def backend_choices() -> list[str]:
     """Names accepted by ``--backend``: auto, ``torch`` (fp32 or bf16 by ``--precision``), every
     registered backend and its aliases."""
-    from .base import _ALIASES
+    from .base import BACKEND_REGISTRY
 
-    return ["auto", "torch", *list_backends(), *(a for a in _ALIASES if a != "torch")]
+    return ["auto", "torch", *list_backends(), *(a for a in BACKEND_REGISTRY.aliases() if a != "torch")]
 
 
 def open_model(model: Any) -> Any:
@@ -63,9 +64,7 @@ def model_working_size(model: Any) -> dict[str, Any] | None:
 
 
 def _suffixes(name: str) -> tuple[str, ...]:
-    from .base import _REGISTRY
-
-    return _REGISTRY[name].file_suffixes
+    return get_backend(name, installed=False).file_suffixes
 
 
 def create_runner(backend: str, model: Any, device: Any = "auto", precision: str = "auto",
@@ -86,7 +85,7 @@ def create_runner(backend: str, model: Any, device: Any = "auto", precision: str
         if backend in ("auto", "torch"):
             backend = own or backend
         if backend.startswith("torch"):
-            raise ValueError(f"{model}: an exported {model.suffix} file cannot run on backend {backend!r}; "
+            raise InputError(f"{model}: an exported {model.suffix} file cannot run on backend {backend!r}; "
                              f"use --backend {own} or give the saved model folder")
     dev = resolve_device(device)
     if backend == "auto":

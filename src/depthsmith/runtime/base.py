@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..registry import Registry, UnknownNameError
+from ..errors import InputError
+
 __all__ = ["agreement", "Backend", "Runner", "register", "get_backend", "list_backends", "available_backends",
-           "as_tensor", "model_meta"]
+           "as_tensor", "model_meta", "BACKEND_REGISTRY"]
 
 
 class Runner:
@@ -69,38 +72,35 @@ class Backend:
         return self.condition is None or bool(self.condition())
 
 
-_REGISTRY: dict[str, Backend] = {}
-_ALIASES: dict[str, str] = {}
+BACKEND_REGISTRY: Registry[Backend] = Registry("backend")
 
 
 def register(backend: Backend) -> Backend:
-    if backend.name in _REGISTRY or backend.name in _ALIASES:
-        raise ValueError(f"backend {backend.name!r} is registered twice")
-    _REGISTRY[backend.name] = backend
-    for alias in backend.aliases:
-        _ALIASES[alias] = backend.name
-    return backend
+    return BACKEND_REGISTRY.add(backend.name, backend, backend.aliases)
 
 
 def list_backends() -> list[str]:
     """Every registered backend name (installed or not), in registration order."""
-    return list(_REGISTRY)
+    return BACKEND_REGISTRY.names()
 
 
 def available_backends() -> list[str]:
     """The registered backends whose Python packages are installed."""
-    return [n for n, b in _REGISTRY.items() if b.installed()]
+    return [n for n, b in BACKEND_REGISTRY.items() if b.installed()]
 
 
-def get_backend(name: str) -> Backend:
-    key = _ALIASES.get(name, name)
-    if key not in _REGISTRY:
-        raise ValueError(f"backend {name!r} is not known; valid: auto, {', '.join(_REGISTRY)} "
-                         f"(aliases: {', '.join(f'{a}={t}' for a, t in _ALIASES.items())})")
-    backend = _REGISTRY[key]
-    if not backend.installed():
+def get_backend(name: str, installed: bool = True) -> Backend:
+    """The backend registered as ``name`` (or an alias); with ``installed``, refused when its packages
+    are missing, saying what to install."""
+    if name not in BACKEND_REGISTRY:
+        aliases = BACKEND_REGISTRY.aliases()
+        raise UnknownNameError(f"backend {name!r} is not known; valid: auto, {', '.join(BACKEND_REGISTRY)} "
+                               f"(aliases: {', '.join(f'{a}={t}' for a, t in aliases.items())})")
+    key = BACKEND_REGISTRY.canonical(name)
+    backend = BACKEND_REGISTRY.get(key)
+    if installed and not backend.installed():
         missing = [m for m in backend.requires if importlib.util.find_spec(m) is None]
-        raise ValueError(f"backend {key!r} needs {', '.join(missing)}, which is not installed "
+        raise InputError(f"backend {key!r} needs {', '.join(missing)}, which is not installed "
                          f"(pip install 'depthsmith[{'openvino' if 'openvino' in missing else 'export'}]')")
     return backend
 
@@ -109,7 +109,7 @@ def as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """A B x 3 x H x W float32 tensor from a tensor or an array, checked."""
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     if t.ndim != 4 or t.shape[1] != 3:
-        raise ValueError(f"expected a B x 3 x H x W batch of RGB in [0, 1], got shape {tuple(t.shape)}")
+        raise InputError(f"expected a B x 3 x H x W batch of RGB in [0, 1], got shape {tuple(t.shape)}")
     return t.float()
 
 

@@ -64,7 +64,7 @@ def exported_onnx(model: Any) -> Path:
     if not isinstance(model, nn.Module):
         path = Path(model)
         if path.suffix != ".onnx":
-            raise ValueError(f"{path}: expected a DepthModel or an .onnx file for the ONNX Runtime backend")
+            raise InputError(f"{path}: expected a DepthModel or an .onnx file for the ONNX Runtime backend")
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file {path} does not exist (write one with `depthsmith export`).")
         return path
@@ -115,7 +115,7 @@ def exported_openvino(model: Any) -> Path:
                                         "`depthsmith export --format openvino`).")
             return path
         if path.suffix != ".onnx":
-            raise ValueError(f"{path}: expected a DepthModel, an .onnx or an OpenVINO .xml file")
+            raise InputError(f"{path}: expected a DepthModel, an .onnx or an OpenVINO .xml file")
         out = cache_dir() / "models" / model_key(path) / "model.xml"
     else:
         out = _model_folder(model) / "model.xml"

@@ -10,6 +10,7 @@ difference from PyTorch is reported.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+from ..paths import atomic_write
 from .ort import onnx_session
 
-__all__ = ["export_onnx", "check_onnx", "ExportResult", "TOLERANCE", "Check", "checks_pass", "compare"]
+__all__ = ["export_onnx", "check_onnx", "check_opset", "ExportResult", "TOLERANCE", "Check", "checks_pass",
+           "compare", "MIN_OPSET"]
+
+# torch.onnx's dynamo exporter implements opset 18 and up (torch/onnx/_internal/exporter/
+# _constants.py, TORCHLIB_OPSET); below it, it tries a version conversion and, when that fails,
+# silently writes opset 18 (torch/onnx/_internal/exporter/_compat.py).
+MIN_OPSET = 18
 
 # Largest |ONNX Runtime - PyTorch| accepted, relative to the largest |PyTorch output| of that check:
 # 1 mm on a 10 m metric model, 1e-4 on a unitless (0, 1] output. fp32 against fp32 differs by float
@@ -108,6 +117,18 @@ class ExportResult:
         return "\n".join(lines)
 
 
+def check_opset(opset: int) -> int:
+    """``opset`` if the exporter can write it (MIN_OPSET up to the installed onnx's newest), else an
+    InputError before any work."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise InputError(f"--opset {opset} cannot be written: torch's ONNX exporter writes opsets "
+                         f"{MIN_OPSET} to {newest} (the installed onnx's newest); default 18.")
+    return opset
+
+
 def _second_size(height: int, width: int) -> tuple[int, int]:
     # Different from the example in both sides, odd, and not a multiple of any stride.
     return max(64, height * 3 // 4) | 1, (width * 5 // 4 + 3) | 1
@@ -125,6 +146,7 @@ def export_onnx(
     ``depth`` (B x 1 x H x W; metres unless the model is relative), B, H and W dynamic."""
     import onnx
 
+    check_opset(opset)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().cpu()
@@ -137,11 +159,16 @@ def export_onnx(
     with torch.no_grad():  # does the decoder itself reach the input size?
         logits = model.decoder(model.encoder(model.input_norm(example)), (height, width))
     wrapper = _SymbolicSizeForward(model, resize=tuple(logits.shape[-2:]) != (height, width)).eval()
-    torch.onnx.export(wrapper, (example,), str(out), dynamo=True,
-                      dynamic_shapes=(dims,), input_names=["image"], output_names=["depth"],
-                      opset_version=opset, verbose=False)
-
-    proto = onnx.load(str(out))
+    # Traced into a temp folder beside ``out``, written under its name only once whole (paths.atomic_write).
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        traced = Path(tmp) / "model.onnx"
+        torch.onnx.export(wrapper, (example,), str(traced), dynamo=True,
+                          dynamic_shapes=(dims,), input_names=["image"], output_names=["depth"],
+                          opset_version=opset, verbose=False)
+        proto = onnx.load(str(traced))
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:  # torch falls back to its own opset when a conversion fails
+        raise RuntimeError(f"the exporter wrote opset {written}, not the requested {opset}; nothing written")
     _name_dynamic_dims(proto, ("batch", None, "height", "width"))
     # Metadata travels with the file so ONNX users know the units without the Python config.
     meta = {"depthsmith.name": getattr(model, "name", type(model).__name__),
@@ -154,7 +181,8 @@ def export_onnx(
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(out))
+    with atomic_write(out) as handle:  # the bytes onnx.save writes (it wants a named file to write to)
+        handle.write(proto.SerializeToString())
 
     result = ExportResult(out)
     if check:

@@ -8,6 +8,7 @@ written when its held-out accuracy is within the tolerance.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import nn
 
 from .export_onnx import TOLERANCE, Check, checks_pass, compare
 from .quantize import DEFAULT_CALIBRATION, DEFAULT_TOLERANCE, Int8Result, quantize_int8
+from ..errors import InputError
 
 __all__ = ["export_openvino", "OpenVinoExport"]
 
@@ -65,14 +67,17 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
 
     out = Path(out)
     if out.suffix != ".xml":
-        raise ValueError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
+        raise InputError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
     model = model.eval().float().cpu()
-    with tempfile.TemporaryDirectory() as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is built in a temp folder beside ``out`` and renamed into place once checked:
+    # .bin first, .xml last, so an .xml on disk always has its weights (as runtime/cache.py does).
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         onnx_result = export_onnx(model, Path(tmp) / "model.onnx", height=height, width=width)
         result = OpenVinoExport(None, onnx_result.summary())
         if not onnx_result.ok:
             return result
-        fp32_xml = out if not int8 else Path(tmp) / "fp32.xml"
+        fp32_xml = Path(tmp) / "fp32.xml"
         convert_to_openvino(onnx_result.path, fp32_xml)
         result.checks = _check(fp32_xml, model, [(1, height, width), (2, *_second_size(height, width))])
         if not result.ok:
@@ -83,5 +88,7 @@ def export_openvino(model: nn.Module, out: str | Path, height: int = 240, width:
                                         source="the given images" if images is not None else "")
             result.path = result.int8.path
         else:
+            for suffix in (".bin", ".xml"):
+                os.replace(fp32_xml.with_suffix(suffix), out.with_suffix(suffix))
             result.path = out
     return result

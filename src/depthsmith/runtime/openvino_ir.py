@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from ..cpu import usable_cores
+from ..models.weights import WeightFileError
 from .base import Runner
+from ..errors import InputError
 
 __all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
 
@@ -48,7 +50,7 @@ def save_openvino(ov_model: Any, out: str | Path, meta: dict[str, str]) -> Path:
 
     out = Path(out)
     if out.suffix != ".xml":
-        raise ValueError(f"{out}: an OpenVINO IR path must end in .xml (the weights go to {out.stem}.bin beside it)")
+        raise InputError(f"{out}: an OpenVINO IR path must end in .xml (the weights go to {out.stem}.bin beside it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     for key, value in meta.items():
         ov_model.set_rt_info(str(value), ["depthsmith", key])
@@ -83,7 +85,13 @@ class OpenVinoRunner(Runner):
             raise FileNotFoundError(f"OpenVINO IR {self.path} does not exist "
                                     "(write one with `depthsmith export --format openvino`).")
         ov_core = core()
-        ov_model = ov_core.read_model(str(self.path))
+        try:
+            ov_model = ov_core.read_model(str(self.path))
+        except RuntimeError as err:  # OpenVINO's message ends with the line that says what is wrong
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            raise WeightFileError(f"{self.path}: not a readable OpenVINO IR ({lines[-1] if lines else err}); expected "
+                                  f"the .xml and the {self.path.stem}.bin beside it written by "
+                                  "`depthsmith export --format openvino`.") from err
         meta = read_metadata(ov_model)
         self.name = meta.get("name", self.path.stem)
         self.is_metric = meta.get("is_metric", "True") == "True"

@@ -21,6 +21,7 @@ import torch
 
 __all__ = ["calibration_images", "quantize_int8", "Int8Result", "cached_int8", "DEFAULT_TOLERANCE"]
 from ..resize import resized
+from ..errors import InputError
 
 DEFAULT_TOLERANCE = 0.02  # mean relative difference vs fp32 above which an int8 model is refused
 DEFAULT_CALIBRATION = 24  # images (the measurement on a Xeon used 24)
@@ -52,7 +53,7 @@ def calibration_images(source: str | Path | None, count: int = DEFAULT_CALIBRATI
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         files = [f for f in files if "depth" not in f.stem.lower()]  # paired RGB/depth folders: RGB only
         if not files:
-            raise ValueError(f"calibration folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise InputError(f"calibration folder {path} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         picked = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(count, len(files)))]
         images = [_resize(torch.from_numpy(load_image(f)).permute(2, 0, 1), size) for f in picked]
         return images, f"{len(images)} images from folder {path}"
@@ -61,11 +62,11 @@ def calibration_images(source: str | Path | None, count: int = DEFAULT_CALIBRATI
 
         dataset = build_dataset(path)
         if len(dataset) == 0:
-            raise ValueError(f"calibration dataset {path} has no samples")
+            raise InputError(f"calibration dataset {path} has no samples")
         idx = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(count, len(dataset)))})
         images = [_resize(dataset[i]["image"], size) for i in idx]
         return images, f"{len(images)} images of dataset {path}"
-    raise ValueError(f"--calibration {path}: expected a dataset config (.yaml/.yml) or a folder of images, "
+    raise InputError(f"--calibration {path}: expected a dataset config (.yaml/.yml) or a folder of images, "
                      "and it is neither" + ("" if path.exists() else " (it does not exist)"))
 
 
@@ -114,7 +115,7 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
     if images is None:
         images, source = calibration_images(calibration, count, size)
     if len(images) < 2:
-        raise ValueError(f"int8 needs at least 2 calibration images (some calibrate, some are held out "
+        raise InputError(f"int8 needs at least 2 calibration images (some calibrate, some are held out "
                          f"to measure accuracy); {source} gave {len(images)}")
     held = images[3::4] or images[-1:]  # every 4th image is held out
     calib = [im for i, im in enumerate(images) if i % 4 != 3] if len(images) > 3 else images[:-1]
@@ -123,7 +124,9 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
     # PERFORMANCE preset: symmetric int8 weights and activations, the fastest kernels on VNNI.
     quantized = nncf.quantize(fp32_model, nncf.Dataset(calib), subset_size=len(calib),
                               preset=nncf.QuantizationPreset.PERFORMANCE, target_device=nncf.TargetDevice.CPU)
-    with tempfile.TemporaryDirectory() as tmp:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    # Beside ``out``: os.replace cannot move across file systems (/tmp is often another one).
+    with tempfile.TemporaryDirectory(dir=Path(out).parent, prefix=f".{Path(out).name}.") as tmp:
         candidate = save_openvino(quantized, Path(tmp) / "int8.xml", {**meta, "precision": "int8"})
         fp32_run, int8_run = OpenVinoRunner(fp32_xml, "fp32"), OpenVinoRunner(candidate)
         ref = np.concatenate([fp32_run(torch.from_numpy(h)).numpy() for h in held])
@@ -140,7 +143,7 @@ def quantize_int8(fp32_xml: str | Path, out: str | Path, calibration: str | Path
             return result
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in (".xml", ".bin"):
+        for suffix in (".bin", ".xml"):  # .xml last: an .xml on disk always has its weights
             os.replace(candidate.with_suffix(suffix), out.with_suffix(suffix))
     result.path = out
     return result
@@ -156,7 +159,7 @@ def cached_int8(model: Any, tolerance: float = DEFAULT_TOLERANCE) -> Path:
     if not isinstance(model, torch.nn.Module) and Path(model).suffix == ".xml":
         meta = read_metadata(core().read_model(str(model)))
         if meta.get("precision") != "int8":
-            raise ValueError(f"{model} is not an int8 IR (precision {meta.get('precision', 'unknown')}); write one "
+            raise InputError(f"{model} is not an int8 IR (precision {meta.get('precision', 'unknown')}); write one "
                              "with `depthsmith export --format openvino --int8`, or run it with --backend openvino")
         return Path(model)
     # A model accepted under another tolerance is kept apart: the default path must never load it.

@@ -14,6 +14,7 @@ from torch import nn
 
 from .base import Backend, Runner, model_meta, register
 from ..cpu import has_native_bf16
+from ..errors import InputError
 
 __all__ = ["TorchRunner"]
 
@@ -25,7 +26,7 @@ class TorchRunner(Runner):
         from .fast import fast_model
 
         if not isinstance(model, nn.Module):
-            raise ValueError(f"the torch backends run a DepthModel (a saved folder, Hub id or preset), not {model}; "
+            raise InputError(f"the torch backends run a DepthModel (a saved folder, Hub id or preset), not {model}; "
                              "run an exported file with --backend onnx or openvino")
         self.device = resolve_device(device)
         self.precision, self.threads = precision, threads

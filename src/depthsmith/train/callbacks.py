@@ -4,6 +4,7 @@
   kill during the write leaves a truncated ``last.ckpt`` and the run cannot be resumed. Here
   the bytes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``d over
   the target: readers see either the old complete file or the new complete file.
+  The ``last.ckpt`` it replaces is kept as ``previous.ckpt`` (``keep_previous``).
 - StepReseed: reseeds torch / numpy / random before every training batch from (seed, rank,
   epoch, batch), so model-side randomness (dropout, drop-path) is the same in a resumed run
   as in an uninterrupted one. Lightning does not store RNG states in checkpoints, and its
@@ -30,7 +31,6 @@ import contextlib
 import csv
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,30 +44,10 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ..paths import atomic_write_text, fsync_dir, temp_beside
+
 __all__ = ["AtomicCheckpointIO", "StepReseed", "ResumableCSVLogger", "atomic_write_text", "FiniteStateGuard",
            "NonFiniteStateError", "non_finite_report", "clean_orphans", "WriteAtFirstCheckpoint", "StepCheckpoint"]
-
-
-_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
-def _mkstemp(path: Path) -> tuple[int, str]:
-    """A temp file next to ``path``, with the permissions a normal open() would give (mkstemp uses 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, 0o666 & ~_UMASK)
-    return fd, tmp
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable (POSIX); not possible on Windows, harmless to skip there.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -78,13 +58,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _mkstemp(path)
+        fd, tmp = temp_beside(path)  # the temp-file rule of every writer (depthsmith.paths)
         handle = _RecordingWriter(os.fdopen(fd, "wb"))
         try:
             with handle.file:
                 self._write(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.file.fileno())
+            if path.name == LAST:
+                keep_previous(path)
             os.replace(tmp, path)
         except Exception as err:
             with contextlib.suppress(OSError):
@@ -100,11 +82,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     @staticmethod
     def _write(checkpoint: dict[str, Any], handle: Any) -> None:
         torch.save(checkpoint, handle)
+
+
+LAST, PREVIOUS = "last.ckpt", "previous.ckpt"
+
+
+def keep_previous(last: Path) -> None:
+    """Keep the ``last.ckpt`` about to be replaced as ``previous.ckpt`` (a hard link: no copy, and
+    the disk cost of one more checkpoint only once the new last.ckpt is in place), so a
+    ``last.ckpt`` damaged later (a bad copy, a failing disk) leaves a checkpoint to resume from
+    (``run_dir.resume_checkpoint``). A file system without hard links just has no previous.ckpt."""
+    if not last.is_file():
+        return
+    link = last.with_name(f".{PREVIOUS}.{os.getpid()}.tmp")  # the orphan pattern clean_orphans removes
+    with contextlib.suppress(OSError):
+        link.unlink(missing_ok=True)
+        os.link(last, link)
+        os.replace(link, last.with_name(PREVIOUS))
 
 
 class _RecordingWriter:
@@ -122,21 +121,6 @@ class _RecordingWriter:
 
     def flush(self) -> None:
         self.file.flush()
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a small text file (config.yaml, summary.json) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp(path)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class StepReseed(pl.Callback):
@@ -221,7 +205,7 @@ class FiniteStateGuard(pl.Callback):
 def clean_orphans(*folders: Path) -> tuple[int, int]:
     """Delete the temp files that killed atomic writes left in ``folders``: (count, bytes).
 
-    Only names our own writers make (``.<target>.<random>.tmp``, see _mkstemp); a run
+    Only names our own writers make (``.<target>.<random>.tmp``, see paths.temp_beside); a run
     folder is used by one run at a time, so none of them can belong to a live write.
     """
     count = size = 0

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import InputError
 from .schema import PRECISION_ALIASES, Target, TrainConfig, checked_keys, sections, value_problem
 
 __all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_config", "resolve_config", "parse_override",
@@ -32,7 +33,7 @@ __all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_config", "resolve_co
 _KEYS = sections()  # the key tree of the fixed sections (None: a value or a free sub-dict)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bad recipe, YAML file or override; the message names the key."""
 
 

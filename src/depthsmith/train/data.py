@@ -146,17 +146,13 @@ class SampleCache(Dataset):
             return self.transform(dict(sample))
 
 
-# The argument of each reader that says where its data is; `data.root` fills it when unset.
-PATH_KEYS = {"nyu_zip": "path", "nyu_mat": "path", "h5": "path", "bts": "data_path", "paired": "csv_path",
-             "kitti": "data_path", "diode": "path", "ibims": "path", "sunrgbd": "path", "eth3d": "path",
-             "cityscapes": "path"}
-
-
 def _path_key(cfg: Mapping[str, Any]) -> str | None:
+    """The argument of the config's reader that says where its data is (``DepthDataset.root_key``);
+    `data.root` fills it when unset."""
+    from ..data import DATASETS
+
     kind = cfg.get("type")
-    if kind == "paired" and cfg.get("rgb_glob"):
-        return "root"  # glob pairs are relative to `root`
-    return PATH_KEYS.get(kind)
+    return DATASETS.get(kind).root_key_for(cfg) if isinstance(kind, str) and kind in DATASETS else None
 
 
 def _with_root(cfg: Mapping[str, Any] | None, root: Any) -> dict[str, Any] | None:

@@ -17,7 +17,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..models.card import write_run_card
-from .callbacks import NonFiniteStateError, atomic_write_text, non_finite_report
+from ..paths import atomic_write_text
+from .callbacks import NonFiniteStateError, non_finite_report
 from .holdout import evaluate_holdout, format_holdout
 from .metrics_file import best_metrics, read_metrics
 from .module import build_model

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .callbacks import atomic_write_text
+from ..paths import atomic_write_text
 
 __all__ = ["read_metrics", "epoch_curves", "best_metrics", "truncate_metrics"]
 

@@ -22,6 +22,7 @@ from ..models import DepthModel, create_model
 from .working_size import model_section
 from .batch_metrics import align_scale_shift, batch_metrics
 from .optim import build_optimizer, build_scheduler
+from ..errors import InputError
 
 __all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model"]
 
@@ -78,10 +79,10 @@ class DepthTrainModule(pl.LightningModule):
         self.seed_target = config.get("target", "auto") == "seed_minmax"
         kind = self.model.output_kind
         if kind.target is None:
-            raise ValueError(f"model.output={kind.name!r} cannot be trained here: {kind.untrainable}.")
+            raise InputError(f"model.output={kind.name!r} cannot be trained here: {kind.untrainable}.")
         self.target_mode = "minmax_all" if self.seed_target else kind.target
         if self.seed_target and kind.target != "minmax":
-            raise ValueError(f"target: seed_minmax trains relative depth; set model.output=relative "
+            raise InputError(f"target: seed_minmax trains relative depth; set model.output=relative "
                              f"(got {self.model.output!r})")
         if config.get("bn_momentum") is not None:
             for m in self.model.modules():

@@ -24,9 +24,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.utilities.rank_zero import _get_rank
+from lightning.pytorch.utilities import rank_zero_only  # public; Lightning sets .rank from RANK / LOCAL_RANK
 
-from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint, atomic_write_text
+from ..paths import atomic_write_text
+from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint
 from .config import dump_config, resolve_config
 from .data import DepthDataModule
 from .finish import TrainResult, failed, finish
@@ -80,7 +81,7 @@ def _fit(trainer: pl.Trainer, module: DepthTrainModule, datamodule: DepthDataMod
         error = f"Training stopped: {err} Nothing was overwritten: {keep}."
     except SystemExit:
         # Lightning turns Ctrl+C into a graceful shutdown and sys.exit(1).
-        if _get_rank() in (None, 0) and (run_dir / "checkpoints" / "last.ckpt").is_file():
+        if rank_zero_only.rank == 0 and (run_dir / "checkpoints" / "last.ckpt").is_file():
             print(f"Training interrupted; {resume_hint}", file=sys.stderr)
         raise
     finally:
@@ -130,7 +131,7 @@ def train(
     if resume:  # after FiniteStateGuard: a refused checkpoint does not count as a working config
         callback_list.append(WriteAtFirstCheckpoint(run_dir / "config.yaml", dump_config(cfg)))
     trainer = build_trainer(cfg, run_dir, callback_list + list(callbacks), loggers, has_val)
-    if _get_rank() in (None, 0) and not resume:
+    if rank_zero_only.rank == 0 and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))  # what --resume will read
 

@@ -126,7 +126,8 @@ class TrainerConfig:
     devices: Any = "auto"
     strategy: Any = "auto"
     num_nodes: Positive = 1
-    limit_train_batches: NonNegative | None = None  # a count, or a fraction <= 1.0
+    # A count, or a fraction <= 1.0; 0 trains nothing and leaves no checkpoint to finish from.
+    limit_train_batches: Annotated[float | None, Range(0.0, above=True)] = None
     limit_val_batches: NonNegative | None = None
     benchmark: bool | None = None
     matmul_precision: Literal["highest", "high", "medium"] | None = None  # torch.set_float32_matmul_precision

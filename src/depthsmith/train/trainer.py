@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.fabric.utilities.rank_zero import _get_rank
+from lightning.pytorch.utilities import rank_zero_only  # public; Lightning sets .rank from RANK / LOCAL_RANK
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -58,7 +58,7 @@ def _wandb_logger(logging: Mapping[str, Any], run_dir: Path) -> Any:
     # One W&B run per run directory: its id is kept next to the checkpoints for --resume.
     id_file = run_dir / "wandb_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
-    if _get_rank() in (None, 0) and not id_file.is_file():
+    if rank_zero_only.rank == 0 and not id_file.is_file():
         atomic_write_text(id_file, run_id)
     return WandbLogger(project=logging["wandb_project"], name=run_dir.name, save_dir=str(run_dir),
                        offline=not online, id=run_id, resume="allow")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from ...errors import InputError
 
 __all__ = ["upsample_to", "upsample_x2", "pad_centered", "split_padding", "plan_stages", "size_at"]
 
@@ -61,7 +62,7 @@ def plan_stages(reductions: list[int]) -> list[tuple[int, int | None]]:
     """
     deepest = reductions[-1]
     if deepest < 1 or deepest & (deepest - 1):
-        raise ValueError(f"Deepest feature stride must be a power of two, got {deepest}.")
+        raise InputError(f"Deepest feature stride must be a power of two, got {deepest}.")
     by_stride = {r: i for i, r in enumerate(reductions[:-1])}
     stages, stride = [], deepest
     while stride > 1:

@@ -16,6 +16,13 @@ V1/V2 use it (their ``DPTHead``; Hugging Face ``DepthAnythingNeck`` + ``DepthAny
 The final activation is not here: ``DepthModel`` applies it from its ``output`` kind (sigmoid
 x max_depth for ``metric``, ReLU for ``metric_relu`` and ``disparity``), as for every decoder.
 
+Options for DPT / MiDaS 3 (transformers ``DPTNeck`` / ``DPTDepthEstimationHead``), off by default:
+``fusion_batch_norm`` (conv-BN in each RCU, ``use_batch_norm_in_fusion_residual``; its convs then
+have no bias unless ``fusion_bias``), ``head_projection`` (conv3x3 + ReLU before the head,
+``add_projection``), ``cnn_taps`` (DPT-Hybrid: the first taps are ResNet stages, not reassembled).
+DPT upsamples each fusion level x2 where Depth Anything resizes to the next
+level; with the even token grids its encoder pads to (``pad_multiple``) the two are the same.
+
 Any input size: for a ViT the prediction size is the patch-padded input size (the encoder
 zero-pads to a multiple of p), and the top-left H x W is cropped back out.
 """
@@ -27,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_decoder
+from ...errors import InputError
 
 __all__ = ["DPTDecoder"]
 
@@ -39,21 +47,28 @@ def _up(x: torch.Tensor, size=None, scale: int | None = None) -> torch.Tensor:
 
 
 class ResidualConvUnit(nn.Module):
-    def __init__(self, features: int) -> None:
+    def __init__(self, features: int, batch_norm: bool = False, bias: bool | None = None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
-        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+        bias = not batch_norm if bias is None else bias
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=bias)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=bias)
+        if batch_norm:
+            self.bn1, self.bn2 = nn.BatchNorm2d(features), nn.BatchNorm2d(features)
+        else:
+            self.bn1 = self.bn2 = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Not in-place: the input is also the residual.
-        return self.conv2(F.relu(self.conv1(F.relu(x)))) + x
+        if self.bn1 is None:
+            return self.conv2(F.relu(self.conv1(F.relu(x)))) + x
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(F.relu(x)))))) + x
 
 
 class FusionBlock(nn.Module):
-    def __init__(self, features: int, with_level: bool) -> None:
+    def __init__(self, features: int, with_level: bool, batch_norm: bool = False, bias: bool | None = None) -> None:
         super().__init__()
-        self.res1 = ResidualConvUnit(features) if with_level else None
-        self.res2 = ResidualConvUnit(features)
+        self.res1 = ResidualConvUnit(features, batch_norm, bias) if with_level else None
+        self.res2 = ResidualConvUnit(features, batch_norm, bias)
         self.project = nn.Conv2d(features, features, 1)
 
     def forward(self, x: torch.Tensor, level: torch.Tensor | None, size) -> torch.Tensor:
@@ -101,30 +116,45 @@ class DPTDecoder(nn.Module):
         features: int = 64,
         out_channels: list[int] | None = None,
         head_features: int = 32,
+        fusion_batch_norm: bool = False,
+        fusion_bias: bool | None = None,
+        head_projection: bool = False,
+        cnn_taps: int = 0,
     ) -> None:
         super().__init__()
         self.single_stride = len(set(reductions)) == 1
-        if self.single_stride:
+        if self.single_stride or cnn_taps:
             if len(channels) != 4:
-                raise ValueError(
+                raise InputError(
                     f"dpt decoder needs 4 taps of a ViT encoder (encoder_kwargs out_indices), got {len(channels)}."
                 )
-            widths = list(out_channels or [max(channels[i] // d, 1) for i, d in enumerate((8, 4, 2, 1))])
-            if len(widths) != 4:
-                raise ValueError(f"dpt decoder: out_channels needs 4 widths, got {widths}.")
-            self.reassemble = nn.ModuleList(Reassemble(c, w, f) for c, w, f in zip(channels, widths, self.FACTORS))
-            self.patch = int(reductions[0])
+            self.patch = int(reductions[-1])
+            # A hybrid ViT's first cnn_taps maps are CNN stages already at strides p/4, p/2: used as
+            # they are (nn.Identity, as DPT-Hybrid's reassemble layers 0 and 1).
+            wrong = [r for r, f in zip(reductions[:cnn_taps], self.FACTORS) if r * f != self.patch]
+            if wrong or not 0 <= cnn_taps < 4:
+                raise InputError(f"dpt decoder: cnn_taps={cnn_taps} needs CNN taps at strides "
+                                 f"{[self.patch / f for f in self.FACTORS[:cnn_taps]]}, got {reductions[:cnn_taps]}.")
+            default = [max(channels[i] // d, 1) for i, d in enumerate((8, 4, 2, 1))][cnn_taps:]
+            tokens = list(out_channels or default)
+            if len(tokens) != 4 - cnn_taps:
+                raise InputError(f"dpt decoder: out_channels needs {4 - cnn_taps} widths, got {tokens}.")
+            widths = list(channels[:cnn_taps]) + tokens
+            self.reassemble = nn.ModuleList([*(nn.Identity() for _ in range(cnn_taps)), *(
+                Reassemble(c, w, f) for c, w, f in zip(channels[cnn_taps:], tokens, self.FACTORS[cnn_taps:]))])
         else:
             if out_channels is not None:
-                raise ValueError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
+                raise InputError("dpt decoder: out_channels is for ViT encoders; a hierarchical encoder's "
                                  "stages are used as they are.")
             self.taken = len(channels) - min(4, len(channels))  # the last (deepest) four stages
             widths = list(channels[self.taken:])
             self.reassemble = None
             self.patch = 1
         self.layer_rn = nn.ModuleList(nn.Conv2d(w, features, 3, padding=1, bias=False) for w in widths)
-        self.fusion = nn.ModuleList(FusionBlock(features, with_level=i > 0) for i in range(len(widths)))
+        self.fusion = nn.ModuleList(FusionBlock(features, i > 0, fusion_batch_norm, fusion_bias)
+                                    for i in range(len(widths)))
         self.head = nn.ModuleDict({
+            **({"projection": nn.Conv2d(features, features, 3, padding=1)} if head_projection else {}),
             "conv1": nn.Conv2d(features, features // 2, 3, padding=1),
             "conv2": nn.Conv2d(features // 2, head_features, 3, padding=1),
             "conv3": nn.Conv2d(head_features, 1, 1),
@@ -132,7 +162,7 @@ class DPTDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         if self.reassemble is not None:
-            grid = feats[0].shape[-2:]
+            grid = feats[-1].shape[-2:]
             pred_size = (grid[0] * self.patch, grid[1] * self.patch)  # the patch-padded input size
             levels = [r(f) for r, f in zip(self.reassemble, feats)]
         else:
@@ -143,6 +173,8 @@ class DPTDecoder(nn.Module):
         for i, (block, level) in enumerate(zip(self.fusion, levels)):
             nxt = levels[i + 1].shape[-2:] if i + 1 < len(levels) else None
             x = block(level if x is None else x, None if x is None else level, nxt)
+        if "projection" in self.head:
+            x = F.relu(self.head["projection"](x))
         x = self.head["conv1"](x)
         x = _up(x, size=pred_size)
         x = self.head["conv3"](F.relu(self.head["conv2"](x)))

@@ -6,24 +6,21 @@ from typing import Callable
 
 from torch import nn
 
-__all__ = ["register_decoder", "build_decoder", "list_decoders"]
+from ...registry import Registry
 
-_DECODERS: dict[str, type[nn.Module]] = {}
+__all__ = ["DECODERS", "register_decoder", "build_decoder", "list_decoders"]
+
+DECODERS: Registry[type[nn.Module]] = Registry("decoder")
 
 
 def register_decoder(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        _DECODERS[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: the decoder is built by ``name`` (a second class under a name is refused)."""
+    return DECODERS.register(name)
 
 
 def list_decoders() -> list[str]:
-    return sorted(_DECODERS)
+    return sorted(DECODERS.names())
 
 
 def build_decoder(name: str, channels: list[int], reductions: list[int], **kwargs) -> nn.Module:
-    if name not in _DECODERS:
-        raise ValueError(f"Unknown decoder {name!r}. Valid decoders: {', '.join(list_decoders())}.")
-    return _DECODERS[name](channels, reductions, **kwargs)
+    return DECODERS.get(name)(channels, reductions, **kwargs)

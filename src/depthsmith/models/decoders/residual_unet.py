@@ -1,4 +1,4 @@
-"""The report's residual U-Net decoder (ConvNeXt U-Net, field notes section 2).
+"""The report's residual U-Net decoder (ConvNeXt U-Net; README presets table).
 
 After each upsample + concat with the encoder skip: a residual block of two
 conv3x3 + BatchNorm (+ ReLU), with a 1x1 conv on the shortcut to match channels.
@@ -12,6 +12,7 @@ from torch import nn
 
 from .registry import register_decoder
 from .common import plan_stages, size_at, upsample_to
+from ...errors import InputError
 
 DEFAULT_CHANNELS = (256, 128, 64, 32, 16, 16)
 
@@ -40,7 +41,7 @@ class ResidualUNetDecoder(nn.Module):
         self.stages = plan_stages(reductions)
         widths = list(decoder_channels or DEFAULT_CHANNELS[: len(self.stages)])
         if len(widths) != len(self.stages):
-            raise ValueError(
+            raise InputError(
                 f"residual_unet decoder needs {len(self.stages)} widths for an encoder of stride "
                 f"{reductions[-1]}, got {len(widths)}: {widths}."
             )

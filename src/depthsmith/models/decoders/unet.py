@@ -1,4 +1,4 @@
-"""The paper's U-Net decoder (Enc-Dec-IRv2, field notes section 1).
+"""The paper's U-Net decoder (Enc-Dec-IRv2; the seed notebook's Keras decoder, README "Seed fidelity").
 
 From the bottleneck: LeakyReLU(0.2), then per up-block: bilinear upsample -> conv3x3 ->
 LeakyReLU(0.2) -> concat skip -> conv3x3 -> LeakyReLU(0.2) -> BatchNorm -> conv3x3 ->
@@ -12,6 +12,7 @@ from torch import nn
 
 from .registry import register_decoder
 from .common import pad_centered, plan_stages, size_at, upsample_to, upsample_x2
+from ...errors import InputError
 
 DEFAULT_FILTERS = (256, 128, 64, 32, 16, 16)
 ALIGNS = ("resize", "pad")
@@ -75,13 +76,13 @@ class UNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if align not in ALIGNS:
-            raise ValueError(f"unet decoder align={align!r} is not valid; choose one of {ALIGNS}.")
+            raise InputError(f"unet decoder align={align!r} is not valid; choose one of {ALIGNS}.")
         self.align = align
         self.stages = plan_stages(reductions)
         self.bottleneck_stride = reductions[-1]
         filters = list(filters or DEFAULT_FILTERS[: len(self.stages)])
         if len(filters) != len(self.stages):
-            raise ValueError(
+            raise InputError(
                 f"unet decoder needs {len(self.stages)} filter widths for an encoder of stride "
                 f"{reductions[-1]} (one per x2 step), got {len(filters)}: {filters}."
             )
