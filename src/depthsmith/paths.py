@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import secrets
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -32,20 +32,6 @@ __all__ = ["glob_files", "unique_names", "atomic_write", "atomic_write_text", "t
 # An output folder with less free space than this is refused before work starts: a model's
 # outputs for a folder of photos, an ONNX file or a checkpoint are tens to hundreds of MB.
 MIN_FREE_BYTES = 100 * 2**20
-
-
-def _umask() -> int:
-    """The process umask, read without changing it: Linux reports it in /proc/self/status; elsewhere
-    os.umask can only read it by setting it, so it is set back at once."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _part_regex(part: str) -> str:
@@ -148,17 +134,16 @@ def unique_names(names: list[str], sep: str = "-") -> list[str]:
 
 def temp_beside(path: Path) -> tuple[int, str]:
     """A temp file next to ``path`` (``.<name>.<pid>.<random>.tmp``, the pattern ``train.callbacks.
-    clean_orphans`` removes), with the permissions a normal open() would give (mkstemp uses 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-    except OSError:
-        pass
-    except BaseException:  # Ctrl-C right here: the caller never learns the name
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    return fd, tmp
+    clean_orphans`` removes), with the permissions a normal open() would give: created with mode
+    0666, which the kernel reduces by the process umask (open(2)), so the umask is never read or
+    changed (mkstemp would create it 0600)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")  # 100 random 32-bit names taken
 
 
 def remove_own_temp_files(folder: Path) -> int:
