@@ -131,7 +131,7 @@ def test_the_comparison_fails_for_a_perturbed_weight_or_normalisation(converted)
         ours.encoder.net.offset = 0.1
 
 
-def test_output_kind_licence_and_working_size_in_the_card(converted):
+def test_output_kind_licence_in_the_card_working_size_in_the_config(converted):
     kind, _, path, ours = converted
     assert ours.output == ("disparity" if kind == "relative" else "metric") == ours.card["output"]
     assert ours.is_metric == (kind == "metric")
@@ -139,7 +139,7 @@ def test_output_kind_licence_and_working_size_in_the_card(converted):
         assert ours.max_depth == 20.0
     assert ours.encoder.name == "vit_small_patch14_dinov2" and ours.encoder.net.out_indices == [2, 5, 8, 11]
     assert ours.card["license"] == "apache-2.0" and path.name in ours.card["converted_from"]
-    assert ours.card["working_size"] == {"short_side": 518, "multiple_of": 14}
+    assert ours.working_size == {"short_side": 518, "multiple_of": 14}  # upstream input_size=518, x14
 
 
 def test_converted_model_saves_and_reloads(converted, tmp_path):

@@ -38,7 +38,8 @@ def converted(request, tmp_path_factory):
     (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags: [depth]\n---\n# tiny\n")
     (folder / "preprocessor_config.json").write_text(json.dumps(
         {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_normalize": True,
-         "rescale_factor": 1 / 255, "size": {"height": 518, "width": 518}, "ensure_multiple_of": 14}))
+         "rescale_factor": 1 / 255, "size": {"height": 518, "width": 518}, "ensure_multiple_of": 14,
+         "keep_aspect_ratio": True}))
     return request.param, hf, folder, depthsmith.load_model(folder)
 
 
@@ -76,6 +77,8 @@ def test_processor_normalisation_and_metadata(converted):
     torch.testing.assert_close(ours.input_norm.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
     torch.testing.assert_close(ours.input_norm.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
     assert ours.card["license"] == "apache-2.0"
+    # The processor's resize is the working size predict and eval resize to.
+    assert ours.working_size == {"height": 518, "width": 518, "keep_aspect": True, "multiple_of": 14}
     assert ours.is_metric == (kind == "metric")
     if kind == "metric":
         assert ours.max_depth == 20.0

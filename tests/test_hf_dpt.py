@@ -151,6 +151,7 @@ def test_card_records_licence_output_kind_and_working_size(converted, tmp_path):
     _, _, ours = converted
     assert ours.card["license"] == "apache-2.0" and "DPTForDepthEstimation" in ours.card["converted_from"]
     assert ours.card["working_size"] == {"height": 384, "width": 384, "keep_aspect_ratio": True, "ensure_multiple_of": 32}
+    assert ours.working_size == {"height": 384, "width": 384, "keep_aspect": True, "multiple_of": 32}
     assert "disparity" in ours.card["output_kind"]
     torch.testing.assert_close(ours.input_norm.mean.flatten(), torch.tensor(MEAN))
     ours.save_pretrained(tmp_path)

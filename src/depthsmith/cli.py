@@ -16,6 +16,20 @@ from .errors import InputError
 __all__ = ["main", "build_parser"]
 
 
+def _working_size(text: str):
+    """An argparse type for --working-size: native, model or WxH (depthsmith.resize.parse_working_size)."""
+    from .resize import parse_working_size
+
+    try:
+        return parse_working_size(text) or "model"
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+_WORKING_SIZE_HELP = ("network input size: model (default: the size the model was trained for, from its config), "
+                      "native (each image at its own size) or WxH, e.g. 640x480")
+
+
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= ``minimum``, refused with the valid range otherwise."""
     def parse(text: str) -> int:
@@ -49,16 +63,20 @@ def _protocol_names() -> list[str]:
 
 def _catalog(sub: argparse._SubParsersAction) -> None:
     def models(a: argparse.Namespace) -> int:
-        from .commands.catalog import models_cli
+        from .commands.catalog import models_cli, zoo_cli
 
-        return models_cli()
+        return zoo_cli() if a.pretrained else models_cli()
 
     def recipes(a: argparse.Namespace) -> int:
         from .commands.catalog import recipes_cli
 
         return recipes_cli(keys=a.keys)
 
-    sub.add_parser("models", help="list model presets and decoders").set_defaults(func=models)
+    s = sub.add_parser("models", help="list model presets and decoders (--pretrained: the pretrained zoo)")
+    s.add_argument("--pretrained", action="store_true",
+                   help="list the pretrained checkpoints: family, output kind, licence, working size, published "
+                        "NYU/KITTI numbers, and whether each loads here (converter present, weights cached)")
+    s.set_defaults(func=models)
     s = sub.add_parser("recipes", help="list the training recipes shipped with depthsmith")
     s.add_argument("--keys", action="store_true", help="list every config key --set takes: default, valid values")
     s.set_defaults(func=recipes)
@@ -92,7 +110,7 @@ def _eval(sub: argparse._SubParsersAction) -> None:
         return evaluate_cli(a.model, a.data, protocol=a.protocol, flip_tta=a.flip_tta, align=a.align,
                             batch_size=a.batch_size, device=a.device, out_dir=a.out, report_dir=a.report,
                             min_depth=a.min_depth, max_depth=a.max_depth, seed_input=a.seed_input,
-                            crop_mode=a.crop_mode, temporal=a.temporal)
+                            crop_mode=a.crop_mode, temporal=a.temporal, working_size=a.working_size)
 
     s = sub.add_parser("eval", help="evaluate a model on a dataset with a named protocol")
     s.add_argument("--model", required=True, action="append",
@@ -108,6 +126,8 @@ def _eval(sub: argparse._SubParsersAction) -> None:
                         "lstsq_disparity); median / lstsq fit in depth space, lstsq_disparity in disparity space")
     s.add_argument("--crop-mode", default="exact", choices=list(CROP_MODES),
                    help="a 480x640 crop on ground truth of another size: refuse (exact), scale it, or slice literally")
+    s.add_argument("--working-size", type=_working_size, default="model",
+                   help=_WORKING_SIZE_HELP + "; a protocol that fixes the input (seed) keeps its own")
     s.add_argument("--batch-size", type=_int_at_least(1), default=8)
     s.add_argument("--device", default="auto")
     s.add_argument("--min-depth", type=float, help="valid ground-truth range (protocol 'none')")
@@ -152,12 +172,14 @@ def _predict(sub: argparse._SubParsersAction) -> None:
         return predict_cli(a.inputs, model=a.model, out_dir=a.out, outputs=a.save, cmap=a.cmap, backend=a.backend,
                            batch_size=a.batch_size, device=a.device, intrinsics=a.intrinsics,
                            precision=a.precision, max_side=a.max_side, compile=a.compile, temporal=a.temporal,
-                           ply_every=a.ply_every, skip_existing=a.skip_existing, max_pixels=a.max_pixels)
+                           ply_every=a.ply_every, skip_existing=a.skip_existing, max_pixels=a.max_pixels,
+                           working_size=a.working_size)
 
     s = sub.add_parser("predict", help="depth for images, folders, globs or videos")
     s.add_argument("inputs", nargs="+", help="image files, folders, glob patterns or videos (mp4/avi)")
-    s.add_argument("--model", required=True,
-                   help="saved model folder, Hub id, seed .keras file, exported .onnx or OpenVINO .xml file")
+    s.add_argument("--model", default=None,
+                   help="saved model folder, Hub id, .pth, seed .keras file, exported .onnx or OpenVINO .xml file "
+                        "(default: depth-anything/Depth-Anything-V2-Small-hf, Apache-2.0, fetched on first use)")
     s.add_argument("--out", required=True)
     s.add_argument("--save", nargs="+", default=["png16", "color"],
                    choices=["png16", "npy", "color", "side", "ply"], help="what to write per image")
@@ -172,7 +194,9 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto: bf16 on CPUs/GPUs that have it, else fp32")
     s.add_argument("--max-side", type=_int_at_least(64), default=640,
-                   help="network input cap (>= 64); the depth is resized back to each image's resolution")
+                   help="with --working-size native: network input cap (>= 64); the depth is resized back to "
+                        "each image's resolution")
+    s.add_argument("--working-size", type=_working_size, default="model", help=_WORKING_SIZE_HELP)
     s.add_argument("--compile", action="store_true", help="torch.compile (faster after a long first call per size)")
     s.add_argument("--batch-size", type=_int_at_least(1), default=4)
     s.add_argument("--device", default="auto")
@@ -207,8 +231,10 @@ def _export(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--calibration", help="int8: dataset config YAML or image folder (default: synthetic rooms)")
     s.add_argument("--tolerance", type=float, default=0.02,
                    help="int8: largest mean relative difference from fp32 on held-out calibration images")
-    s.add_argument("--height", type=_int_at_least(1), default=240, help="example input height used for tracing/checking")
-    s.add_argument("--width", type=_int_at_least(1), default=320)
+    s.add_argument("--height", type=_int_at_least(1), default=None,
+                   help="example input height used for tracing/checking (default: a 480x640 photo at the model's "
+                        "working size; 240 for a native model)")
+    s.add_argument("--width", type=_int_at_least(1), default=None)
     s.add_argument("--opset", type=int, default=18)
     s.set_defaults(func=run)
 
@@ -250,8 +276,10 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("bench", help="inference latency and throughput per backend")
     s.add_argument("--model", default="enc-dec-irv2", help="preset name or saved model folder")
     # At least 2 pixels a side, the smallest image depth is estimated for (inference.MIN_INPUT_SIDE).
-    s.add_argument("--height", type=_int_at_least(2), default=240)
-    s.add_argument("--width", type=_int_at_least(2), default=320)
+    s.add_argument("--height", type=_int_at_least(2), default=None, help="default: the model's working size "
+                   "(240 if native)")
+    s.add_argument("--width", type=_int_at_least(2), default=None, help="default: the model's working size "
+                   "(320 if native)")
     s.add_argument("--batch-sizes", type=_int_at_least(1), nargs="+", default=[1, 8])
     s.add_argument("--backends", nargs="+", default=None, choices=list(BACKENDS), help="subset of backends to run")
     s.add_argument("--loaded", action="store_true",

@@ -22,7 +22,8 @@ from ..io import IMAGE_SUFFIXES, load_image, read_png16
 from ..models import load_any
 from ..resize import resized
 
-__all__ = ["synthetic_rooms", "real_frames", "synthetic_scene", "fit_depth_head", "load_for_bench", "HELDOUT_SEED"]
+__all__ = ["synthetic_rooms", "real_frames", "synthetic_scene", "fit_depth_head", "load_for_bench", "bench_size",
+           "HELDOUT_SEED"]
 
 HELDOUT_SEED = 7  # recipes train on seed 0, validate on 1 and evaluate on 2; int8 calibrates on 1234
 
@@ -80,6 +81,19 @@ def fit_depth_head(model: nn.Module, image: torch.Tensor, depth: torch.Tensor, r
     head.weight.copy_(w[:-1].view_as(head.weight).float())
     head.bias.copy_(w[-1:].float())
     return model
+
+
+def bench_size(model: str | nn.Module, height: int | None, width: int | None) -> tuple[int, int]:
+    """``height`` x ``width``, or by default the model's working size (``resize.example_size``); a
+    preset name is a native random-init model."""
+    from ..models import list_models
+    from ..resize import example_size
+    from ..runtime import model_working_size, open_model
+
+    if height and width:
+        return int(height), int(width)
+    preset = isinstance(model, str) and not Path(model).exists() and model in list_models()
+    return example_size(None if preset else model_working_size(open_model(model)), height, width)
 
 
 def load_for_bench(

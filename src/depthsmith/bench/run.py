@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..flops import count_flops
-from .inputs import load_for_bench, real_frames, synthetic_rooms
+from .inputs import bench_size, load_for_bench, real_frames, synthetic_rooms
 from .rows import BACKENDS, default_backends, mean_agreement, row_runner
 from ..errors import InputError
 
@@ -122,8 +122,8 @@ def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
 
 def run_bench(
     model: str | nn.Module = "enc-dec-irv2",
-    height: int = 240,
-    width: int = 320,
+    height: int | None = None,
+    width: int | None = None,
     batch_sizes: Sequence[int] = (1, 8),
     backends: Sequence[str] | None = None,
     repeats: int = 10,
@@ -140,11 +140,13 @@ def run_bench(
     Accuracy: against fp32 eager on the accuracy image plus ``rooms`` held-out synthetic rooms
     (``rel_diff``/``delta1``) and on the real frames under ``real_dir`` (``*_real``).
     ``loaded``: time every row a second time with a busy-loop neighbour process (``loaded_ms``).
+    ``height`` x ``width``: default, the model's working size (``resize.example_size``).
     """
     backends = list(backends or default_backends())
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise InputError(f"unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
+    height, width = bench_size(model, height, width)
     net, x1, note = load_for_bench(model, image, depth, height, width)
     rates = {"fp32": matmul_rate(torch.float32, gemm_size), "bf16": matmul_rate(torch.bfloat16, gemm_size),
              "int8": _int8_rate(backends)}

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..evaluate.core import check_seed_input, evaluate
 from ..evaluate.multi import dataset_entries, summary_table
@@ -39,6 +40,7 @@ def evaluate_cli(
     seed_input: str = "model",
     crop_mode: str = "exact",
     temporal: str = "none",
+    working_size: Any = None,
 ) -> int:
     """Returns the process exit code: 0 on success, 2 for arguments that do not fit the protocol."""
     from ..report import model_label  # matplotlib: only when a command runs
@@ -60,7 +62,8 @@ def evaluate_cli(
         for entry in entries:
             result = evaluate(m, entry.config, protocol=entry.protocol or protocol, flip_tta=flip_tta, align=align,
                               batch_size=batch_size, device=device, min_depth=min_depth, max_depth=max_depth,
-                              keep_examples=keep, seed_input=seed_input, crop_mode=entry.crop_mode or crop_mode)
+                              keep_examples=keep, seed_input=seed_input, crop_mode=entry.crop_mode or crop_mode,
+                              working_size=working_size)
             _add_temporal(result, m, entry.config, temporal, device)
             print(format_table(result))
             folder = Path(out_dir) if single else Path(out_dir) / f"{labels[str(m)]}__{entry.label}"

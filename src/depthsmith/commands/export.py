@@ -14,15 +14,17 @@ from typing import Any
 from ..errors import InputError
 from ..paths import check_output_dir, check_output_file
 from ..models import load_any
+from ..resize import example_size
 from ..runtime.quantize import DEFAULT_TOLERANCE
 
 __all__ = ["export_cli", "export_openvino_cli", "convert_cli"]
 
 
-def export_cli(model: str, out: str | Path, fmt: str = "onnx", height: int = 240, width: int = 320,
+def export_cli(model: str, out: str | Path, fmt: str = "onnx", height: int | None = None, width: int | None = None,
                opset: int = 18, **openvino: Any) -> int:
     """``depthsmith export``: returns 0 when ONNX Runtime matches PyTorch within tolerance, else 1.
-    ``fmt='openvino'``: see ``depthsmith.runtime.export_openvino`` (``openvino``: int8, calibration, tolerance)."""
+    ``fmt='openvino'``: see ``depthsmith.runtime.export_openvino`` (``openvino``: int8, calibration, tolerance).
+    The example size (``height`` x ``width``) defaults to the model's working size (``resize.example_size``)."""
     if fmt == "openvino":
         return export_openvino_cli(model, out, height, width, **openvino)
     from ..runtime.export_onnx import check_opset, export_onnx
@@ -35,6 +37,7 @@ def export_cli(model: str, out: str | Path, fmt: str = "onnx", height: int = 240
         print(f"format {fmt!r} is not supported; use onnx or openvino")
         return 2
     net = load_any(model)
+    height, width = example_size(getattr(net, "working_size", None), height, width)
     try:
         result = export_onnx(net, out, height=height, width=width, opset=opset)
     except Exception as err:  # torch.export reports unsupported code paths in many exception types
@@ -44,7 +47,8 @@ def export_cli(model: str, out: str | Path, fmt: str = "onnx", height: int = 240
     return 0 if result.ok else 1
 
 
-def export_openvino_cli(model: Any, out: str | Path, height: int = 240, width: int = 320, int8: bool = False,
+def export_openvino_cli(model: Any, out: str | Path, height: int | None = None, width: int | None = None,
+                        int8: bool = False,
                         calibration: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> int:
     """Prints the export's checks (and int8's held-out accuracy); 0 when written, 1 when refused or failed."""
     from ..runtime.export_openvino import export_openvino
@@ -53,6 +57,7 @@ def export_openvino_cli(model: Any, out: str | Path, height: int = 240, width: i
         raise InputError(f"--out {out}: an OpenVINO IR is an .xml file (weights in a .bin beside it), e.g. model.xml")
     check_output_file(out)
     net = load_any(model)
+    height, width = example_size(getattr(net, "working_size", None), height, width)
     if calibration is not None and not int8:
         print("note: --calibration is only used with --int8; writing an fp32 IR")
     try:

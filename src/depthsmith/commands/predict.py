@@ -39,9 +39,35 @@ def _progress(iterable: Iterable, total: int | None, unit: str, desc: str) -> It
     return tqdm(iterable, total=total, unit=unit, desc=desc, dynamic_ncols=True)
 
 
+class DefaultModelUnavailableError(InputError):
+    """``predict`` without ``--model`` could not get the default model (offline and not cached)."""
+
+
+def default_model() -> str:
+    """The default model of ``predict`` (``models.zoo.DEFAULT_MODEL``), its files fetched from the Hub on
+    first use (then read from the cache); offline without a cache, an error naming the Hub id and how
+    to pass a local folder."""
+    from ..models.hub import resolve_folder
+    from ..models.zoo import DEFAULT_MODEL
+
+    print(f"no --model given: using {DEFAULT_MODEL} (Apache-2.0; downloaded from the Hugging Face Hub on first "
+          "use, then read from its cache)")
+    try:
+        resolve_folder(DEFAULT_MODEL)
+    except Exception as err:  # offline, no cache, Hub unreachable: the Hub client's many error types
+        raise DefaultModelUnavailableError(
+            f"predict without --model needs the default model {DEFAULT_MODEL}, which is neither in the Hugging Face "
+            f"cache nor downloadable here ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). "
+            f"Download it where there is internet (huggingface-cli download {DEFAULT_MODEL} --local-dir "
+            "DA2-small) and pass the folder: --model DA2-small; or pass any local model folder, .pth or .onnx file "
+            "with --model."
+        ) from err
+    return DEFAULT_MODEL
+
+
 def predict_cli(
     inputs: Sequence[str],
-    model: str,
+    model: str | None,
     out_dir: str | Path,
     outputs: Sequence[str] = ("png16", "color"),
     cmap: str = "inferno_r",
@@ -56,6 +82,7 @@ def predict_cli(
     ply_every: int = 1,
     skip_existing: bool = False,
     max_pixels: int | None = None,
+    working_size: Any = None,
 ) -> int:
     """``depthsmith predict``: writes the chosen outputs per input into ``out_dir``.
 
@@ -74,6 +101,8 @@ def predict_cli(
         Image.MAX_IMAGE_PIXELS = check_positive_int(max_pixels, "--max-pixels")
     files, problems = expand_inputs(inputs)
     failures = [f"{name}: {reason}" for name, reason in problems]
+    if model is None:
+        model = default_model()
     stems = _stems(files)
     todo = [f for f in files if not (skip_existing and _finished(out, stems[f], outputs, is_video(f)))]
     if skip_existing:
@@ -82,7 +111,7 @@ def predict_cli(
     with stop_on_signals() as stopped:  # from here on: a stop between whole files, one line, exit 130 / 143
         try:
             predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
-                                  compile=compile)
+                                  compile=compile, working_size=working_size)
             print(f"model {predictor.describe()}")
             if not predictor.is_metric:
                 print("note: relative model: depth files hold unitless values "
@@ -127,7 +156,7 @@ def predict_cli(
 def _write_info(out: Path, predictor: Predictor, max_side: int, model: Any) -> dict:
     info = {"model": predictor.name, "source": str(model), "units": predictor.units,
             "png16_scale": round(PNG16_SCALE), "backend": predictor.backend, "precision": predictor.precision,
-            "max_side": max_side}
+            "max_side": max_side, "working_size": predictor.size_rule}
     atomic_write_text(out / "depth_info.json", json.dumps(info, indent=2) + "\n")
     return info
 

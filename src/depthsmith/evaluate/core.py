@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..device import resolve_device
+from ..errors import InputError
+from ..resize import check_working_size, describe_working_size, resized, working_size_for
 
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from ..metrics import as_map
@@ -108,11 +110,16 @@ def _input_as(model: torch.nn.Module, seed_input: str) -> Iterator[None]:
 
 
 @torch.inference_mode()
-def _predict(model: torch.nn.Module, x: torch.Tensor, flip_tta: bool, input_size: tuple[int, int] | None) -> torch.Tensor:
-    """Model output at the input's size; optionally averaged with the flipped prediction."""
+def _predict(model: torch.nn.Module, x: torch.Tensor, flip_tta: bool, input_size: tuple[int, int] | None,
+             rule: dict[str, Any] | None = None) -> torch.Tensor:
+    """Model output at the input's size; optionally averaged with the flipped prediction. The network
+    sees ``input_size`` (a protocol's fixed input, resized as its code does) or else the working size
+    of ``rule`` (depthsmith.resize, the rule predict uses)."""
     size = tuple(x.shape[-2:])
     if input_size is not None and tuple(input_size) != size:
         x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
+    elif input_size is None and rule is not None:
+        x = resized(x, working_size_for(rule, *size))
     y = model(x)
     if flip_tta:
         y = 0.5 * (y + torch.flip(model(torch.flip(x, dims=[-1])), dims=[-1]))
@@ -136,6 +143,7 @@ def evaluate(
     max_images: int | None = None,
     seed_input: str = "model",
     crop_mode: str = "exact",
+    working_size: dict[str, Any] | str | None = None,
 ) -> EvalResult:
     """Evaluate a model (object, folder or Hub id) on a dataset (object or config) under a protocol.
 
@@ -144,6 +152,9 @@ def evaluate(
     Images of different sizes are batched separately, so any dataset works.
     ``seed_input='raw'`` (protocol 'seed' only) reproduces the seed's evaluation input, RGB x/255
     without the model's normalisation (see ``_input_as``).
+    ``working_size``: None or 'model' (the model's own working size, as predict uses it), 'native'
+    (each image at its own size) or ``{"height": H, "width": W}``; a protocol that fixes the
+    network input (``seed``: 240 x 320) and ``input_size`` take precedence.
     """
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -156,18 +167,39 @@ def evaluate(
     output = getattr(model, "output", "metric")
     scorer = Scorer(proto, align, output, keep_examples, crop_mode)
     size = input_size or proto.input_size
+    rule = _size_rule(model, working_size, proto.name if size else None)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=list)
     eval_size: list[int] | None = list(size) if size else None  # network input size, for the report's GFLOPs
     with tqdm(total=len(data), desc=f"eval {proto.name}", unit="img", disable=not progress) as bar:
         for batch_start, samples in zip(range(0, len(data), batch_size), loader):
             scorer.skipped += [_unreadable_name(data, batch_start + i) for i, s in enumerate(samples) if s is None]
             readable = [s for s in samples if s is not None]
-            seen = _score_batch(model, scorer, readable, dev, flip_tta, size, seed_input, keep_examples)
+            seen = _score_batch(model, scorer, readable, dev, flip_tta, size, seed_input, keep_examples, rule)
             eval_size = eval_size or seen
             bar.update(len(samples))
     settings = {"source": "model", "model": getattr(model, "name", type(model).__name__), "device": str(dev),
-                "batch_size": batch_size, "eval_size": eval_size, "seed_input": seed_input}
-    return make_result(scorer, settings, flip_tta, size)
+                "batch_size": batch_size, "eval_size": eval_size, "seed_input": seed_input,
+                "working_size": rule}
+    result = make_result(scorer, settings, flip_tta, size)
+    if rule is not None:  # the description says which size the network saw
+        result.description = result.description.replace(
+            "Network input: the image at its own size", f"Network input: the image resized to the working size "
+            f"{describe_working_size(rule)} (bilinear, antialiased when shrinking)")
+    return result
+
+
+def _size_rule(model: Any, working_size: Any, fixed_by: str | None) -> dict[str, Any] | None:
+    """The working-size rule eval resizes by (None: native), see ``evaluate``'s ``working_size``."""
+    if fixed_by is not None:
+        if isinstance(working_size, dict):
+            raise InputError(f"--working-size {working_size}: protocol {fixed_by!r} fixes the network input size "
+                             "itself; leave --working-size out (or use protocol none).")
+        return None
+    if working_size == "native":
+        return None
+    if working_size in (None, "model"):
+        return getattr(model, "working_size", None)
+    return check_working_size(working_size, "working_size")
 
 
 def _eval_data(dataset: Any, max_images: int | None) -> Any:
@@ -183,7 +215,8 @@ def _eval_data(dataset: Any, max_images: int | None) -> Any:
 
 
 def _score_batch(model: Any, scorer: Scorer, samples: list[dict[str, Any]], dev: torch.device, flip_tta: bool,
-                 size: tuple[int, int] | None, seed_input: str, keep_examples: int) -> list[int] | None:
+                 size: tuple[int, int] | None, seed_input: str, keep_examples: int,
+                 rule: dict[str, Any] | None = None) -> list[int] | None:
     """Predict and score one batch of readable samples; returns the first network input size (H, W) or None."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, s in enumerate(samples):  # one forward per image size
@@ -192,9 +225,9 @@ def _score_batch(model: Any, scorer: Scorer, samples: list[dict[str, Any]], dev:
     first_size = None
     for members in groups.values():
         x = torch.stack([samples[i]["image"] for i in members]).to(dev)
-        first_size = first_size or [int(x.shape[-2]), int(x.shape[-1])]
+        first_size = first_size or list(working_size_for(rule, int(x.shape[-2]), int(x.shape[-1])))
         with _input_as(model, seed_input):
-            out = scorer.sanitize(_predict(model, x, flip_tta, size)).cpu()
+            out = scorer.sanitize(_predict(model, x, flip_tta, size, rule)).cpu()
         preds.update(zip(members, out))
     for i, s in enumerate(samples):  # score in dataset order
         depth, mask = s["depth"].numpy(), s["mask"].numpy()

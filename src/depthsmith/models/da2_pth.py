@@ -22,8 +22,8 @@ What is decided from where:
   (``depth_anything_v2/dinov2.py``), which models/vit.py reproduces with ``pos_embed_offset``.
 * Licence (upstream README "LICENSE"): Small Apache-2.0, Base/Large CC-BY-NC-4.0.
 * Working size: upstream runs at ``input_size=518`` (short side, a multiple of 14: ``Resize(...,
-  keep_aspect_ratio=True, ensure_multiple_of=14, resize_method='lower_bound')`` in ``image2tensor``).
-  DepthModel has no field for it yet; it is recorded as ``card['working_size']``.
+  keep_aspect_ratio=True, ensure_multiple_of=14, resize_method='lower_bound')`` in ``image2tensor``):
+  the model's ``working_size`` field, which predict and eval resize to.
 
 Read but not loaded (upstream builds them and never runs them in ``forward``): DINOv2's
 ``mask_token`` and the deepest fusion block's ``resConfUnit1``; both are shape-checked too.
@@ -130,11 +130,10 @@ def da2_model_kwargs(state: dict[str, torch.Tensor], path: Path, output: str | N
     out = _output(path, output, max_depth)
     kind = "relative" if out["output"] == "disparity" else f"metric, max_depth {out['max_depth']:g} m"
     card = {"base_model": str(path), "license": _LICENSE[variant], "output": out["output"],
-            "converted_from": f"Depth-Anything-V2 DepthAnythingV2 checkpoint {path.name} ({variant}, {kind})",
-            "working_size": dict(WORKING_SIZE)}
+            "converted_from": f"Depth-Anything-V2 DepthAnythingV2 checkpoint {path.name} ({variant}, {kind})"}
     return dict(encoder=_TIMM[variant], decoder="dpt", encoder_kwargs=encoder_kwargs,
                 decoder_kwargs={"features": features, "out_channels": out_channels, "head_features": head},
-                name=path.stem, card=card, **out)
+                name=path.stem, card=card, working_size=dict(WORKING_SIZE), **out)
 
 
 # depthsmith name -> upstream name (upstream dpt.py / util/blocks.py). The DINOv2 names are timm's already;

@@ -20,6 +20,9 @@ What is reproduced, and how:
   [0, 1]; that is the processor's ``rescale_factor`` 1/255 followed by its normalisation. The
   processor's resize to a multiple of 14 is not reproduced: depthsmith pads to the multiple
   inside the model instead (see models/vit.py), so any size runs without resampling the image.
+* Working size: the processor's ``size`` / ``keep_aspect_ratio`` / ``ensure_multiple_of`` become the
+  model's ``working_size`` (``depthsmith.resize``), which predict and eval resize to (518 x 518, aspect
+  kept, a multiple of 14 for every published Depth Anything).
 * Licence: the ``license:`` of the checkpoint's README.md front matter goes into the model card.
 
 Keys read but deliberately not loaded (each is unused by the HF forward as well): the DINOv2
@@ -45,11 +48,16 @@ from .hub import hub_error, read_license, resolve_folder
 from .loading import ModelConfigError
 from .weights import WeightFileError
 
-__all__ = ["hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
+__all__ = ["UnsupportedCheckpointError", "hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
 
 HF_MODEL_TYPES = ("depth_anything",)
 _DINOV2_NAMES = {384: "vit_small_patch14_dinov2", 768: "vit_base_patch14_dinov2",
                  1024: "vit_large_patch14_dinov2", 1536: "vit_giant_patch14_dinov2"}
+
+
+class UnsupportedCheckpointError(InputError):
+    """A transformers checkpoint whose ``model_type`` no depthsmith converter takes (the zoo's
+    ``converter_present`` tells these apart from convertible folders that are broken)."""
 
 
 def is_hf_depth_config(config: dict[str, Any]) -> bool:
@@ -155,6 +163,8 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
             if "image_std" not in proc:
                 raise ModelConfigError(f"{processor}: has image_mean but no key 'image_std'.")
             encoder_kwargs["pretrained_cfg_overlay"] = {"mean": list(proc["image_mean"]), "std": list(proc["image_std"])}
+    # No processor file: the values every published Depth Anything processor holds.
+    working = processor_working_size(_read_json(processor) if processor.is_file() else _DA_PROCESSOR)
     kind = config.get("depth_estimation_type", "relative")
     if kind not in ("relative", "metric"):
         raise InputError(f"{where}: depth_estimation_type {kind!r} is neither relative nor metric.")
@@ -164,8 +174,27 @@ def _model_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
         decoder_kwargs={"features": int(config.get("fusion_hidden_size", 64)),
                         "out_channels": [int(c) for c in config.get("neck_hidden_sizes", (48, 96, 192, 384))],
                         "head_features": int(config.get("head_hidden_size", 32))},
-        **out,
+        working_size=working, **out,
     )
+
+
+_DA_PROCESSOR = {"size": {"height": 518, "width": 518}, "keep_aspect_ratio": True, "ensure_multiple_of": 14}
+
+
+def processor_working_size(proc: dict[str, Any]) -> dict[str, Any]:
+    """``working_size`` from a transformers image processor config. Depth Anything's processor is
+    ``DPTImageProcessor``; a key it leaves out takes that class's default (384 x 384, aspect not
+    kept, multiple of 1: transformers ``models/dpt/image_processing_dpt.py``)."""
+    size = proc.get("size") or {}
+    if isinstance(size, int):
+        size = {"height": size, "width": size}
+    spec: dict[str, Any] = {"height": int(size.get("height", 384)), "width": int(size.get("width", 384))}
+    if proc.get("keep_aspect_ratio", False):
+        spec["keep_aspect"] = True
+    multiple = int(proc.get("ensure_multiple_of", 1) or 1)
+    if multiple > 1:
+        spec["multiple_of"] = multiple
+    return spec
 
 
 def _max_depth(config: dict[str, Any], where: Path) -> float:
@@ -264,7 +293,7 @@ def load_hf_depth(path_or_hub_id: str | Path, map_location: str = "cpu", source:
     config = _read_json(folder / "config.json")
     model_type = config.get("model_type")
     if model_type not in HF_MODEL_TYPES:
-        raise InputError(
+        raise UnsupportedCheckpointError(
             f"{folder / 'config.json'}: model_type {model_type!r} cannot be converted; supported: "
             f"{', '.join(HF_MODEL_TYPES)} (DepthAnythingForDepthEstimation, V1 and V2, relative and metric) here, "
             "dpt (DPTForDepthEstimation) in models/hf_dpt.py, zoedepth in models/hf_zoedepth.py, "

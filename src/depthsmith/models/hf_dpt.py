@@ -212,6 +212,7 @@ def working_size(folder: Path) -> dict[str, Any]:
 
 def load_hf_dpt(path_or_hub_id: str | Path, map_location: str = "cpu", source: str | None = None, **hub_kwargs: Any):
     """A DepthModel with the weights of a transformers DPT checkpoint (folder or Hub id)."""
+    from .hf_depth import processor_working_size
     from .model import DepthModel
 
     folder = resolve_folder(path_or_hub_id, **hub_kwargs)
@@ -221,7 +222,9 @@ def load_hf_dpt(path_or_hub_id: str | Path, map_location: str = "cpu", source: s
     card = {"base_model": source, "license": read_license(folder), "output_kind": "relative inverse depth (disparity)",
             "converted_from": f"transformers {(config.get('architectures') or ['DPTForDepthEstimation'])[0]}",
             "working_size": working_size(folder)}
-    model = DepthModel(name=Path(source).name or source, card=card, **kwargs)
+    # The processor's resize is what predict and eval resize to (DepthModel.working_size, depthsmith.resize).
+    model = DepthModel(name=Path(source).name or source, card=card,
+                       working_size=processor_working_size(_processor(folder)), **kwargs)
     weights = folder / "model.safetensors"
     model.load_state_dict(convert_state_dict(_read_weights(folder), model.state_dict(), str(weights)), strict=True)
     return model.to(map_location).eval()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..resize import check_working_size
 from .decoders import build_decoder
 from .encoders import Encoder
 from .heads import DISPARITY_RANGE, OUTPUT_KINDS, DepthHead, output_kind
@@ -70,6 +71,11 @@ class DepthModel(
 
     The ``__init__`` arguments are the whole config: ``save_pretrained`` writes them to
     ``config.json`` and the weights to ``model.safetensors``.
+
+    ``working_size``: the input size the model was trained for (``depthsmith.resize``: null =
+    native, ``{"height", "width"}`` fixed, ``{"short_side", "multiple_of"}`` aspect kept);
+    ``predict``, ``eval``, the app and ``bench`` resize to it, predict and resize back.
+    ``forward`` itself runs at the size it is given.
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class DepthModel(
         min_depth: float = 0.1,
         name: str | None = None,
         card: dict[str, Any] | None = None,
+        working_size: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if output not in OUTPUT_KINDS:
@@ -96,6 +103,7 @@ class DepthModel(
         self.output = output
         self.max_depth = float(max_depth)
         self.min_depth = float(min_depth)
+        self.working_size = check_working_size(working_size, f"{self.name}: working_size")
         self.card = dict(card or {})  # licence, base model, training data, metrics: see card.py
         self.encoder = Encoder(encoder, weights=encoder_weights, **(encoder_kwargs or {}))
         cfg = self.encoder.pretrained_cfg

@@ -21,7 +21,7 @@ from .auto import AutoRunner
 from .base import Backend, Runner, available_backends, get_backend, list_backends, register
 from ..errors import InputError
 
-__all__ = ["create_runner", "open_model", "backend_choices", "list_backends", "available_backends",
+__all__ = ["create_runner", "open_model", "model_working_size", "backend_choices", "list_backends", "available_backends",
            "get_backend", "register", "Backend", "Runner", "AutoRunner"]
 
 
@@ -42,6 +42,25 @@ def open_model(model: Any) -> Any:
     from ..models import load_any
 
     return load_any(model)
+
+
+def model_working_size(model: Any) -> dict[str, Any] | None:
+    """The working size (``depthsmith.resize``) of an opened model: a DepthModel's field, or the
+    ``working_size`` metadata an exported ``.onnx`` / ``.xml`` file carries (null when absent)."""
+    import json
+
+    if not isinstance(model, Path):
+        return getattr(model, "working_size", None)
+    if model.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+        text = props.get("depthsmith.working_size")
+    else:
+        from .openvino_ir import core, read_metadata
+
+        text = read_metadata(core().read_model(str(model))).get("working_size")
+    return json.loads(text) if text else None
 
 
 def _suffixes(name: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ difference from PyTorch is reported.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,8 @@ def export_onnx(
             "depthsmith.is_metric": str(bool(getattr(model, "is_metric", True))),
             "depthsmith.max_depth": str(getattr(model, "max_depth", "")),
             "depthsmith.input": "image: B x 3 x H x W float32 RGB in [0, 1], any H and W",
+            # JSON of the model's working size (depthsmith.resize): predict resizes to it, as for the model.
+            "depthsmith.working_size": json.dumps(getattr(model, "working_size", None)),
             "depthsmith.output": "depth: B x 1 x H x W float32, metres (relative models: unitless 0-1)"}
     del proto.metadata_props[:]
     for key, value in meta.items():

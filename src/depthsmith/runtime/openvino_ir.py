@@ -21,7 +21,7 @@ from ..errors import InputError
 __all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
-META_KEYS = ("name", "is_metric", "max_depth", "precision", "input", "output")
+META_KEYS = ("name", "is_metric", "max_depth", "precision", "input", "output", "working_size")
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from .callbacks import NonFiniteStateError, non_finite_report
 from .holdout import evaluate_holdout, format_holdout
 from .metrics_file import best_metrics, read_metrics
 from .module import build_model
+from .working_size import model_section
 
 __all__ = ["TrainResult", "export_model", "failed", "finish"]
 
@@ -39,7 +40,7 @@ class TrainResult:
 def export_model(config: Mapping[str, Any], checkpoint: Path, model_dir: Path) -> torch.nn.Module:
     """Rebuild the model on CPU (no ImageNet download), load the checkpoint, save_pretrained."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    model = build_model(config["model"], encoder_weights=None)
+    model = build_model(model_section(config), encoder_weights=None)
     state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     report = non_finite_report(state)
     if report is not None:  # every checkpoint is checked when saved; this covers older ones

@@ -19,6 +19,7 @@ from torch import Tensor
 from ..data import depth_to_target
 from ..losses import build_loss
 from ..models import DepthModel, create_model
+from .working_size import model_section
 from .batch_metrics import align_scale_shift, batch_metrics
 from .optim import build_optimizer, build_scheduler
 from ..errors import InputError
@@ -72,7 +73,7 @@ class DepthTrainModule(pl.LightningModule):
         # The whole resolved config goes into every checkpoint (and hparams.yaml).
         self.save_hyperparameters({"config": dict(config)})
         self.config = config
-        self.model = build_model(config["model"])
+        self.model = build_model(model_section(config))  # model_section: working_size from the data
         self.loss = build_loss(config["loss"])
         # seed_minmax: the seed code's target (min-max over every pixel, loss on every pixel).
         self.seed_target = config.get("target", "auto") == "seed_minmax"
