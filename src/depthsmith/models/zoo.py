@@ -107,7 +107,7 @@ _add(ZooEntry("Intel/zoedepth-nyu", "ZoeDepth", "metric_direct", "mit", 345.0, _
 _add(ZooEntry("Intel/zoedepth-kitti", "ZoeDepth", "metric_direct", "mit", 345.0, _ZOE,
               {"kitti-garg": ("ZoeDepth", "BEiT-L (ZoeD-M12-K)")}, loader=("model_type", "zoedepth")))
 _add(ZooEntry("Intel/zoedepth-nyu-kitti", "ZoeDepth", "metric_direct", "mit", None, _ZOE, loader=("model_type", "zoedepth")))
-_add(ZooEntry("apple/DepthPro-hf", "Depth Pro", "metric", "apple-amlr", None, {"height": 1536, "width": 1536},
+_add(ZooEntry("apple/DepthPro-hf", "Depth Pro", "metric_direct", "apple-amlr", None, {"height": 1536, "width": 1536},
               loader=("model_type", "depth_pro")))
 for _family, _why in _UNSUPPORTED.items():
     _add(ZooEntry(_family, _family, "-", unsupported=_why))
