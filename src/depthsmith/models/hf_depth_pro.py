@@ -28,6 +28,7 @@ import torch
 from .hf_depth import _DINOV2_NAMES, _read_json, _read_weights
 from .hub import read_license
 from .weights import WeightFileError
+from ..errors import InputError
 
 __all__ = ["load_hf_depth_pro", "depth_pro_kwargs", "convert_depth_pro_state"]
 
@@ -37,11 +38,11 @@ _CLAMP = (1e-4, 1e4)  # post_process_depth_estimation: 1 / clamp(inverse depth, 
 def _vit_spec(sub: dict[str, Any], where: str, role: str) -> dict[str, Any]:
     """timm ViT options of a Dinov2 sub-config, refusing what timm's ViT would compute differently."""
     if sub.get("model_type") != "dinov2":
-        raise ValueError(f"{where}: {role} model_type {sub.get('model_type')!r} is not supported (dinov2 only).")
+        raise InputError(f"{where}: {role} model_type {sub.get('model_type')!r} is not supported (dinov2 only).")
     if sub.get("use_swiglu_ffn") or sub.get("hidden_act", "gelu") != "gelu" or sub.get("num_register_tokens"):
-        raise ValueError(f"{where}: {role} must be a plain DINOv2 (GELU MLP, no SwiGLU, no register tokens).")
+        raise InputError(f"{where}: {role} must be a plain DINOv2 (GELU MLP, no SwiGLU, no register tokens).")
     if abs(float(sub.get("layer_norm_eps", 1e-6)) - 1e-6) > 1e-12:
-        raise ValueError(f"{where}: {role} layer_norm_eps {sub.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
+        raise InputError(f"{where}: {role} layer_norm_eps {sub.get('layer_norm_eps')} != 1e-6 (timm's ViT).")
     return {"embed_dim": int(sub.get("hidden_size", 768)), "depth": int(sub.get("num_hidden_layers", 12)),
             "num_heads": int(sub.get("num_attention_heads", 12)), "mlp_ratio": float(sub.get("mlp_ratio", 4)),
             "patch_size": int(sub.get("patch_size", 16)), "img_size": int(sub.get("image_size", 384)),
@@ -54,10 +55,10 @@ def _processor(folder: Path, tile: int, ratio: float) -> tuple[int, dict[str, An
     proc = _read_json(path) if path.is_file() else {}
     size = proc.get("size") or {"height": round(tile / ratio), "width": round(tile / ratio)}
     if size.get("height") != size.get("width") or not proc.get("do_resize", True):
-        raise ValueError(f"{path}: Depth Pro runs at a fixed square size; got size {size}, "
+        raise InputError(f"{path}: Depth Pro runs at a fixed square size; got size {size}, "
                          f"do_resize {proc.get('do_resize', True)}.")
     if proc.get("resample", 2) != 2 or abs(float(proc.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-12:
-        raise ValueError(f"{path}: resample {proc.get('resample')} / rescale_factor {proc.get('rescale_factor')} "
+        raise InputError(f"{path}: resample {proc.get('resample')} / rescale_factor {proc.get('rescale_factor')} "
                          "differ from bilinear (2) / 1/255, which depthsmith reproduces.")
     mean, std = (proc.get("image_mean", [0.5] * 3), proc.get("image_std", [0.5] * 3)) if proc.get(
         "do_normalize", True) else ([0.0] * 3, [1.0] * 3)
@@ -68,18 +69,18 @@ def depth_pro_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     """DepthModel arguments reproducing a DepthProForDepthEstimation config (+ its processor)."""
     where = folder / "config.json"
     if config.get("use_batch_norm_in_fusion_residual"):
-        raise ValueError(f"{where}: use_batch_norm_in_fusion_residual is not supported (Depth Pro has none).")
+        raise InputError(f"{where}: use_batch_norm_in_fusion_residual is not supported (Depth Pro has none).")
     subs = {r: config.get(f"{r}_model_config") or {} for r in ("patch", "image", "fov")}
     patch = _vit_spec(subs["patch"], where, "patch_model_config")
     image = _vit_spec(subs["image"], where, "image_model_config")
     use_fov = bool(config.get("use_fov_model", False))
     hooks = [int(h) for h in config.get("intermediate_hook_ids", (11, 5))]
     if not hooks or max(hooks) >= patch["depth"] - 1 or min(hooks) < 0 or len(set(hooks)) != len(hooks):
-        raise ValueError(f"{where}: intermediate_hook_ids {hooks} must be distinct blocks before the last "
+        raise InputError(f"{where}: intermediate_hook_ids {hooks} must be distinct blocks before the last "
                          f"({patch['depth'] - 1}) of patch_model_config.")
     tile = int(config.get("patch_size", 384))
     if not patch["img_size"] == image["img_size"] == tile:
-        raise ValueError(f"{where}: patch and image ViT image_size must equal patch_size {tile}.")
+        raise InputError(f"{where}: patch and image ViT image_size must equal patch_size {tile}.")
     ratios = [float(r) for r in config.get("scaled_images_ratios", (0.25, 0.5, 1))]
     working, stats = _processor(folder, tile, ratios[0])
     decoder_kwargs = {

@@ -153,7 +153,7 @@ class ViTFeatures(nn.Module):
         # left without a gradient (DDP would need find_unused_parameters otherwise).
         self.vit.blocks = self.vit.blocks[: self.out_indices[-1] + 1]
         if norm not in (True, False, "last"):
-            raise ValueError(f"norm={norm!r} is not valid for {name!r}: True (every tap), False or 'last'.")
+            raise InputError(f"norm={norm!r} is not valid for {name!r}: True (every tap), False or 'last'.")
         self.norm_last_only = norm == "last"
         if not norm:
             self.vit.norm = nn.Identity()

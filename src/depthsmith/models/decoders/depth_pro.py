@@ -32,6 +32,7 @@ from torch import nn
 
 from .depth_pro_parts import FusionBlock, build_vit, fov_head, merge_tiles, split_tiles, upsample_block
 from .registry import register_decoder
+from ...errors import InputError
 
 __all__ = ["DepthProDecoder"]
 
@@ -81,14 +82,14 @@ class DepthProDecoder(nn.Module):
         super().__init__()
         self.hooks, self.ratios, self.overlaps = [int(h) for h in hooks], [float(r) for r in ratios], list(overlaps)
         if len(channels) != len(self.hooks) + 1 or len(set(channels)) != 1:
-            raise ValueError(f"depth_pro needs the encoder's {len(self.hooks)} hook taps and its last block, all "
+            raise InputError(f"depth_pro needs the encoder's {len(self.hooks)} hook taps and its last block, all "
                              f"one width; got channels {list(channels)}.")
         if self.ratios != sorted(self.ratios) or not len(self.ratios) == len(overlaps) == len(scale_features):
-            raise ValueError(f"depth_pro: ratios {self.ratios} must increase and match overlaps and scale_features.")
+            raise InputError(f"depth_pro: ratios {self.ratios} must increase and match overlaps and scale_features.")
         self.working_size, self.merge_padding = int(working_size), int(merge_padding)
         self.tile = int(image_vit["img_size"])
         if self.working_size * self.ratios[0] != self.tile:
-            raise ValueError(f"depth_pro: working_size {self.working_size} x smallest ratio {self.ratios[0]} must be "
+            raise InputError(f"depth_pro: working_size {self.working_size} x smallest ratio {self.ratios[0]} must be "
                              f"the tile size {self.tile} (one tile at the coarsest scale).")
         self.taps = sorted(self.hooks)  # encoder output i holds block taps[i]; the last one the final tokens
         width = int(channels[0])
@@ -184,7 +185,7 @@ class DepthProDecoder(nn.Module):
         (``post_process_depth_estimation``). Runs only what the fov estimate needs: the image and fov
         ViTs and the single coarsest patch tile."""
         if not self.estimates_focal:
-            raise ValueError("this depth_pro model has no field-of-view ViT (use_fov_model false).")
+            raise InputError("this depth_pro model has no field-of-view ViT (use_fov_model false).")
         batch = x.shape[0]
         x = self._prepare(x)
         coarse = self._scale_map(encoder(split_tiles(self._scaled(x, 0), self.tile, self.overlaps[0]))[-1], batch, 0)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+from ...errors import InputError
 
 __all__ = ["split_tiles", "merge_tiles", "build_vit", "FusionBlock", "upsample_block", "fov_head", "VIT_KEYS"]
 
@@ -24,7 +25,7 @@ def build_vit(spec: dict[str, Any], role: str) -> VisionTransformer:
     size, as Hugging Face's Dinov2Model; ``forward_features`` returns its normalised tokens."""
     unknown = sorted(set(spec) - set(VIT_KEYS))
     if unknown:
-        raise ValueError(f"depth_pro {role}: unknown ViT option(s) {unknown}; valid: {', '.join(VIT_KEYS)}.")
+        raise InputError(f"depth_pro {role}: unknown ViT option(s) {unknown}; valid: {', '.join(VIT_KEYS)}.")
     return VisionTransformer(num_classes=0, global_pool="", **spec)
 
 
