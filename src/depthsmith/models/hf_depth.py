@@ -46,7 +46,7 @@ import torch
 from ..errors import InputError
 from .hub import hub_error, read_license, resolve_folder
 from .loading import ModelConfigError
-from .weights import WeightFileError
+from .weights import WeightFileError, check_fit
 
 __all__ = ["UnsupportedCheckpointError", "hf_depth_folder", "is_hf_depth_config", "load_hf_depth", "read_license", "resolve_folder", "HF_MODEL_TYPES"]
 
@@ -260,15 +260,7 @@ def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tens
         if set(parts) != {"q", "k", "v"}:
             raise WeightFileError(f"{source}: layer {layer} has {sorted(parts)} of the q/k/v {kind}s, needs all three.")
         out[f"{_V}blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
-    for key, ref in target.items():
-        if key not in out:
-            raise WeightFileError(f"{source}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
-        if tuple(out[key].shape) != tuple(ref.shape):
-            raise WeightFileError(f"{source}: {key!r} has shape {tuple(out[key].shape)} in the checkpoint but "
-                                  f"{tuple(ref.shape)} in the model built from its config.json.")
-    extra = sorted(set(out) - set(target))
-    if extra:
-        raise WeightFileError(f"{source}: checkpoint tensor for {extra[0]!r} has no place in the model.")
+    check_fit(out, target, lambda name: source)
     return out
 
 

@@ -27,7 +27,7 @@ import torch
 
 from .hf_depth import _DINOV2_NAMES, _read_json, _read_weights
 from .hub import read_license
-from .weights import WeightFileError
+from .weights import WeightFileError, check_fit
 from ..errors import InputError
 
 __all__ = ["load_hf_depth_pro", "depth_pro_kwargs", "convert_depth_pro_state"]
@@ -172,16 +172,7 @@ def convert_depth_pro_state(hf: dict[str, torch.Tensor], target: dict[str, torch
         name = f"{_VITS[prefix]}blocks.{layer}.attn.qkv.{kind}"
         out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
         origin[name] = f"{prefix}encoder.layer.{layer}.attention.q/k/v {kind}"
-    for key, ref in target.items():
-        if key not in out:
-            raise WeightFileError(f"{files['']}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
-        if tuple(out[key].shape) != tuple(ref.shape):
-            raise WeightFileError(f"{files.get(origin[key], files[''])}: {origin[key]!r} has shape {tuple(out[key].shape)} "
-                                  f"but the model built from config.json needs {tuple(ref.shape)} (for {key!r}).")
-    extra = sorted(set(out) - set(target))
-    if extra:
-        raise WeightFileError(f"{files.get(origin[extra[0]], files[''])}: checkpoint tensor {origin[extra[0]]!r} "
-                              "has no place in the model built from config.json.")
+    check_fit(out, target, lambda name: files.get(name, files[""]), origin)
     return out
 
 

@@ -14,7 +14,7 @@ import re
 
 import torch
 
-from .weights import WeightFileError
+from .weights import WeightFileError, check_fit
 
 __all__ = ["convert_state_dict"]
 
@@ -103,13 +103,5 @@ def convert_state_dict(hf: dict[str, torch.Tensor], target: dict[str, torch.Tens
             raise WeightFileError(f"{source}: layer {layer} has {sorted(parts)} of the q/k/v {kind}s, needs all three.")
         name = f"{_V}blocks.{layer}.attn.qkv.{kind}"
         out[name], origin[name] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0), where
-    for key, ref in target.items():
-        if key not in out:
-            raise WeightFileError(f"{source}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
-        if tuple(out[key].shape) != tuple(ref.shape):
-            raise WeightFileError(f"{source}: checkpoint key {origin[key]!r} has shape {tuple(out[key].shape)}, but "
-                                  f"{key!r} of the model built from its config.json has {tuple(ref.shape)}.")
-    extra = sorted(set(out) - set(target))
-    if extra:
-        raise WeightFileError(f"{source}: checkpoint key {origin[extra[0]]!r} has no place in the model.")
+    check_fit(out, target, lambda name: source, origin)
     return out

@@ -22,7 +22,8 @@ from torch import nn
 
 from ..errors import InputError
 
-__all__ = ["read_state_dict", "load_encoder_file", "WeightFileError", "NonFiniteWeightsError", "check_finite"]
+__all__ = ["read_state_dict", "load_encoder_file", "WeightFileError", "NonFiniteWeightsError", "check_finite",
+           "check_fit"]
 
 # Wrappers that training code puts around a model, in any order (timm strips DDP / compile only at the start).
 _PREFIXES = ("module.", "_orig_mod.", "model.", "encoder.net.", "net.")
@@ -121,3 +122,23 @@ def load_encoder_file(net: nn.Module, path: str | Path) -> None:
             "from a depthsmith model of the same encoder."
         )
     net.load_state_dict(new_sd, strict=True)
+
+
+def check_fit(converted: dict, target: dict, source_of, origin: dict | None = None) -> None:
+    """A converted checkpoint must hold exactly the model's tensors, each with its shape; the error
+    names the first one that does not fit. ``source_of(name)``: the file a checkpoint tensor came from
+    (``name`` None: the checkpoint as a whole); ``origin``: model key -> checkpoint key, for messages."""
+    origin = origin or {}
+    for key, ref in target.items():
+        if key not in converted:
+            raise WeightFileError(f"{source_of(None)}: the checkpoint has no tensor for {key!r} of the depthsmith model.")
+        if tuple(converted[key].shape) != tuple(ref.shape):
+            name = origin.get(key, key)
+            raise WeightFileError(f"{source_of(name)}: {name!r} has shape {tuple(converted[key].shape)} in the "
+                                  f"checkpoint, but {key!r} of the model built from its config.json needs "
+                                  f"{tuple(ref.shape)}.")
+    extra = sorted(set(converted) - set(target))
+    if extra:
+        name = origin.get(extra[0], extra[0])
+        raise WeightFileError(f"{source_of(name)}: checkpoint tensor {name!r} has no place in the model built from "
+                              "its config.json.")
