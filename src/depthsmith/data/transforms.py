@@ -23,7 +23,7 @@ from ..errors import InputError
 
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
-    "RandomChannelSwap", "build_transforms", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
+    "RandomChannelSwap", "build_transforms", "transform_items", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
 ]
 
 Sample = dict[str, Any]
@@ -236,26 +236,31 @@ for _name, _cls in (("resize", Resize), ("hflip", RandomHorizontalFlip), ("rando
     TRANSFORMS.add(_name, _cls)
 
 
+def transform_items(cfg: Sequence | Mapping | None) -> list[tuple[str, dict[str, Any]]]:
+    """(name, options) of a ``data.transforms`` config, in its three forms: a mapping name -> options,
+    or a list of names and ``{name: ..., **options}`` entries."""
+    if not cfg:
+        return []
+    if isinstance(cfg, Mapping):
+        return [(name, dict(opts or {})) for name, opts in cfg.items()]
+    items = []
+    for entry in cfg:
+        if isinstance(entry, str):
+            items.append((entry, {}))
+        else:
+            entry = dict(entry)
+            items.append((entry.pop("name", ""), entry))
+    return items
+
+
 def build_transforms(cfg: Sequence | Mapping | None, train: bool) -> Compose:
     """Build from config: a list of names / ``{"name": ..., **options}`` dicts, or a ``{name: options}`` dict.
 
     With ``train=False`` the random transforms are left out (evaluation sees whole images), except
     those given ``val: true``.
     """
-    if cfg is None:
-        items: list[tuple[str, dict]] = []
-    elif isinstance(cfg, Mapping):
-        items = [(name, dict(opts or {})) for name, opts in cfg.items()]
-    else:
-        items = []
-        for entry in cfg:
-            if isinstance(entry, str):
-                items.append((entry, {}))
-            else:
-                entry = dict(entry)
-                items.append((entry.pop("name"), entry))
     transforms = []
-    for name, opts in items:
+    for name, opts in transform_items(cfg):
         cls = TRANSFORMS.get(name)
         # ``val: true`` keeps a random transform in validation too (the seed flips its validation
         # batches at random); evaluation (depthsmith eval) never uses these transforms.

@@ -16,26 +16,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from ..data.transforms import transform_items
+
 __all__ = ["training_working_size", "model_section"]
-
-
-def _transform_items(cfg: Sequence | Mapping | None) -> list[tuple[str, dict[str, Any]]]:
-    """(name, options) of a ``data.transforms`` config, in its three forms (``build_transforms``)."""
-    if not cfg:
-        return []
-    if isinstance(cfg, Mapping):
-        return [(name, dict(opts or {})) for name, opts in cfg.items()]
-    items = []
-    for entry in cfg:
-        if isinstance(entry, str):
-            items.append((entry, {}))
-        else:
-            entry = dict(entry)
-            items.append((entry.pop("name", ""), entry))
-    return items
 
 
 def _fixed(size: Any) -> dict[str, int]:
@@ -45,7 +31,7 @@ def _fixed(size: Any) -> dict[str, int]:
 
 def training_working_size(data: Mapping[str, Any]) -> dict[str, int] | None:
     """The working size of a model trained on the ``data:`` section (see the module docstring)."""
-    resizes = [opts["size"] for name, opts in _transform_items(data.get("transforms")) if name == "resize"]
+    resizes = [opts["size"] for name, opts in transform_items(data.get("transforms")) if name == "resize"]
     if resizes:
         return _fixed(resizes[-1])
     train = data.get("train") or {}

@@ -160,7 +160,9 @@ class DPTDecoder(nn.Module):
             "conv3": nn.Conv2d(head_features, 1, 1),
         })
 
-    def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
+    def levels(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> tuple[tuple, list[torch.Tensor]]:
+        """(prediction size, the ``layer_rn`` levels deepest first): reassembled token grids of a
+        ViT (predicted at the patch-padded input size), or a CNN's last stages as they are."""
         if self.reassemble is not None:
             grid = feats[-1].shape[-2:]
             pred_size = (grid[0] * self.patch, grid[1] * self.patch)  # the patch-padded input size
@@ -168,7 +170,10 @@ class DPTDecoder(nn.Module):
         else:
             pred_size = out_size
             levels = list(feats[self.taken:])
-        levels = [rn(x) for rn, x in zip(self.layer_rn, levels)][::-1]  # deepest first
+        return pred_size, [rn(x) for rn, x in zip(self.layer_rn, levels)][::-1]
+
+    def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
+        pred_size, levels = self.levels(feats, out_size)
         x = None
         for i, (block, level) in enumerate(zip(self.fusion, levels)):
             nxt = levels[i + 1].shape[-2:] if i + 1 < len(levels) else None

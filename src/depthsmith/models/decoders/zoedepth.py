@@ -70,14 +70,7 @@ class ZoeDepthDecoder(DPTDecoder):
                                               transformer=tuple(int(t) for t in transformer), **common)
 
     def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        if self.reassemble is not None:
-            grid = feats[-1].shape[-2:]
-            pred_size = (grid[0] * self.patch, grid[1] * self.patch)  # the patch-padded input size
-            levels = [r(f) for r, f in zip(self.reassemble, feats)]
-        else:
-            pred_size = out_size
-            levels = list(feats[self.taken:])
-        levels = [rn(x) for rn, x in zip(self.layer_rn, levels)][::-1]  # deepest first
+        pred_size, levels = self.levels(feats, out_size)
         bottleneck, fused, x = levels[0], [], None
         for i, (block, level) in enumerate(zip(self.fusion, levels)):
             nxt = levels[i + 1].shape[-2:] if i + 1 < len(levels) else None
