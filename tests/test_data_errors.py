@@ -122,7 +122,7 @@ def test_npy_with_nan_is_masked(tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="valid: synthetic, nyu_zip, nyu_mat, h5, bts, paired"):
+    with pytest.raises(ValueError, match="valid: synthetic, synthetic_video, nyu_zip, nyu_mat, h5, bts, paired"):
         build_dataset({"type": "kitti_raw"})
     with pytest.raises(ValueError, match="unknown options \\['sise'\\]"):
         build_dataset({"type": "synthetic", "sise": [10, 10]})

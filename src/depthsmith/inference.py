@@ -77,11 +77,12 @@ class Predictor:
 
         self.max_side = check_positive_int(max_side, "max_side", MIN_SIDE)
         model = open_model(model)  # a folder or Hub id loaded once, for the runner and the focal estimate
+        # The backend registry builds the runner; "auto" measures on the first batch (depthsmith.runtime.auto).
+        self.runner: Any = create_runner(backend, model, device=device, precision=precision, compile=compile)
+        # After the runner: building it checks an exported file and names it when it is broken.
         # None: native size (max_side capped); a dict: the rule of depthsmith.resize.
         self.size_rule = (None if working_size == "native" else model_working_size(model)
                           if working_size in (None, "model") else check_working_size(working_size, "working_size"))
-        # The backend registry builds the runner; "auto" measures on the first batch (depthsmith.runtime.auto).
-        self.runner: Any = create_runner(backend, model, device=device, precision=precision, compile=compile)
         # Kept only for models that estimate the focal length themselves (Depth Pro): see ``intrinsics``.
         self.focal_model = model if getattr(model, "estimates_focal", False) else None
         self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
