@@ -7,6 +7,7 @@ import timm
 import torch
 
 import depthsmith
+from depthsmith.models.decoders.registry import standalone_decoders
 from depthsmith.models import WeightFileError
 
 # Every preset (parameter counts on the meta device, a forward for the small ones) and every decoder on
@@ -14,7 +15,7 @@ from depthsmith.models import WeightFileError
 
 
 @pytest.mark.parametrize("size", [(240, 320), (144, 256), (231, 307), (33, 47)])
-@pytest.mark.parametrize("decoder", depthsmith.list_decoders())
+@pytest.mark.parametrize("decoder", standalone_decoders())
 def test_any_input_size(size: tuple[int, int], decoder: str) -> None:
     model = depthsmith.create_model("test_convnext", decoder=decoder).eval()
     with torch.no_grad():
@@ -285,3 +286,11 @@ def test_channel_order_bgr_feeds_the_encoder_bgr_and_is_saved(tmp_path) -> None:
     assert depthsmith.load_model(tmp_path).input_norm.channel_order == "bgr"
     with pytest.raises(ValueError, match="rgb"):
         depthsmith.create_model("test_resnet", channel_order="rbg")
+
+
+def test_a_decoder_that_needs_a_checkpoint_config_says_so() -> None:
+    from depthsmith.errors import InputError
+
+    assert set(depthsmith.list_decoders()) - set(standalone_decoders()) == {"depth_pro"}
+    with pytest.raises(InputError, match="decoder 'depth_pro' needs decoder_kwargs image_vit"):
+        depthsmith.create_model("test_convnext", decoder="depth_pro")

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import depthsmith
+from depthsmith.models.decoders.registry import standalone_decoders
 from depthsmith.data import DATASETS, build_dataset
 from depthsmith.evaluate import PROTOCOLS, evaluate_predictions
 from depthsmith.metrics import CROP_REFERENCE_SIZE, CROPS, FRACTION_CROPS
@@ -39,7 +40,7 @@ TINY_ENCODERS = ["test_resnet", "test_convnext", "test_efficientnet", "test_vit"
 
 @pytest.mark.parametrize("size", [(50, 70), (64, 96)])
 @pytest.mark.parametrize("encoder", TINY_ENCODERS)
-@pytest.mark.parametrize("decoder", depthsmith.list_decoders())
+@pytest.mark.parametrize("decoder", standalone_decoders())
 def test_every_decoder_on_tiny_encoders_at_odd_sizes(decoder: str, encoder: str, size: tuple[int, int]) -> None:
     torch.manual_seed(0)
     model = depthsmith.create_model(encoder, decoder=decoder, encoder_weights=None).train()
