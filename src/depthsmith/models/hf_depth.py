@@ -207,27 +207,34 @@ def _max_depth(config: dict[str, Any], where: Path) -> float:
     return float(value)
 
 
-# HF name -> depthsmith name. q/k/v are handled apart (concatenated into qkv).
-_V = "encoder.net.vit."
-_RULES = [
-    (r"backbone\.embeddings\.cls_token", _V + "cls_token"),
-    (r"backbone\.embeddings\.position_embeddings", _V + "pos_embed"),
-    (r"backbone\.embeddings\.patch_embeddings\.projection\.(weight|bias)", _V + r"patch_embed.proj.\1"),
-    (r"backbone\.encoder\.layer\.(\d+)\.norm([12])\.(weight|bias)", _V + r"blocks.\1.norm\2.\3"),
-    (r"backbone\.encoder\.layer\.(\d+)\.attention\.(?:o_proj|output\.dense)\.(weight|bias)", _V + r"blocks.\1.attn.proj.\2"),
-    (r"backbone\.encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", _V + r"blocks.\1.ls\2.gamma"),
-    (r"backbone\.encoder\.layer\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", _V + r"blocks.\1.mlp.\2.\3"),
-    (r"backbone\.layernorm\.(weight|bias)", _V + r"norm.\1"),
+# transformers Dinov2Model names (after the model's prefix) -> timm ViT names, for Depth Anything's
+# "backbone." and Depth Pro's three ViTs (models/hf_depth_pro.py). q/k/v are handled apart
+# (concatenated into timm's fused qkv); transformers 4 and 5 attention names are both read.
+DINOV2_RULES = [
+    (r"embeddings\.cls_token", "cls_token"),
+    (r"embeddings\.position_embeddings", "pos_embed"),
+    (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
+    (r"encoder\.layer\.(\d+)\.norm([12])\.(weight|bias)", r"blocks.\1.norm\2.\3"),
+    (r"encoder\.layer\.(\d+)\.attention\.(?:o_proj|output\.dense)\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (r"encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", r"blocks.\1.ls\2.gamma"),
+    (r"encoder\.layer\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
+    (r"layernorm\.(weight|bias)", r"norm.\1"),
+]
+DINOV2_QKV = r"encoder\.layer\.(\d+)\.attention\.(?:attention\.)?(q_proj|k_proj|v_proj|query|key|value)\.(weight|bias)"
+# The DPT neck, named alike in transformers' DepthAnything and DPT models (models/hf_dpt_keys.py).
+DPT_NECK_RULES = [
     (r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.reassemble.\1.project.\2"),
     (r"neck\.reassemble_stage\.layers\.(\d)\.resize\.(weight|bias)", r"decoder.reassemble.\1.resample.\2"),
     (r"neck\.convs\.(\d)\.weight", r"decoder.layer_rn.\1.weight"),
     (r"neck\.fusion_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.fusion.\1.project.\2"),
     (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer([12])\.convolution([12])\.(weight|bias)",
      r"decoder.fusion.\1.res\2.conv\3.\4"),
+]
+_V = "encoder.net.vit."
+_RULES = [(r"backbone\." + pattern, _V + repl) for pattern, repl in DINOV2_RULES] + DPT_NECK_RULES + [
     (r"head\.(conv[123])\.(weight|bias)", r"decoder.head.\1.\2"),
 ]
-_QKV = re.compile(r"backbone\.encoder\.layer\.(\d+)\.attention\.(?:attention\.)?(q_proj|k_proj|v_proj|query|key|value)"
-                  r"\.(weight|bias)")
+_QKV = re.compile(r"backbone\." + DINOV2_QKV)
 _LAYER = re.compile(r"backbone\.encoder\.layer\.(\d+)\.")
 _UNUSED = (re.compile(r"backbone\.embeddings\.mask_token"),
            re.compile(r"neck\.fusion_stage\.layers\.0\.residual_layer1\."))

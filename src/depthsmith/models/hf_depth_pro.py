@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .hf_depth import _DINOV2_NAMES, _read_json, _read_weights
+from .hf_depth import _DINOV2_NAMES, DINOV2_QKV, DINOV2_RULES, _read_json, _read_weights
 from .hub import read_license
 from .weights import WeightFileError, check_fit
 from ..errors import InputError
@@ -102,16 +102,8 @@ def depth_pro_kwargs(config: dict[str, Any], folder: Path) -> dict[str, Any]:
 _VITS = {"depth_pro.encoder.patch_encoder.model.": "encoder.net.vit.",
          "depth_pro.encoder.image_encoder.model.": "decoder.image_vit.",
          "fov_model.fov_encoder.model.": "decoder.fov_vit."}
-_VIT_RULES = [  # Dinov2Model name -> timm name (transformers 4 and 5 attention names)
-    (r"embeddings\.cls_token", "cls_token"), (r"embeddings\.position_embeddings", "pos_embed"),
-    (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
-    (r"encoder\.layer\.(\d+)\.norm([12])\.(weight|bias)", r"blocks.\1.norm\2.\3"),
-    (r"encoder\.layer\.(\d+)\.attention\.(?:o_proj|output\.dense)\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
-    (r"encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", r"blocks.\1.ls\2.gamma"),
-    (r"encoder\.layer\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
-    (r"layernorm\.(weight|bias)", r"norm.\1"),
-]
-_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.(?:attention\.)?(q_proj|k_proj|v_proj|query|key|value)\.(weight|bias)")
+_VIT_RULES = DINOV2_RULES  # Dinov2Model name -> timm name, as Depth Anything's backbone
+_QKV = re.compile(DINOV2_QKV)
 _NECK = "depth_pro.neck."
 _RULES = [
     (_NECK + r"feature_upsample\.image_block\.layers\.0\.(weight|bias)", r"decoder.upsample_image.\1"),

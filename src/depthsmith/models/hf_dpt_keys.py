@@ -14,6 +14,7 @@ import re
 
 import torch
 
+from .hf_depth import DPT_NECK_RULES
 from .weights import WeightFileError, check_fit
 
 __all__ = ["convert_state_dict"]
@@ -30,12 +31,7 @@ _RULES = [
     (r"dpt\.encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", _V + r"blocks.\1.mlp.fc1.\2"),
     (r"dpt\.encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", _V + r"blocks.\1.mlp.fc2.\2"),
     (r"neck\.reassemble_stage\.readout_projects\.(\d)\.0\.(weight|bias)", r"encoder.net.readout.\1.0.\2"),
-    (r"neck\.reassemble_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.reassemble.\1.project.\2"),
-    (r"neck\.reassemble_stage\.layers\.(\d)\.resize\.(weight|bias)", r"decoder.reassemble.\1.resample.\2"),
-    (r"neck\.convs\.(\d)\.weight", r"decoder.layer_rn.\1.weight"),
-    (r"neck\.fusion_stage\.layers\.(\d)\.projection\.(weight|bias)", r"decoder.fusion.\1.project.\2"),
-    (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer([12])\.convolution([12])\.(weight|bias)",
-     r"decoder.fusion.\1.res\2.conv\3.\4"),
+    *DPT_NECK_RULES,
     (r"neck\.fusion_stage\.layers\.(\d)\.residual_layer([12])\.batch_norm([12])\."
      r"(weight|bias|running_mean|running_var|num_batches_tracked)", r"decoder.fusion.\1.res\2.bn\3.\4"),
     (r"head\.projection\.(weight|bias)", r"decoder.head.projection.\1"),
