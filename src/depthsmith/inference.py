@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from .errors import InputError, check_positive_int
 from .io import load_image
-from .metrics.clip_align import ClipAligner, space_of
+from .metrics.clip_align import ClipAligner
+from .models.heads import output_kind
 from .resize import check_working_size, describe_working_size, resized, working_size_for
 
 __all__ = ["predict", "Predictor", "check_size", "TEMPORAL_MODES", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
@@ -207,7 +208,8 @@ class Predictor:
             raise InputError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, got {temporal!r}")
         if temporal == "none" or (temporal == "auto" and self.is_metric):
             return None
-        space = space_of(self.output, self.is_metric)
+        # The space the output kind is affine in (models/heads.py): disparity for disparity models.
+        space = "metric" if self.is_metric else output_kind(self.output).affine_space if self.output else "depth"
         return ClipAligner(space, window=window, anchor=anchor, strength=strength if space == "metric" else 0.0)
 
     def stream(self, frames: Iterable[np.ndarray], temporal: str = "auto", anchor: np.ndarray | None = None,

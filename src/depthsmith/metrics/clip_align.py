@@ -23,17 +23,10 @@ from collections import deque
 import numpy as np
 from ..errors import InputError
 
-__all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES", "space_of"]
+__all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES"]
 
 ALIGN_SPACES = ("depth", "disparity", "metric")
 FLOOR = 1e-6  # smallest aligned value in the fitting space (an affine fit can cross zero at the edges)
-
-
-def space_of(output: str | None, is_metric: bool) -> str:
-    """The alignment space of a model's output kind (``model.output``; see models/model.py)."""
-    if is_metric:
-        return "metric"
-    return "disparity" if output == "disparity" else "depth"
 
 
 def robust_affine(x: np.ndarray, y: np.ndarray, trim: float = 0.2, rounds: int = 2) -> tuple[float, float]:
