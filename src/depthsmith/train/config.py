@@ -27,7 +27,7 @@ import yaml
 from ..errors import InputError
 from .schema import PRECISION_ALIASES, Target, TrainConfig, checked_keys, sections, value_problem
 
-__all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_config", "resolve_config", "parse_override",
+__all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_train_config", "resolve_config", "parse_override",
            "yaml_load", "dump_config"]
 
 _KEYS = sections()  # the key tree of the fixed sections (None: a value or a free sub-dict)
@@ -110,7 +110,7 @@ def list_recipes() -> dict[str, str]:
     return out
 
 
-def load_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+def load_train_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """The raw (unresolved) config of a recipe name, a YAML path or a dict."""
     if isinstance(config, Mapping):
         return copy.deepcopy(dict(config))
@@ -192,7 +192,7 @@ def resolve_config(
     config: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = ()
 ) -> dict[str, Any]:
     """Defaults <- recipe/YAML/dict <- overrides, with every fixed key checked and shorthands expanded."""
-    raw = load_config(config)
+    raw = load_train_config(config)
     _check_keys(raw)
     resolved = _merge(copy.deepcopy(DEFAULTS), raw)
     items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
