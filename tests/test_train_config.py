@@ -242,3 +242,43 @@ def test_the_optimiser_and_schedule_builders_take_exactly_the_schema_choices():
         cfg = resolve_config("quickstart", ["model.name=test_resnet", f"schedule.name={name}"])
         sched = build_scheduler(build_optimizer(model, cfg["optim"]), cfg["schedule"], total_steps=10, total_epochs=2)
         assert (sched is None) == (name == "none")
+
+
+@pytest.mark.parametrize("flags, accelerator, expected", [
+    ({"avx512f", "avx512_bf16"}, "cpu", "bf16-mixed"),
+    ({"avx512f", "avx512_vnni"}, "cpu", "32-true"),  # bf16 would be emulated: 4x slower than fp32
+    ({"avx2"}, "auto", "32-true" if not torch.cuda.is_available() else None),
+    ({"avx512f", "avx512_bf16"}, "gpu", "32-true" if not torch.cuda.is_available() else None),  # no GPU to ask
+])
+def test_training_precision_auto_is_the_devices_answer_in_lightnings_words(monkeypatch, flags, accelerator, expected):
+    from depthsmith import cpu
+    from depthsmith.device import resolve_precision
+    from depthsmith.train.run import _resolve
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+
+    def trained_with(precision):
+        sets = [f"trainer.precision={precision}", f"trainer.accelerator={accelerator}"]
+        return _resolve("quickstart", sets, False, None, (None, None, None))["trainer"]["precision"]
+
+    if expected is not None:
+        assert trained_with("auto") == expected
+        # the one decision, the one inference makes (runtime asks resolve_precision too)
+        assert resolve_precision("auto", accelerator) == {"bf16-mixed": "bf16", "32-true": "fp32"}[expected]
+    assert trained_with("32-true") == trained_with("fp32") == "32-true"  # explicit values are kept, shorthands spelt out
+    assert trained_with("64") == "64-true" and trained_with("bf16") == "bf16-mixed"
+
+
+def test_precision_choices_are_lightnings_names_and_shorthands_for_them():
+    import typing
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR  # Lightning's own list
+
+    from depthsmith.train.schema import LIGHTNING_PRECISIONS, PRECISION_ALIASES, choices
+
+    lightning_names = set(typing.get_args(_PRECISION_INPUT_STR))
+    assert set(LIGHTNING_PRECISIONS) - {"auto"} <= lightning_names
+    assert set(PRECISION_ALIASES.values()) <= set(LIGHTNING_PRECISIONS)
+    assert set(choices("trainer.precision")) == set(LIGHTNING_PRECISIONS) | set(PRECISION_ALIASES)
+    for alias, name in PRECISION_ALIASES.items():
+        assert resolve_config("quickstart", [f"trainer.precision={alias}"])["trainer"]["precision"] == name

@@ -26,14 +26,15 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only  # public; Lightning sets .rank from RANK / LOCAL_RANK
 
+from ..device import resolve_precision
 from ..paths import atomic_write_text
 from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint
 from .config import dump_config, resolve_config
 from .data import DepthDataModule
 from .finish import TrainResult, failed, finish
 from .module import DepthTrainModule, NonFiniteLossError
-from .precision import resolve_training_precision
 from .run_dir import RUN_DIR_ENV, check_resume_length, default_run_dir, prepare_run_dir, saved_config
+from .schema import PRECISION_ALIASES
 from .trainer import build_callbacks, build_loggers, build_trainer, close_wandb
 
 __all__ = ["train", "TrainResult", "RUN_DIR_ENV"]
@@ -59,8 +60,17 @@ def _resolve(config: str | Path | Mapping[str, Any], overrides: Sequence[str] | 
     if saved is not None:
         check_resume_length(saved, cfg, Path(run_dir))
     # precision auto -> bf16-mixed or 32-true for this machine; the resolved value is what config.yaml records.
-    cfg["trainer"]["precision"] = resolve_training_precision(cfg["trainer"]["precision"], cfg["trainer"]["accelerator"])
+    trainer = cfg["trainer"]
+    if trainer["precision"] == "auto":
+        trainer["precision"] = PRECISION_ALIASES[resolve_precision("auto", _precision_device(trainer["accelerator"]))]
     return cfg
+
+
+def _precision_device(accelerator: Any) -> str:
+    """The device ``resolve_precision`` asks for a Lightning accelerator: the GPU for gpu/cuda,
+    auto as it resolves, and the CPU's answer for any other (as before: mps, tpu, an object)."""
+    accelerator = str(accelerator or "auto")
+    return accelerator if accelerator in ("auto", "gpu", "cuda") else "cpu"
 
 
 def _fit(trainer: pl.Trainer, module: DepthTrainModule, datamodule: DepthDataModule, ckpt_path: Path | None,
