@@ -181,6 +181,11 @@ class TrainConfig:
     # exported model and compared with the best constant-depth predictor.
     final_eval: dict[str, Any] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The nested dict of the config, for the places that store one: config.yaml, Lightning's
+        hparams, the model card."""
+        return dataclasses.asdict(self)
+
 
 # --- reading the hints ---------------------------------------------------------------------
 class _Rule(NamedTuple):
@@ -291,6 +296,7 @@ def checked_keys(under: str = "") -> list[str]:
 
 
 def from_dict(cls: type, values: Mapping[str, Any]) -> Any:
-    """The dataclass instance of a checked config dict (fixed sections become their dataclasses)."""
+    """The dataclass instance of a checked config dict (fixed sections become their dataclasses);
+    ``config.resolve_config`` calls it once its checks have passed."""
     hints = _hints(cls)
     return cls(**{k: from_dict(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in values.items()})
