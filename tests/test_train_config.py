@@ -264,7 +264,7 @@ def test_training_precision_auto_is_the_devices_answer_in_lightnings_words(monke
         assert trained_with("auto") == expected
         # the one decision, the one inference makes (runtime asks resolve_precision too)
         assert resolve_precision("auto", accelerator) == {"bf16-mixed": "bf16", "32-true": "fp32"}[expected]
-    assert trained_with("32-true") == trained_with("fp32") == "32-true"  # explicit values are kept, shorthands spelt out
+    assert trained_with("32-true") == trained_with("fp32") == "32-true"  # kept; shorthands spelt out
     assert trained_with("64") == "64-true" and trained_with("bf16") == "bf16-mixed"
 
 

@@ -51,8 +51,8 @@ def _apply_launch_args(config: TrainConfig, devices: Any, strategy: Any, acceler
         trainer.accelerator = accelerator
 
 
-def _resolve(config: str | Path | Mapping[str, Any] | TrainConfig, overrides: Sequence[str] | Mapping[str, Any], resume: bool,
-             run_dir: str | Path | None, launch: tuple[Any, Any, Any]) -> TrainConfig:
+def _resolve(config: str | Path | Mapping[str, Any] | TrainConfig, overrides: Sequence[str] | Mapping[str, Any],
+             resume: bool, run_dir: str | Path | None, launch: tuple[Any, Any, Any]) -> TrainConfig:
     """The config this run really runs: the saved one on resume, overrides and launch arguments on top."""
     saved = saved_config(run_dir) if resume else None
     cfg = resolve_config(saved if resume else config, overrides)

@@ -28,8 +28,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
-__all__ = ["Range", "LIGHTNING_PRECISIONS", "PRECISION_ALIASES", "TrainConfig", "OptimConfig", "ScheduleConfig", "TrainerConfig", "DataConfig",
-           "CheckpointConfig", "LoggingConfig", "field_rules", "choices", "value_problem", "checked_keys", "sections", "from_dict"]
+__all__ = ["Range", "LIGHTNING_PRECISIONS", "PRECISION_ALIASES", "TrainConfig", "OptimConfig", "ScheduleConfig",
+           "TrainerConfig", "DataConfig", "CheckpointConfig", "LoggingConfig", "field_rules", "choices",
+           "value_problem", "checked_keys", "sections", "from_dict"]
 
 INF = float("inf")
 
