@@ -17,6 +17,7 @@ from depthsmith.inference import Predictor
 from depthsmith.models.loading import ModelConfigError
 from depthsmith.resize import example_size, parse_working_size, resized, working_size_for
 from depthsmith.train.config import resolve_config
+from depthsmith.train.schema import DataConfig, TrainConfig
 from depthsmith.train.working_size import model_section, training_working_size
 
 SIZES = [(480, 640), (640, 480), (96, 128), (375, 1242), (1000, 1000), (300, 301), (20, 30)]
@@ -150,13 +151,14 @@ def test_onnx_file_carries_the_working_size(tmp_path):
 ])
 def test_training_size_from_the_recipe(recipe, expected):
     config = resolve_config(recipe)
-    assert training_working_size(config["data"]) == expected
+    assert training_working_size(config.data) == expected
     assert model_section(config)["working_size"] == expected
 
 
 def test_training_size_rules():
-    assert training_working_size({"train": {"type": "paired", "csv_path": "x.csv"}}) is None  # native
-    assert training_working_size({"transforms": {"resize": {"size": 64}, "random_crop": {"size": 32}}}) == \
+    assert training_working_size(DataConfig(train={"type": "paired", "csv_path": "x.csv"})) is None  # native
+    assert training_working_size(DataConfig(transforms={"resize": {"size": 64}, "random_crop": {"size": 32}})) == \
         {"height": 64, "width": 64}  # the crop keeps the resize's pixel scale
-    config = {"model": {"name": "x", "working_size": None}, "data": {"transforms": [{"name": "resize", "size": 8}]}}
+    config = TrainConfig(model={"name": "x", "working_size": None},
+                         data=DataConfig(transforms=[{"name": "resize", "size": 8}]))
     assert model_section(config)["working_size"] is None  # set by the user: kept

@@ -22,7 +22,7 @@ from ..resize import check_working_size, describe_working_size, resized, working
 
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from ..metrics import as_map
-from .scorer import EvalResult, Scorer, as_tensor, make_result, upsample_to
+from .scorer import EvalResult, Scorer, make_result, to_tensor, upsample_to
 from ..errors import InputError
 
 __all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to", "SEED_INPUTS", "check_seed_input"]
@@ -54,8 +54,8 @@ def evaluate_predictions(
     masks_it = iter(masks) if masks is not None else None
     images_it = iter(images) if images is not None else None
     for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
-        gt_np = as_map(as_tensor(gt), "gt")
-        pred_t = scorer.sanitize(as_tensor(pred).to(torch.float64).cpu())
+        gt_np = as_map(to_tensor(gt), "gt")
+        pred_t = scorer.sanitize(to_tensor(pred).to(torch.float64).cpu())
         pred_np = upsample_to(pred_t, gt_np.shape).numpy()
         mask = None if masks_it is None else np.asarray(next(masks_it), dtype=bool)
         image = None if images_it is None else next(images_it)
