@@ -148,8 +148,11 @@ def load_any(model: Any) -> Any:
     return load_model(model)
 
 
-def convert_keras(path: str | Path, out_dir: str | Path) -> Path:
-    """The seed's ``.keras`` checkpoint as a ``save_pretrained`` folder that ``load_model`` reloads."""
-    from .keras_seed import convert_keras as _convert
+def __getattr__(name: str):
+    # convert_keras is models/keras_seed.py's own function, imported on first use: keras_seed imports
+    # h5py, which `import depthsmith` should not pay for.
+    if name == "convert_keras":
+        from .keras_seed import convert_keras
 
-    return _convert(path, out_dir)
+        return convert_keras
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
