@@ -46,6 +46,16 @@ def test_short_side_rule_is_depth_anything_v2_upstream(height, width):
     assert working_size_for({"short_side": 518, "multiple_of": 14}, height, width) == (new_height, new_width)
 
 
+@pytest.mark.parametrize("height, width", SIZES)
+def test_long_side_rule_is_depth_anything_3_upstream(height, width):
+    # Independent reference: Depth Anything 3's own InputProcessor at its defaults (process_res=504,
+    # upper_bound_resize; PyPI depth-anything-3, utils/io/input_processor.py), on a blank image.
+    upstream = pytest.importorskip("depth_anything_3.utils.io.input_processor")
+    images, _, _ = upstream.InputProcessor()([np.zeros((height, width, 3), np.uint8)], None, None, 504,
+                                             "upper_bound_resize")
+    assert working_size_for({"long_side": 504, "multiple_of": 14}, height, width) == tuple(images.shape[-2:])
+
+
 def test_fixed_native_and_thin_images():
     assert working_size_for({"height": 96, "width": 128}, 480, 640) == (96, 128)
     assert working_size_for(None, 123, 45) == (123, 45)
