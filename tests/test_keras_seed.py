@@ -111,7 +111,7 @@ def test_convert_writes_a_folder_load_model_reloads(reference, seed_model, tmp_p
 
 def test_every_model_option_accepts_the_keras_file(reference) -> None:
     assert isinstance(load_any(str(reference["path"])), depthsmith.DepthModel)
-    predictor = Predictor(str(reference["path"]), device="cpu")
+    predictor = Predictor(str(reference["path"]), device="cpu", backend="torch-fp32")  # loading is under test, not auto
     rgb = (np.random.default_rng(2).random((60, 80, 3)) * 255).astype(np.uint8)
     depth = predictor.predict(rgb)
     assert depth.shape == (60, 80) and np.isfinite(depth).all()
