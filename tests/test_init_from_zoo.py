@@ -85,3 +85,13 @@ def test_init_from_a_converted_metric_folder_keeps_encoder_decoder_and_output(tm
     assert result.ok, result.error
     trained = depthsmith.load_model(result.model_dir)
     assert (trained.output, trained.max_depth) == ("metric", 20.0)
+
+
+def test_a_zoo_model_of_another_family_is_refused_naming_the_source(tmp_path):
+    """The recipe builds DINOv2 + DPT; a MiDaS DPT (another ViT, another normalisation) cannot start it."""
+    from depthsmith.errors import InputError
+    from helpers import DPT_VARIANTS, save_hf_dpt, tiny_hf_dpt
+
+    save_hf_dpt(tiny_hf_dpt(**DPT_VARIANTS["project"]), tmp_path / "dpt")  # an Intel/dpt-large layout
+    with pytest.raises(InputError, match=f"init_from {tmp_path / 'dpt'}: its input normalisation mean"):
+        build_model(resolve_config(RECIPE, TINY + [f"model.init_from={tmp_path / 'dpt'}"])["model"])

@@ -105,3 +105,36 @@ def test_auto_leaves_onnx_and_openvino_out_for_zoedepth(zoedepth, tmp_path, caps
     assert built and not any(b.startswith(("onnx", "openvino")) for b in built)
     assert auto.backend.startswith("torch")
     assert "ZoeDepth's input padding" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # an ONNX export, an OpenVINO conversion and NNCF's calibration: 20-40 s on one core
+def test_int8_export_of_a_zoo_model_applies_the_accuracy_gate(tmp_path, capsys):
+    """``export --format openvino --int8 --calibration <folder>`` on a converted Depth Anything V2: the
+    int8 model is written exactly when its held-out difference from fp32 is within the tolerance (a
+    random tiny model may well be refused; what is checked is that the verdict follows the number)."""
+    pytest.importorskip("nncf")
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from depthsmith.bench import synthetic_rooms
+    from depthsmith.cli import main
+
+    _da2("relative", tmp_path / "hf")
+    calibration = tmp_path / "calib"
+    calibration.mkdir()
+    for i, room in enumerate(synthetic_rooms(8, *EXPORT, seed=11)):
+        Image.fromarray((room[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(calibration / f"{i}.png")
+    out = tmp_path / "int8.xml"
+    code = main(["export", "--model", str(tmp_path / "hf"), "--out", str(out), "--format", "openvino", "--int8",
+                 "--calibration", str(calibration), "--height", str(EXPORT[0]), "--width", str(EXPORT[1])])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert "OpenVINO (f32) vs PyTorch" in printed and f"8 images from folder {calibration}; 6 calibrate, 2 held out" in printed
+    found = re.search(r"mean relative difference ([0-9.]+|inf|nan)% \(tolerance 2%\), delta1 agreement ([0-9.]+)", printed)
+    assert found, printed
+    within = float(found.group(1)) <= 2.0  # nan and inf are not within: refused
+    assert code == (0 if within else 1)
+    assert out.is_file() == within and out.with_suffix(".bin").is_file() == within
+    assert ("REFUSED" in printed) != within
