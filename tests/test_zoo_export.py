@@ -134,7 +134,10 @@ def test_int8_export_of_a_zoo_model_applies_the_accuracy_gate(tmp_path, capsys):
     assert "OpenVINO (f32) vs PyTorch" in printed and f"8 images from folder {calibration}; 6 calibrate, 2 held out" in printed
     found = re.search(r"mean relative difference ([0-9.]+|inf|nan)% \(tolerance 2%\), delta1 agreement ([0-9.]+)", printed)
     assert found, printed
-    within = float(found.group(1)) <= 2.0  # nan and inf are not within: refused
+    # A finite difference: with the disparity head's floor quantized, int8 returned inf on most pixels
+    # (runtime/quantize.py keeps Divide and Maximum float); measured 22.9 % on this random tiny model.
+    assert float(found.group(1)) < float("inf"), printed
+    within = float(found.group(1)) <= 2.0
     assert code == (0 if within else 1)
     assert out.is_file() == within and out.with_suffix(".bin").is_file() == within
     assert ("REFUSED" in printed) != within
