@@ -285,3 +285,166 @@ def copy_with_weights(folder: Path, dest: Path, state: dict) -> Path:
         shutil.copyfile(path, dest / path.name)
     save_file(state, str(dest / "model.safetensors"))
     return dest
+
+
+# The tiny transformers models of the conversion tests (test_hf_*.py), shared with test_zoo_export.py.
+DPT_MEAN, DPT_STD = [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
+DPT_VARIANTS = {  # dpt-large's layout, and the other readouts and fusion options of DPTConfig
+    "project": {},
+    "add-batchnorm": {"readout_type": "add", "use_batch_norm_in_fusion_residual": True},
+    "ignore-projection": {"readout_type": "ignore", "add_projection": True, "fusion_hidden_size": 256},
+    # dpt-hybrid-midas: the BiT R50 stem (full size: timm's hybrid has it fixed) under a tiny ViT
+    "hybrid": {"is_hybrid": True, "reassemble_factors": [1, 1, 1, 0.5], "neck_hidden_sizes": [256, 512, 64, 64],
+               "backbone_featmap_shape": [1, 1024, 4, 4]},
+    # dpt-beit-*: a BEiT backbone (relative position bias, layer scale), built in tiny_hf_dpt
+    "beit": {"backbone_config": "beit"},
+}
+
+
+def tiny_hf_dpt(**options):
+    """A tiny random transformers DPT (MiDaS 3.x layouts: ``DPT_VARIANTS``), its output spread about 1.5 +- 1."""
+    import functools
+
+    import transformers
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(0)
+    if options.get("backbone_config") == "beit":
+        options["backbone_config"] = transformers.BeitConfig(
+            hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128, image_size=64,
+            patch_size=16, use_relative_position_bias=True, use_absolute_position_embeddings=False,
+            out_indices=[1, 2, 3, 4], reshape_hidden_states=False, layer_scale_init_value=0.1)
+    config = DPTConfig(**{"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128,
+                          "image_size": 64, "patch_size": 16, "backbone_out_indices": [0, 1, 2, 3],
+                          "neck_hidden_sizes": [16, 32, 64, 64], "fusion_hidden_size": 32, **options})
+    model = DPTForDepthEstimation(config).eval()
+    if config.is_hybrid:
+        # DPTModel never passes interpolate_pos_encoding to the hybrid embeddings, which then refuse
+        # any size but image_size; switch on their own resizing (_resize_pos_embed) for other sizes.
+        embeddings = model.dpt.embeddings
+        embeddings.forward = functools.partial(type(embeddings).forward, embeddings, interpolate_pos_encoding=True)
+    with torch.no_grad():
+        # Weights of unit gain (the default init gives a near-constant output that would hide
+        # conversion bugs) and random batch-norm statistics, then the last conv scaled and shifted
+        # so that the logits before the ReLU have mean 1.5 and standard deviation 1.
+        for name, p in model.named_parameters():
+            fan_in = p[0].numel() if p.ndim > 1 else 1
+            p.copy_(torch.randn_like(p) / fan_in ** 0.5 + (1.0 if name.endswith("norm_before.weight") else 0.0))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn_like(b) * 0.1)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand_like(b) + 0.5)
+        head = model.head.head
+        head[4].bias.fill_(0.0)
+        head[5] = torch.nn.Identity()
+        image = (torch.rand(2, 3, 64, 64) - torch.tensor(DPT_MEAN).view(3, 1, 1)) / torch.tensor(DPT_STD).view(3, 1, 1)
+        logits = model(pixel_values=image).predicted_depth
+        head[5] = torch.nn.ReLU()
+        head[4].weight /= logits.std()
+        head[4].bias.fill_(float(1.5 - logits.mean() / logits.std()))
+    return model
+
+
+def save_hf_dpt(hf, folder):
+    from transformers import DPTImageProcessor
+
+    hf.save_pretrained(folder)
+    DPTImageProcessor(image_mean=DPT_MEAN, image_std=DPT_STD, keep_aspect_ratio=True,
+                      ensure_multiple_of=32).save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags: [depth]\n---\n# tiny\n")
+
+
+ZOE_BINS = [{"name": "nyu", "n_bins": 12, "min_depth": 1e-3, "max_depth": 10.0},
+            {"name": "kitti", "n_bins": 10, "min_depth": 1e-3, "max_depth": 80.0}]
+
+
+def tiny_hf_zoedepth(bins):
+    """A tiny random transformers ZoeDepth (BEiT backbone), one metric head per entry of ``bins``."""
+    from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation
+
+    backbone = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                          image_size=64, patch_size=16, use_relative_position_bias=True, reshape_hidden_states=False,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    two = dict(num_patch_transformer_layers=4, patch_transformer_hidden_size=128,  # 128: the classifier's fixed width
+               patch_transformer_intermediate_size=32, patch_transformer_num_attention_heads=4) if len(bins) > 1 else {}
+    config = ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+                            bottleneck_features=16, num_relative_features=8, bin_embedding_dim=32,
+                            bin_configurations=bins, **two)
+    torch.manual_seed(0)
+    model = ZoeDepthForDepthEstimation(config).eval()
+    with torch.no_grad():  # large random weights: the default init gives a nearly constant output
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return model
+
+
+def zoedepth_processor():
+    """The processor of the tiny ZoeDepth: a 64 x 96 working size."""
+    from transformers import ZoeDepthImageProcessor
+
+    return ZoeDepthImageProcessor(size={"height": 64, "width": 96}, ensure_multiple_of=32)
+
+
+def save_hf_zoedepth(hf, folder):
+    hf.save_pretrained(folder)
+    zoedepth_processor().save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: mit\ntags: [depth]\n---\n# tiny\n")
+    return folder
+
+
+DEPTH_PRO_WORK = 256  # working size: tile 64 / smallest ratio 0.25, as 384 / 0.25 = 1536 for apple/DepthPro-hf
+
+
+def tiny_hf_depth_pro(fov: bool = True):
+    """A tiny random transformers Depth Pro (float64), working size ``DEPTH_PRO_WORK``."""
+    from transformers import DepthProConfig, DepthProForDepthEstimation
+
+    def vit(layers: int = 4) -> dict:  # patch 16 as the real ViT-L/16, so the output is at the working size
+        return dict(model_type="dinov2", hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                    patch_size=16, image_size=64, layerscale_value=0.5)
+
+    config = DepthProConfig(fusion_hidden_size=16, patch_size=64, intermediate_hook_ids=[2, 1],
+                            intermediate_feature_dims=[16, 16], scaled_images_feature_dims=[32, 32, 16],
+                            use_fov_model=fov, image_model_config=vit(), patch_model_config=vit(5),
+                            fov_model_config=vit(3))
+    torch.manual_seed(0)
+    model = DepthProForDepthEstimation(config).eval()
+    with torch.no_grad():  # inverse depth about 1 +- 0.15 (not at the clamp), fov about 40 +- 10 degrees
+        model.head.layers[4].weight.mul_(0.001)
+        model.head.layers[4].bias.fill_(1.0)
+        if fov:  # transformers' init (std 0.02) leaves the fov ViT's part in the estimate negligible
+            model.fov_model.fov_encoder.neck.weight.normal_(0, 1)
+            model.fov_model.head.layers[2].bias.fill_(10.0)  # its two ReLU outputs not both 0: fov != the bias
+            model.fov_model.head.layers[4].weight.normal_(0, 0.5)
+            model.fov_model.head.layers[4].bias.fill_(50.0)
+    return model.double()
+
+
+def save_hf_depth_pro(hf, folder):
+    from transformers import DepthProImageProcessor
+
+    hf.save_pretrained(folder)
+    DepthProImageProcessor(size={"height": DEPTH_PRO_WORK, "width": DEPTH_PRO_WORK}).save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: apple-amlr\nlicense_name: apple-sample-code-license\n---\n# t\n")
+
+
+def offline_hub_cache(monkeypatch, cache: Path) -> None:
+    """Point huggingface_hub at ``cache`` with the network off (env for subprocesses, constants for this one)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def hub_snapshot(cache: Path, repo_id: str, revision: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """The snapshot folder of ``repo_id`` in the cache layout huggingface_hub writes
+    (models--owner--name/{refs/main, snapshots/<revision>/...}); write the model's files into it."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    return snapshot

@@ -14,6 +14,7 @@ import depthsmith
 from depthsmith.cli import main
 from depthsmith.inference import Predictor
 from depthsmith.models.zoo import DEFAULT_MODEL
+from helpers import offline_hub_cache
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -31,16 +32,6 @@ def _tiny_depth_anything():
         for p in model.parameters():  # weights large enough that the output varies across the image
             p.copy_(torch.randn_like(p) * 0.3)
     return model
-
-
-def _offline_cache(monkeypatch, cache):
-    """Point huggingface_hub at ``cache`` with the network off (env for subprocesses, constants for this one)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture()
@@ -61,7 +52,7 @@ def test_predict_without_model_reads_the_default_from_the_hub_cache(tmp_path, mo
     (snapshot / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(REVISION)
-    _offline_cache(monkeypatch, tmp_path / "hub")
+    offline_hub_cache(monkeypatch, tmp_path / "hub")
 
     out = tmp_path / "out"
     assert main(["predict", str(photo), "--out", str(out), "--save", "npy", "--backend", "torch-fp32"]) == 0
@@ -75,7 +66,7 @@ def test_predict_without_model_reads_the_default_from_the_hub_cache(tmp_path, mo
 
 
 def test_predict_without_model_offline_and_uncached_names_the_hub_id(tmp_path, monkeypatch, photo, capsys):
-    _offline_cache(monkeypatch, tmp_path / "empty-hub")
+    offline_hub_cache(monkeypatch, tmp_path / "empty-hub")
     assert main(["predict", str(photo), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert DEFAULT_MODEL in err and "--model" in err and "huggingface-cli download" in err

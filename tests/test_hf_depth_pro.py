@@ -18,45 +18,13 @@ import torch
 
 import depthsmith
 from depthsmith.models import WeightFileError
-from helpers import copy_with_weights, read_weights
+from helpers import DEPTH_PRO_WORK, copy_with_weights, read_weights, save_hf_depth_pro, tiny_hf_depth_pro
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = [(100, 130), (257, 190)]  # neither a multiple of the 16-pixel patch; portrait and landscape
-WORK = 256  # working size: tile 64 / smallest ratio 0.25, as 384 / 0.25 = 1536 for apple/DepthPro-hf
-
-
-def _tiny_hf(fov: bool = True):
-    from transformers import DepthProConfig, DepthProForDepthEstimation
-
-    def vit(layers: int = 4) -> dict:  # patch 16 as the real ViT-L/16, so the output is at the working size
-        return dict(model_type="dinov2", hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                    patch_size=16, image_size=64, layerscale_value=0.5)
-
-    config = DepthProConfig(fusion_hidden_size=16, patch_size=64, intermediate_hook_ids=[2, 1],
-                            intermediate_feature_dims=[16, 16], scaled_images_feature_dims=[32, 32, 16],
-                            use_fov_model=fov, image_model_config=vit(), patch_model_config=vit(5),
-                            fov_model_config=vit(3))
-    torch.manual_seed(0)
-    model = DepthProForDepthEstimation(config).eval()
-    with torch.no_grad():  # inverse depth about 1 +- 0.15 (not at the clamp), fov about 40 +- 10 degrees
-        model.head.layers[4].weight.mul_(0.001)
-        model.head.layers[4].bias.fill_(1.0)
-        if fov:  # transformers' init (std 0.02) leaves the fov ViT's part in the estimate negligible
-            model.fov_model.fov_encoder.neck.weight.normal_(0, 1)
-            model.fov_model.head.layers[2].bias.fill_(10.0)  # its two ReLU outputs not both 0: fov != the bias
-            model.fov_model.head.layers[4].weight.normal_(0, 0.5)
-            model.fov_model.head.layers[4].bias.fill_(50.0)
-    return model.double()
-
-
-def _save(hf, folder):
-    from transformers import DepthProImageProcessor
-
-    hf.save_pretrained(folder)
-    DepthProImageProcessor(size={"height": WORK, "width": WORK}).save_pretrained(folder)
-    (folder / "README.md").write_text("---\nlicense: apple-amlr\nlicense_name: apple-sample-code-license\n---\n# t\n")
+WORK = DEPTH_PRO_WORK
 
 
 def _reference(hf, image: torch.Tensor) -> dict:
@@ -82,9 +50,9 @@ def _ours(model, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    hf = _tiny_hf()
+    hf = tiny_hf_depth_pro()
     folder = tmp_path_factory.mktemp("depth-pro")
-    _save(hf, folder)
+    save_hf_depth_pro(hf, folder)
     return hf, folder, depthsmith.load_model(folder).double()
 
 
@@ -148,8 +116,8 @@ def test_card_saves_and_reloads(converted, tmp_path):
 
 
 def test_without_fov_model_matches_and_has_no_focal(tmp_path):
-    hf = _tiny_hf(fov=False)
-    _save(hf, tmp_path)
+    hf = tiny_hf_depth_pro(fov=False)
+    save_hf_depth_pro(hf, tmp_path)
     ours = depthsmith.load_model(tmp_path).double()
     assert not ours.estimates_focal and ours.focal_length(torch.rand(1, 3, 40, 50)) is None
     ref = _reference(hf, _image(*SIZES[1]))

@@ -5,7 +5,6 @@ own forward and ``post_process_depth_estimation`` on the processor-normalised te
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 import depthsmith
 from depthsmith.errors import InputError
 from depthsmith.models import WeightFileError
-from helpers import copy_with_weights, read_weights
+from helpers import DPT_MEAN, DPT_STD, DPT_VARIANTS, copy_with_weights, read_weights, save_hf_dpt, tiny_hf_dpt
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,66 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # The BEiT backbone takes any shape.
 SIZES = [(64, 64), (90, 90)]
 BEIT_SIZES = [(64, 96), (90, 70)]
-MEAN, STD = [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
-VARIANTS = {  # dpt-large's layout, and the other readouts and fusion options of DPTConfig
-    "project": {},
-    "add-batchnorm": {"readout_type": "add", "use_batch_norm_in_fusion_residual": True},
-    "ignore-projection": {"readout_type": "ignore", "add_projection": True, "fusion_hidden_size": 256},
-    # dpt-hybrid-midas: the BiT R50 stem (full size: timm's hybrid has it fixed) under a tiny ViT
-    "hybrid": {"is_hybrid": True, "reassemble_factors": [1, 1, 1, 0.5], "neck_hidden_sizes": [256, 512, 64, 64],
-               "backbone_featmap_shape": [1, 1024, 4, 4]},
-    # dpt-beit-*: a BEiT backbone (relative position bias, layer scale), built in _tiny_hf
-    "beit": {"backbone_config": "beit"},
-}
+MEAN, STD = DPT_MEAN, DPT_STD
+VARIANTS = DPT_VARIANTS
 
-
-def _tiny_hf(**options):
-    from transformers import DPTConfig, DPTForDepthEstimation
-
-    torch.manual_seed(0)
-    if options.get("backbone_config") == "beit":
-        options["backbone_config"] = transformers.BeitConfig(
-            hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128, image_size=64,
-            patch_size=16, use_relative_position_bias=True, use_absolute_position_embeddings=False,
-            out_indices=[1, 2, 3, 4], reshape_hidden_states=False, layer_scale_init_value=0.1)
-    config = DPTConfig(**{"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128,
-                          "image_size": 64, "patch_size": 16, "backbone_out_indices": [0, 1, 2, 3],
-                          "neck_hidden_sizes": [16, 32, 64, 64], "fusion_hidden_size": 32, **options})
-    model = DPTForDepthEstimation(config).eval()
-    if config.is_hybrid:
-        # DPTModel never passes interpolate_pos_encoding to the hybrid embeddings, which then refuse
-        # any size but image_size; switch on their own resizing (_resize_pos_embed) for other sizes.
-        embeddings = model.dpt.embeddings
-        embeddings.forward = functools.partial(type(embeddings).forward, embeddings, interpolate_pos_encoding=True)
-    with torch.no_grad():
-        # Weights of unit gain (the default init gives a near-constant output that would hide
-        # conversion bugs) and random batch-norm statistics, then the last conv scaled and shifted
-        # so that the logits before the ReLU have mean 1.5 and standard deviation 1.
-        for name, p in model.named_parameters():
-            fan_in = p[0].numel() if p.ndim > 1 else 1
-            p.copy_(torch.randn_like(p) / fan_in ** 0.5 + (1.0 if name.endswith("norm_before.weight") else 0.0))
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn_like(b) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand_like(b) + 0.5)
-        head = model.head.head
-        head[4].bias.fill_(0.0)
-        head[5] = torch.nn.Identity()
-        image = (torch.rand(2, 3, 64, 64) - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-        logits = model(pixel_values=image).predicted_depth
-        head[5] = torch.nn.ReLU()
-        head[4].weight /= logits.std()
-        head[4].bias.fill_(float(1.5 - logits.mean() / logits.std()))
-    return model
-
-
-def _save(hf, folder):
-    from transformers import DPTImageProcessor
-
-    hf.save_pretrained(folder)
-    DPTImageProcessor(image_mean=MEAN, image_std=STD, keep_aspect_ratio=True, ensure_multiple_of=32).save_pretrained(folder)
-    (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags: [depth]\n---\n# tiny\n")
 
 
 def _reference(hf, x, mean=MEAN, std=STD):
@@ -103,9 +45,9 @@ def _reference(hf, x, mean=MEAN, std=STD):
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def converted(request, tmp_path_factory):
-    hf = _tiny_hf(**VARIANTS[request.param])
+    hf = tiny_hf_dpt(**VARIANTS[request.param])
     folder = tmp_path_factory.mktemp(f"dpt-{request.param}")
-    _save(hf, folder)
+    save_hf_dpt(hf, folder)
     return hf, folder, depthsmith.load_model(folder)
 
 
@@ -172,7 +114,7 @@ def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
     ("beit", "backbone_config.reshape_hidden_states", True, "backbone_config.reshape_hidden_states=True"),
 ])
 def test_unsupported_layouts_are_refused_by_key(variant, key, value, named, tmp_path):
-    _tiny_hf(**VARIANTS[variant]).save_pretrained(tmp_path)
+    tiny_hf_dpt(**VARIANTS[variant]).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     if key.startswith("backbone_config."):
         config["backbone_config"][key.split(".")[1]] = value

@@ -13,13 +13,13 @@ import torch
 import depthsmith
 from depthsmith.models import WeightFileError
 from depthsmith.models.hf_zoedepth import ZoeDepthConfigError
+from helpers import ZOE_BINS, save_hf_zoedepth, tiny_hf_zoedepth, zoedepth_processor
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = [(50, 70), (100, 60)]  # source sizes: padded, then resized to 64 x 96 and 160 x 96 for the network
-TWO = [{"name": "nyu", "n_bins": 12, "min_depth": 1e-3, "max_depth": 10.0},
-       {"name": "kitti", "n_bins": 10, "min_depth": 1e-3, "max_depth": 80.0}]
+TWO = ZOE_BINS
 
 
 def _images(n=6):
@@ -27,55 +27,25 @@ def _images(n=6):
     return [(torch.rand(3, *SIZES[i % 2], generator=g) * 255).to(torch.uint8) for i in range(n)]
 
 
-def _tiny_hf(bins):
-    from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation
-
-    backbone = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                          image_size=64, patch_size=16, use_relative_position_bias=True, reshape_hidden_states=False,
-                          out_features=["stage1", "stage2", "stage3", "stage4"])
-    two = dict(num_patch_transformer_layers=4, patch_transformer_hidden_size=128,  # 128: the classifier's fixed width
-               patch_transformer_intermediate_size=32, patch_transformer_num_attention_heads=4) if len(bins) > 1 else {}
-    config = ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
-                            bottleneck_features=16, num_relative_features=8, bin_embedding_dim=32,
-                            bin_configurations=bins, **two)
-    torch.manual_seed(0)
-    model = ZoeDepthForDepthEstimation(config).eval()
-    with torch.no_grad():  # large random weights: the default init gives a nearly constant output
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return model
-
-
-def _processor():
-    return transformers.ZoeDepthImageProcessor(size={"height": 64, "width": 96}, ensure_multiple_of=32)
-
-
 def _reference(hf, image):
-    proc = _processor()
+    proc = zoedepth_processor()
     with torch.no_grad():
         out = hf(**proc(images=image, return_tensors="pt"))
     depth = proc.post_process_depth_estimation(out, source_sizes=[tuple(image.shape[-2:])])[0]["predicted_depth"]
     return depth, (None if out.domain_logits is None else int(out.domain_logits.argmax()))
 
 
-def _save(hf, folder):
-    hf.save_pretrained(folder)
-    _processor().save_pretrained(folder)
-    (folder / "README.md").write_text("---\nlicense: mit\ntags: [depth]\n---\n# tiny\n")
-    return folder
-
-
 @pytest.fixture(scope="module", params=["nyu", "nyu-kitti"])
 def converted(request, tmp_path_factory):
-    hf = _tiny_hf(TWO[:1] if request.param == "nyu" else TWO)
+    hf = tiny_hf_zoedepth(TWO[:1] if request.param == "nyu" else TWO)
     if request.param == "nyu-kitti":  # the classifier's bias centred on the test images: each head gets taken
         with torch.no_grad():
             logits = []
             for image in _images():
-                proc = _processor()(images=image, return_tensors="pt")
+                proc = zoedepth_processor()(images=image, return_tensors="pt")
                 logits.append(hf(**proc).domain_logits)
             hf.metric_head.mlp_classifier.linear2.bias -= torch.cat(logits).median(dim=0).values
-    folder = _save(hf, tmp_path_factory.mktemp(f"zoe-{request.param}"))
+    folder = save_hf_zoedepth(hf, tmp_path_factory.mktemp(f"zoe-{request.param}"))
     return request.param, hf, depthsmith.load_model(folder), folder
 
 
@@ -131,7 +101,7 @@ def test_card_output_kind_and_round_trip(converted, tmp_path):
 def test_wrong_shape_names_file_and_key(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    folder = _save(_tiny_hf(TWO[:1]), tmp_path / "zoe")
+    folder = save_hf_zoedepth(tiny_hf_zoedepth(TWO[:1]), tmp_path / "zoe")
     state = load_file(str(folder / "model.safetensors"))
     key = next(k for k in state if k.startswith("metric_head.attractors.2.conv2.weight"))
     state[key] = torch.zeros(3, *state[key].shape[1:])
@@ -146,7 +116,7 @@ def test_wrong_shape_names_file_and_key(tmp_path):
     ("bin_configurations", [{"n_bins": 8, "min_depth": 0.1, "max_depth": 5}] * 3, "bin_configurations="),
 ])
 def test_unsupported_config_is_refused_by_key(tmp_path, key, value, needle):
-    folder = _save(_tiny_hf(TWO[:1]), tmp_path / "zoe")
+    folder = save_hf_zoedepth(tiny_hf_zoedepth(TWO[:1]), tmp_path / "zoe")
     config = json.loads((folder / "config.json").read_text())
     config[key] = value
     (folder / "config.json").write_text(json.dumps(config))
@@ -159,7 +129,7 @@ def test_log_binomial_constants_in_a_checkpoint_are_checked(tmp_path):
     """Checkpoints written with the constants as tensors load; a wrong constant is refused by key."""
     from safetensors.torch import load_file, save_file
 
-    folder = _save(_tiny_hf(TWO[:1]), tmp_path / "zoe")
+    folder = save_hf_zoedepth(tiny_hf_zoedepth(TWO[:1]), tmp_path / "zoe")
     state = load_file(str(folder / "model.safetensors"))
     prefix = "metric_head.conditional_log_binomial.log_binomial_transform."
     state[prefix + "k_idx"] = torch.arange(12).view(1, -1, 1, 1)

@@ -73,7 +73,12 @@ def _attention(attn: nn.Module, x: torch.Tensor, bias: torch.Tensor) -> torch.Te
     qkv = F.linear(x, attn.qkv.weight, qkv_bias).reshape(batch, n, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=attn.scale)
-    return attn.proj(out.transpose(1, 2).reshape(batch, n, -1))
+    # A clone to the contiguous layout, not reshape's implicit copy: torch.export records SDPA's masked
+    # CPU output in its (B, N, heads, d) layout, the ONNX exporter's decomposition then yields
+    # (B, heads, N, d), and the reshape, replayed as a view, fails on it for a symbolic token count
+    # (torch 2.14: "Cannot view a tensor with shape ..."; .contiguous() is dropped as a no-op).
+    out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format)
+    return attn.proj(out.reshape(batch, n, -1))
 
 
 class BeitFeatures(ViTFeatures):

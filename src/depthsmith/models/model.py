@@ -136,7 +136,10 @@ class DepthModel(
     def export_unsupported(self) -> str:
         """Why ``export_onnx`` cannot write this model ("" when it can; runtime/cache.py reads it, so
         ``auto`` leaves ONNX and OpenVINO out). An ONNX file is one protobuf message, at most 2 GB
-        (onnx docs/ExternalData.md), and ``export_onnx`` keeps the float32 weights inside it."""
+        (onnx docs/ExternalData.md), and ``export_onnx`` keeps the float32 weights inside it. A decoder
+        may declare its own reason (ZoeDepth's input frame: models/decoders/zoedepth.py)."""
+        if declared := getattr(self.decoder, "export_unsupported", ""):
+            return declared
         size = 4 * sum(t.numel() for t in self.state_dict().values())
         if size < ONNX_SIZE_LIMIT:
             return ""

@@ -44,6 +44,8 @@ Options for converted DPT / MiDaS 3 checkpoints (models/hf_dpt.py), each off by 
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,6 +61,39 @@ from ..errors import InputError
 __all__ = ["is_plain_vit", "is_hybrid_vit", "ViTFeatures", "READOUTS"]
 
 READOUTS = ("ignore", "add", "project")
+
+
+def _static_same_padding(cnn: nn.Module) -> None:
+    """timm's "same" padding of the stride-2 convs and max pool of a hybrid's ResNetV2, made static.
+
+    timm pads those layers by ``max((ceil(x / s) - 1) * s + (k - 1) * d + 1 - x, 0)`` of the input size
+    x (timm/layers/padding.py ``pad_same``). Traced with a symbolic size, each layer's expression nests
+    the previous ones, and torch.export spent tens of minutes simplifying them (a tiny DPT-hybrid,
+    torch 2.14). Here the input is first zero-padded to ``pad_multiple``, a multiple of the patch
+    (checked above), which is the product of the CNN's power-of-two strides: every such layer then
+    sees a multiple of its stride, where the formula is the constant ``max((k - 1) * d + 1 - s, 0)``.
+    The same numbers, as a fixed pad before the layer.
+    """
+    from timm.layers.pool2d_same import MaxPool2dSame
+
+    for module in cnn.modules():
+        pool = isinstance(module, MaxPool2dSame)
+        if not (pool or getattr(module, "same_pad", False)):
+            continue
+        pad = [max((int(k) - 1) * int(d) + 1 - int(s), 0) for k, s, d in
+               zip(_pair(module.kernel_size), _pair(module.stride), _pair(module.dilation))]
+        sides = (pad[1] // 2, pad[1] - pad[1] // 2, pad[0] // 2, pad[0] - pad[0] // 2)
+        value = float("-inf") if pool else 0.0
+        module.register_forward_pre_hook(lambda m, args, sides=sides, value=value: (F.pad(args[0], sides, value=value),))
+        if pool:  # MaxPool2dSame.forward pads itself: the plain pooling instead
+            module.forward = functools.partial(F.max_pool2d, kernel_size=module.kernel_size, stride=module.stride,
+                                               padding=0, dilation=module.dilation, ceil_mode=module.ceil_mode)
+        else:
+            module.same_pad = False
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def is_hybrid_vit(name: str) -> bool:
@@ -194,6 +229,8 @@ class ViTFeatures(nn.Module):
             raise InputError(f"readout={readout!r} needs exactly one class token; {name!r} has "
                              f"{self.vit.num_prefix_tokens} prefix tokens.")
         self.readout_mode, self.interpolation, self.pad_multiple = readout, pos_embed_interpolation, pad_multiple
+        if pad_multiple is not None and getattr(self.vit.patch_embed, "backbone", None) is not None:
+            _static_same_padding(self.vit.patch_embed.backbone)
         dim = int(self.vit.embed_dim)
         # One per output, CNN maps included (as nn.Identity), so index i is DPT's readout_projects.i.
         self.readout = (nn.ModuleList([*(nn.Identity() for _ in range(self.cnn_taps)),

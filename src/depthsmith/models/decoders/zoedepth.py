@@ -69,6 +69,19 @@ class ZoeDepthDecoder(DPTDecoder):
             self.metric = MultiMetricBinsHead(features, features, relative_features, bins,
                                               transformer=tuple(int(t) for t in transformer), **common)
 
+    @property
+    def export_unsupported(self) -> str:
+        """Why this decoder's model cannot go to ONNX ("" when it can; DepthModel.export_unsupported).
+        The frame's sizes are Python arithmetic on the input size (models/zoe_frame.py): traced with a
+        symbolic size, ``int(sqrt(H / 2) * 3)`` becomes torch's sym_sqrt, for which the ONNX exporter
+        has no op (torch 2.14: "No ONNX function found for _sym_sqrt"), and the keep-aspect choice of
+        the side that sets the scale would be fixed at the export size's aspect ratio."""
+        if self.frame is None or not (self.frame.get("pad", True) or self.frame.get("size")):
+            return ""
+        return ("ZoeDepth's input padding (int(sqrt(H / 2) * 3) pixels, models/zoe_frame.py) and its "
+                "keep-aspect resize are computed from the input size in Python; torch's ONNX exporter has no "
+                "op for the square root of a symbolic size, so no file valid at every input size can be written")
+
     def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         pred_size, levels = self.levels(feats, out_size)
         bottleneck, fused, x = levels[0], [], None
