@@ -17,7 +17,9 @@ the whole clip first, in the output kind's space; none for the metric model), fl
 camera only, per-frame AbsRel and delta1 (relative models: each frame least-squares aligned to its
 ground truth, in disparity space for the disparity model, the standard for them; metric: as predicted), and clip AbsRel (after
 the clip's single fit: what a viewer of the video sees, drift included). Rows ``align wN``: the
-aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py). Row ``oracle``:
+aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py). Rows ``lstsq slope``: the aligner's
+earlier fit (``ClipAligner(fit="lstsq")``). Column spread: the last frame's standard deviation over the
+first's, in the fitting space (a still camera should keep ~1; the lstsq slope shrinks it). Row ``oracle``:
 each frame of the per-frame output fitted to its own ground truth (least squares in the kind's space):
 the TAE left when every frame has its best scale and shift, i.e. the per-pixel disagreement between
 frames that no per-frame alignment can remove.
@@ -46,6 +48,7 @@ from depthsmith.data.video import SyntheticVideo, write_clip  # noqa: E402
 from depthsmith.evaluate.temporal import clip_space  # noqa: E402
 from depthsmith.inference import Predictor  # noqa: E402
 from depthsmith.metrics import compute_metrics  # noqa: E402
+from depthsmith.metrics.clip_align import ClipAligner  # noqa: E402
 from depthsmith.metrics.temporal import apply_affine, fit_clip, flicker, temporal_alignment_error  # noqa: E402
 
 PATHS = ("walk", "pan", "pass", "static")
@@ -104,16 +107,22 @@ def score(predictor: Predictor, video, raw: list[np.ndarray], model_seconds: flo
     """``raw`` per-frame predictions through ``predictor.aligner`` (what ``stream`` does with them,
     frame by frame, so the model runs once per clip), then scored; fps = model + aligner time."""
     t0 = time.perf_counter()
-    align = predictor.aligner(temporal, window=window) if temporal != "oracle" else None
+    if temporal == "lstsq":  # the earlier fit: the least-squares slope (metrics/clip_align.py)
+        align = ClipAligner(predictor.aligner("align").space, window=window, fit="lstsq")
+    else:
+        align = predictor.aligner(temporal, window=window) if temporal != "oracle" else None
     preds = raw if align is None else [align(d) for d in raw]
     seconds = model_seconds + time.perf_counter() - t0
     space = clip_space(predictor.output, predictor.is_metric)
     poses = [video.pose(i) for i in range(len(gts))]
+    to_space = (lambda d: 1.0 / d) if space == "disparity" else (lambda d: d)
+    spread = float(np.std(to_space(preds[-1])) / np.std(to_space(preds[0])))  # contrast kept, last / first frame
     if temporal == "oracle":
         clip = oracle(preds, gts, space)
         return {"tae": temporal_alignment_error(clip, poses, video.intrinsics(), gts),
                 "flicker": flicker(clip, [g > 0 for g in gts]) if video.path == "static" else float("nan"),
-                "abs_rel": float("nan"), "d1": float("nan"), "clip_abs_rel": float("nan"), "fps": float("nan")}
+                "abs_rel": float("nan"), "d1": float("nan"), "clip_abs_rel": float("nan"), "fps": float("nan"),
+                "spread": float("nan")}
     scale, shift = fit_clip(preds, gts, space, max_depth=MAX_DEPTH)
     clip = [apply_affine(p, scale, shift, space, max_depth=MAX_DEPTH) for p in preds]
     align = "none" if predictor.is_metric else ("lstsq_disparity" if predictor.output == "disparity" else "lstsq")
@@ -125,6 +134,7 @@ def score(predictor: Predictor, video, raw: list[np.ndarray], model_seconds: flo
         "d1": float(np.mean([m["d1"] for m in per_frame])),
         "clip_abs_rel": float(np.mean([compute_metrics(c, g, 1e-3, MAX_DEPTH)["abs_rel"] for c, g in zip(clip, gts)])),
         "fps": len(gts) / seconds,
+        "spread": spread,
     }
 
 
@@ -174,8 +184,8 @@ def main() -> int:
     print(f"CPU: {cpu_model()}, {usable_cores()} usable cores, flags {' '.join(relevant_flags()) or '-'}")
     print(f"{a.frames} frames per path at {size[1]} x {size[0]}, capture noise {a.noise:g} and exposure jitter "
           f"{a.exposure:g}; backend torch-fp32, {a.threads} thread(s)\n")
-    header = "| model | path | temporal | TAE % | flicker % | AbsRel | delta1 | clip AbsRel | fps |"
-    print(header + "\n|" + "---|" * 9)
+    header = "| model | path | temporal | TAE % | flicker % | AbsRel | delta1 | clip AbsRel | spread | fps |"
+    print(header + "\n|" + "---|" * 10)
     predictors = {}
     for entry in a.relative:
         label, _, folder = entry.rpartition("=")
@@ -192,14 +202,16 @@ def main() -> int:
         video, rgbs, gts = clip_data(path, a.frames, size, a.noise, a.exposure)
         for kind, predictor in predictors.items():
             raw, model_seconds = predict(predictor, rgbs)
-            modes = [("none", 1)] + ([("align", w) for w in a.windows] + [("oracle", 1)] if kind != "metric"
-                                     else [("align", 1)])
+            modes = [("none", 1)] + ([("align", w) for w in a.windows] + [("lstsq", w) for w in a.windows]
+                                     + [("oracle", 1)] if kind != "metric" else [("align", 1)])
             for temporal, window in modes:
                 s = score(predictor, video, raw, model_seconds, gts, temporal, window)
-                label = {"none": "none", "oracle": "oracle: each frame fitted to its ground truth"}.get(
+                label = {"none": "none", "oracle": "oracle: each frame fitted to its ground truth",
+                         "lstsq": f"align w{window}, lstsq slope"}.get(
                     temporal, f"align w{window}" if kind != "metric" else "align (smoothing 0.5)")
                 print(f"| {kind} | {path} | {label} | {fmt(s['tae'])} | {fmt(s['flicker'])} | {fmt(s['abs_rel'], 4)} "
-                      f"| {fmt(s['d1'], 4)} | {fmt(s['clip_abs_rel'], 4)} | {fmt(s['fps'], 0)} |", flush=True)
+                      f"| {fmt(s['d1'], 4)} | {fmt(s['clip_abs_rel'], 4)} | {fmt(s['spread'])} | {fmt(s['fps'], 0)} |",
+                      flush=True)
     if a.long:
         print("\n| frames | peak RSS (MB) | seconds |\n|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
