@@ -132,3 +132,21 @@ def test_midas_preset_and_which_kinds_it_trains() -> None:
         check_loss_fits_kind(output_kind("metric"), midas)
     with pytest.raises(ValueError, match="'disparity'.*loss: midas"):
         check_loss_fits_kind(output_kind("disparity"), paper | {"ssi"})
+
+
+def test_training_metrics_of_a_disparity_model_are_aligned_in_disparity() -> None:
+    """A disparity output that is exactly 3 / depth + 0.2 (an affine map of the true disparity) scores
+    RMSE ~0 during training: the per-image fit is in disparity, the kind's affine space (aligned in depth,
+    1 / x is not affine in x, and the RMSE would not be 0)."""
+    from depthsmith.train.config import resolve_config
+    from depthsmith.train.module import DepthTrainModule
+
+    cfg = resolve_config("quickstart", ["model.output=disparity", "loss=midas", "model.encoder_weights=null",
+                                        "data.num_workers=0"])
+    module = DepthTrainModule(cfg)
+    depth = torch.rand(2, 1, 16, 20, dtype=torch.float32, generator=torch.Generator().manual_seed(0)) * 5 + 0.5
+    batch = {"depth": depth, "mask": torch.ones_like(depth, dtype=torch.bool)}
+    metrics = module._depth_metrics(3.0 / depth + 0.2, batch, with_ssim=False)
+    assert float(metrics["rmse"]) < 1e-3 and float(metrics["abs_rel"]) < 1e-4
+    curved = module._depth_metrics(torch.exp(-depth), batch, with_ssim=False)  # not affine in disparity
+    assert float(curved["rmse"]) > 0.05
