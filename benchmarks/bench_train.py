@@ -70,9 +70,9 @@ def run_bare(overrides: list[str], warmup: int, bf16: bool) -> float:
     pl.seed_everything(0, verbose=False)
     data = DepthDataModule(cfg)
     loader = data.train_dataloader()
-    model = build_model(cfg["model"]).train()
-    optimizer = build_optimizer(model, cfg["optim"])
-    loss_fn = build_loss(cfg["loss"])
+    model = build_model(cfg.model).train()
+    optimizer = build_optimizer(model, cfg.optim)
+    loss_fn = build_loss(cfg.loss)
     start = end = None
     images = last = 0
     for epoch in range(2):

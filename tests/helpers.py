@@ -265,3 +265,23 @@ def tiny_hf_depth_anything(kind: str, out_indices=(1, 2, 3, 4), max_depth: int =
         model.head.conv3.bias /= spread
         model.head.activation2 = torch.nn.ReLU() if kind == "relative" else torch.nn.Sigmoid()
     return model
+
+
+def read_weights(folder: Path) -> dict:
+    """The tensors of a Hugging Face model folder's model.safetensors."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def copy_with_weights(folder: Path, dest: Path, state: dict) -> Path:
+    """``folder``'s JSON files (config, preprocessor) copied to ``dest`` beside ``state`` saved as its
+    model.safetensors: a checkpoint edited by a test, the original left as it was."""
+    from safetensors.torch import save_file
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in Path(folder).glob("*.json"):
+        shutil.copyfile(path, dest / path.name)
+    save_file(state, str(dest / "model.safetensors"))
+    return dest

@@ -74,6 +74,6 @@ def test_recipes_keys_lists_what_set_accepts(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert 'default "adam"' in lines["optim.name"] and "must be one of adam, adamw" in lines["optim.name"]
     assert "default 8 " in lines["data.batch_size"] and "integer >= 1" in lines["data.batch_size"]
-    assert resolve_config("quickstart", ["optim.name=adamw"])["optim"]["name"] == "adamw"
+    assert resolve_config("quickstart", ["optim.name=adamw"]).optim.name == "adamw"
     with pytest.raises(ConfigError, match="optim.name"):
         resolve_config("quickstart", ["optim.name=sgd"])

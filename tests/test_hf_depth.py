@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import depthsmith
 from depthsmith.models import WeightFileError
-from helpers import tiny_hf_depth_anything
+from helpers import copy_with_weights, read_weights, tiny_hf_depth_anything
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,37 +97,29 @@ def test_converted_model_saves_reloads_and_writes_its_licence(converted, tmp_pat
 
 
 def test_transformers_4_key_names_load_the_same(converted, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     kind, hf, folder, ours = converted
     names = {"attention.q_proj.": "attention.attention.query.", "attention.k_proj.": "attention.attention.key.",
              "attention.v_proj.": "attention.attention.value.", "attention.o_proj.": "attention.output.dense."}
-    state = load_file(str(folder / "model.safetensors"))
+    state = read_weights(folder)
     renamed = {}
     for key, value in state.items():
         for new, old in names.items():
             key = key.replace(new, old)
         renamed[key] = value
     assert any(".attention.attention.query." in k for k in renamed)
-    save_file(renamed, str(tmp_path / "model.safetensors"))
-    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
-    legacy = depthsmith.load_model(tmp_path)
+    legacy = depthsmith.load_model(copy_with_weights(folder, tmp_path, renamed))
     for a, b in zip(legacy.state_dict().values(), ours.state_dict().values()):
         assert torch.equal(a, b)
 
 
 def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     _, _, folder, _ = converted
-    state = load_file(str(folder / "model.safetensors"))
+    state = read_weights(folder)
     state["neck.convs.2.weight"] = torch.zeros(16, 31, 3, 3)
-    save_file(state, str(tmp_path / "model.safetensors"))
-    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
     with pytest.raises(WeightFileError, match=r"decoder\.layer_rn\.2\.weight.*\(16, 31, 3, 3\)"):
-        depthsmith.load_model(tmp_path)
+        depthsmith.load_model(copy_with_weights(folder, tmp_path, state))
     del state["neck.convs.2.weight"]
-    save_file(state, str(tmp_path / "model.safetensors"))
+    copy_with_weights(folder, tmp_path, state)
     with pytest.raises(WeightFileError, match=r"no tensor for 'decoder\.layer_rn\.2\.weight'"):
         depthsmith.load_model(tmp_path)
 

@@ -18,6 +18,7 @@ import torch
 
 import depthsmith
 from depthsmith.models import WeightFileError
+from helpers import copy_with_weights, read_weights
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -158,24 +159,20 @@ def test_without_fov_model_matches_and_has_no_focal(tmp_path):
 
 
 def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     _, folder, _ = converted
-    for name in ("config.json", "preprocessor_config.json"):
-        (tmp_path / name).write_text((folder / name).read_text())
-    state = load_file(str(folder / "model.safetensors"))
+    state = read_weights(folder)
     key = "depth_pro.neck.feature_projection.projections.1.weight"
     state[key] = torch.zeros(16, 31, 3, 3)
-    save_file(state, str(tmp_path / "model.safetensors"))
+    copy_with_weights(folder, tmp_path, state)
     with pytest.raises(WeightFileError, match=rf"model\.safetensors: '{key}' has shape \(16, 31, 3, 3\)"):
         depthsmith.load_model(tmp_path)
     del state[key]
-    save_file(state, str(tmp_path / "model.safetensors"))
+    copy_with_weights(folder, tmp_path, state)
     with pytest.raises(WeightFileError, match=r"model\.safetensors: the checkpoint has no tensor for 'decoder\.project\.1"):
         depthsmith.load_model(tmp_path)
     state[key] = torch.zeros(16, 32, 3, 3)
     state["fusion_stage.extra.weight"] = torch.zeros(1)
-    save_file(state, str(tmp_path / "model.safetensors"))
+    copy_with_weights(folder, tmp_path, state)
     with pytest.raises(WeightFileError, match=r"model\.safetensors: checkpoint key 'fusion_stage\.extra\.weight'"):
         depthsmith.load_model(tmp_path)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import depthsmith
 from depthsmith.errors import InputError
 from depthsmith.models import WeightFileError
+from helpers import copy_with_weights, read_weights
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -132,19 +133,12 @@ def test_the_comparison_can_fail(converted, tmp_path):
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     wrong_norm = _reference(hf, x, mean=[0.5] * 3, std=[0.5] * 3)
     assert _error(ours, hf, x, wrong_norm) > 1e-2
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(folder / "model.safetensors"))
+    state = read_weights(folder)
     # One entry of a backbone weight: the MLP, or for BEiT its relative position bias table.
     key = next(k for k in sorted(state) if re.search(r"layers?\.1\.(relative_position_bias\.relative_position_bias_table"
                                                       r"|intermediate\.dense\.weight)", k))
     state[key].view(-1)[197] += 0.1
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
-        if name == "model.safetensors":
-            save_file(state, str(tmp_path / name))
-        else:
-            (tmp_path / name).write_text((folder / name).read_text())
-    assert _error(depthsmith.load_model(tmp_path), hf, x) > 1e-3
+    assert _error(depthsmith.load_model(copy_with_weights(folder, tmp_path, state)), hf, x) > 1e-3
 
 
 def test_card_records_licence_output_kind_and_working_size(converted, tmp_path):
@@ -162,15 +156,11 @@ def test_card_records_licence_output_kind_and_working_size(converted, tmp_path):
 
 
 def test_a_tensor_that_does_not_fit_is_named(converted, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     _, folder, _ = converted
-    state = load_file(str(folder / "model.safetensors"))
+    state = read_weights(folder)
     state["neck.convs.2.weight"] = torch.zeros(32, 63, 3, 3)
-    save_file(state, str(tmp_path / "model.safetensors"))
-    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
     with pytest.raises(WeightFileError, match=r"model\.safetensors.*'neck\.convs\.2\.weight' has shape \(32, 63, 3, 3\)"):
-        depthsmith.load_model(tmp_path)
+        depthsmith.load_model(copy_with_weights(folder, tmp_path, state))
 
 
 @pytest.mark.parametrize("variant, key, value, named", [

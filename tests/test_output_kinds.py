@@ -41,6 +41,8 @@ def _by_hand(kind: str, logits: np.ndarray, lo: float = 0.1, hi: float = 10.0) -
         return lo / np.maximum(sig, lo / hi)
     if kind == "relative":
         return sig
+    if kind == "exp_depth":  # Depth Anything 3's DPT head: activation "exp" (depth_anything_3/model/dpt.py)
+        return np.exp(logits)
     if kind == "disparity":  # max disparity / disparity, disparity floored at max / 1000, over 1000
         top = max(relu.max(), 1e-12)
         return top / np.maximum(relu, top / DISPARITY_RANGE) / DISPARITY_RANGE

@@ -201,21 +201,6 @@ def test_calibration_source_errors_name_the_file(tmp_path):
     assert main(["export", "--model", "x", "--out", "y.onnx", "--int8"]) == 2
 
 
-@pytest.mark.parametrize("flags, accelerator, expected", [
-    ({"avx512f", "avx512_bf16"}, "cpu", "bf16-mixed"),
-    ({"avx512f", "avx512_vnni"}, "cpu", "32-true"),  # bf16 would be emulated: 4x slower than fp32
-    ({"avx2"}, "auto", "32-true" if not torch.cuda.is_available() else None),
-])
-def test_training_precision_auto(monkeypatch, flags, accelerator, expected):
-    from depthsmith import cpu
-    from depthsmith.train.precision import resolve_training_precision
-
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
-    if expected is not None:
-        assert resolve_training_precision("auto", accelerator) == expected
-    assert resolve_training_precision("32-true", accelerator) == "32-true"  # explicit values are kept
-
-
 def test_quickstart_trains_with_the_resolved_precision(monkeypatch, tmp_path):
     from depthsmith import cpu
     from depthsmith.train import train

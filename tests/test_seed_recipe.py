@@ -125,22 +125,22 @@ def test_seed_target_is_min_max_over_every_pixel_zeros_included():
 # -- recipes -----------------------------------------------------------------------------------------
 def test_seed_recipe_sets_every_notebook_choice():
     cfg = resolve_config("enc-dec-irv2-nyu-seed", ["data.train.csv_path=/x/nyu2_train.csv"])
-    assert cfg["optim"] == {**cfg["optim"], "name": "adam", "lr": 1e-4, "amsgrad": True, "eps": 1e-7}
-    assert cfg["bn_momentum"] == 0.01 and cfg["target"] == "seed_minmax"
-    assert cfg["data"]["split_by"] == "image" and cfg["data"]["val_fraction"] == 0.3
-    assert cfg["model"]["channel_order"] == "bgr" and cfg["model"]["output"] == "relative"
-    resize, flip = cfg["data"]["transforms"]
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.amsgrad, cfg.optim.eps) == ("adam", 1e-4, True, 1e-7)
+    assert cfg.bn_momentum == 0.01 and cfg.target == "seed_minmax"
+    assert cfg.data.split_by == "image" and cfg.data.val_fraction == 0.3
+    assert cfg.model["channel_order"] == "bgr" and cfg.model["output"] == "relative"
+    resize, flip = cfg.data.transforms
     assert (resize["image_mode"], resize["depth_mode"], flip) == ("area", "area", {"name": "hflip", "val": True})
     clean = resolve_config("enc-dec-irv2-nyu", ["data.root=/x.zip"])
-    assert (clean["target"], clean["bn_momentum"], clean["data"]["split_by"]) == ("auto", None, "scene")
+    assert (clean.target, clean.bn_momentum, clean.data.split_by) == ("auto", None, "scene")
 
 
 @pytest.mark.parametrize("recipe", ["convnext-unet-report", "resnet50-transposed-report"])
 def test_report_recipes_have_no_augmentation_and_log_an_eval_pass_to_wandb(recipe):
     cfg = resolve_config(recipe, ["data.root=/x.zip"])
-    assert [t["name"] if isinstance(t, dict) else t for t in cfg["data"]["transforms"]] == ["resize"]
-    assert cfg["logging"]["wandb"] == "auto" and cfg["logging"]["train_eval"] is True
-    assert cfg["logging"]["train_metrics"] is False and cfg["trainer"]["check_val_every_n_epoch"] == 2
+    assert [t["name"] if isinstance(t, dict) else t for t in cfg.data.transforms] == ["resize"]
+    assert cfg.logging.wandb == "auto" and cfg.logging.train_eval is True
+    assert cfg.logging.train_metrics is False and cfg.trainer.check_val_every_n_epoch == 2
 
 
 @pytest.mark.parametrize("bad, key", [("target=seed", "target"), ("bn_momentum=0.99x", "bn_momentum"),

@@ -50,44 +50,44 @@ def test_every_recipe_is_listed_with_a_description():
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_builds_its_model_and_optimiser_groups(name):
     cfg = resolve_config(name, ["model.encoder_weights=null", "model.init_from=null"])  # no download
-    model = build_model(cfg["model"])
-    assert model.output == cfg["model"]["output"]
-    optimizer = build_optimizer(model, cfg["optim"])
+    model = build_model(cfg.model)
+    assert model.output == cfg.model["output"]
+    optimizer = build_optimizer(model, cfg.optim)
     groups = {g["name"]: g for g in optimizer.param_groups}
     assert set(groups) == {"encoder", "decoder"}
     n_grouped = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     assert n_grouped == sum(p.numel() for p in model.parameters() if p.requires_grad)
     if name in EXPECTED:
         exp = EXPECTED[name]
-        assert cfg["model"]["name"] == exp["model"]
+        assert cfg.model["name"] == exp["model"]
         assert type(optimizer) is {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[exp["optim"]]
         assert groups["encoder"]["lr"] == pytest.approx(exp["lrs"][0])
         assert groups["decoder"]["lr"] == pytest.approx(exp["lrs"][1])
         assert groups["encoder"]["amsgrad"] is exp["amsgrad"]
-        assert cfg["schedule"]["name"] == exp["schedule"]
-        assert cfg["trainer"]["max_epochs"] == exp["epochs"]
-        assert cfg["data"]["batch_size"] == exp["batch"]
+        assert cfg.schedule.name == exp["schedule"]
+        assert cfg.trainer.max_epochs == exp["epochs"]
+        assert cfg.data.batch_size == exp["batch"]
         if exp["loss"]:
-            assert cfg["loss"] == exp["loss"]
+            assert cfg.loss == exp["loss"]
         if exp["size"]:
-            resize = [t for t in cfg["data"]["transforms"] if isinstance(t, dict) and t.get("name") == "resize"]
+            resize = [t for t in cfg.data.transforms if isinstance(t, dict) and t.get("name") == "resize"]
             assert resize and resize[0]["size"] == exp["size"]
-            flips = [t for t in cfg["data"]["transforms"] if t == "hflip" or (isinstance(t, dict) and t["name"] == "hflip")]
+            flips = [t for t in cfg.data.transforms if t == "hflip" or (isinstance(t, dict) and t["name"] == "hflip")]
             assert flips == ([exp["flip"]] if exp["flip"] else [])
 
 
 def test_paper_model_has_the_published_parameter_count():
     # Paper Table 2: 31.15M for Enc-Dec-IRv2 (the recipe must build the truncated encoder).
-    model = build_model(resolve_config("enc-dec-irv2-nyu", ["model.encoder_weights=null"])["model"])
+    model = build_model(resolve_config("enc-dec-irv2-nyu", ["model.encoder_weights=null"]).model)
     assert model.num_parameters() / 1e6 == pytest.approx(31.15, abs=0.1)
 
 
 def test_paper_schedule_decays_linearly_to_zero_per_epoch():
     # Keras poly_decay(power=1): epoch e of 15 trains at 1e-4 * (1 - e / 15).
     cfg = resolve_config("enc-dec-irv2-nyu", ["model.name=test_resnet", "model.encoder_weights=null"])
-    model = build_model(cfg["model"])
-    opt = build_optimizer(model, cfg["optim"])
-    sched = build_scheduler(opt, cfg["schedule"], total_steps=999, total_epochs=15)
+    model = build_model(cfg.model)
+    opt = build_optimizer(model, cfg.optim)
+    sched = build_scheduler(opt, cfg.schedule, total_steps=999, total_epochs=15)
     assert sched["interval"] == "epoch"
     lrs = []
     for _ in range(15):
@@ -101,9 +101,9 @@ def test_paper_schedule_decays_linearly_to_zero_per_epoch():
 def test_report_onecycle_peaks_at_each_groups_lr():
     cfg = resolve_config("convnext-unet-report", ["model.name=test_convnext", "model.decoder=residual_unet",
                                                  "model.encoder_weights=null"])
-    model = build_model(cfg["model"])
-    opt = build_optimizer(model, cfg["optim"])
-    sched = build_scheduler(opt, cfg["schedule"], total_steps=100, total_epochs=80)
+    model = build_model(cfg.model)
+    opt = build_optimizer(model, cfg.optim)
+    sched = build_scheduler(opt, cfg.schedule, total_steps=100, total_epochs=80)
     assert sched["interval"] == "step"
     history = []
     for _ in range(100):
@@ -122,10 +122,10 @@ def test_overrides_are_parsed_as_yaml():
     assert parse_override("data.root=/data/nyu_data.zip") == (["data", "root"], "/data/nyu_data.zip")
     assert parse_override("data.transforms=[hflip]") == (["data", "transforms"], ["hflip"])
     cfg = resolve_config("quickstart", ["optim.lr=3e-4", "model.output=inverse", "trainer.precision=fp32"])
-    assert cfg["optim"]["lr"] == 3e-4
-    assert cfg["model"]["name"] == "resnet10t"  # a free section is merged, not replaced
-    assert cfg["model"]["output"] == "inverse"
-    assert cfg["trainer"]["precision"] == "32-true"
+    assert cfg.optim.lr == 3e-4
+    assert cfg.model["name"] == "resnet10t"  # a free section is merged, not replaced
+    assert cfg.model["output"] == "inverse"
+    assert cfg.trainer.precision == "32-true"
 
 
 @pytest.mark.parametrize("bad, hint", [
@@ -152,8 +152,8 @@ def test_yaml_file_and_dict_configs(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("model: {name: test_resnet}\ndata: {train: {type: synthetic}}\noptim: {lr: 1e-3}\n")
     cfg = resolve_config(path)
-    assert cfg["name"] == "mine" and cfg["optim"]["lr"] == 1e-3 and math.isclose(cfg["optim"]["eps"], 1e-8)
-    assert resolve_config({"model": {"name": "x"}})["model"]["name"] == "x"
+    assert cfg.name == "mine" and cfg.optim.lr == 1e-3 and math.isclose(cfg.optim.eps, 1e-8)
+    assert resolve_config({"model": {"name": "x"}}).model["name"] == "x"
     with pytest.raises(ConfigError, match="neither a recipe nor a YAML file"):
         resolve_config("no-such-recipe")
 
@@ -180,7 +180,7 @@ def test_good_values_and_recipes_pass_the_value_checks():
         resolve_config(recipe)
     cfg = resolve_config("quickstart", ["trainer.precision=32", "trainer.limit_train_batches=0.5", "optim.lr=1",
                                         "trainer.seed=null", "checkpoint.every_n_train_steps=10"])
-    assert cfg["trainer"]["precision"] == "32-true" and cfg["optim"]["lr"] == 1
+    assert cfg.trainer.precision == "32-true" and cfg.optim.lr == 1
 
 
 def test_a_bad_value_in_a_yaml_file_names_the_key(tmp_path):
@@ -219,8 +219,7 @@ def test_the_schema_is_the_defaults_and_every_recipe_fits_it():
                                  "weight_decay": 0.0, "amsgrad": False, "betas": [0.9, 0.999], "eps": 1e-8}
     for recipe in list_recipes():
         cfg = resolve_config(recipe)
-        typed = from_dict(TrainConfig, cfg)
-        assert dataclasses.asdict(typed) == cfg  # the resolved dict has exactly the schema's keys
+        assert isinstance(cfg, TrainConfig) and from_dict(TrainConfig, cfg.to_dict()) == cfg
     rules = field_rules()  # what a CLI or the docs can list
     assert rules["optim.name"] == "must be one of adam, adamw"
     assert rules["data.batch_size"] == "must be an integer >= 1"
@@ -237,8 +236,82 @@ def test_the_optimiser_and_schedule_builders_take_exactly_the_schema_choices():
     assert set(optim.OPTIMIZERS) == set(choices("optim.name"))
     assert set(optim.SCHEDULES) == set(choices("schedule.name"))
     assert not hasattr(optim, "ConfigError")  # no second check of the names there
-    model = build_model(resolve_config("quickstart", ["model.name=test_resnet"])["model"])
+    model = build_model(resolve_config("quickstart", ["model.name=test_resnet"]).model)
     for name in choices("schedule.name"):
         cfg = resolve_config("quickstart", ["model.name=test_resnet", f"schedule.name={name}"])
-        sched = build_scheduler(build_optimizer(model, cfg["optim"]), cfg["schedule"], total_steps=10, total_epochs=2)
+        sched = build_scheduler(build_optimizer(model, cfg.optim), cfg.schedule, total_steps=10, total_epochs=2)
         assert (sched is None) == (name == "none")
+
+
+@pytest.mark.parametrize("flags, accelerator, expected", [
+    ({"avx512f", "avx512_bf16"}, "cpu", "bf16-mixed"),
+    ({"avx512f", "avx512_vnni"}, "cpu", "32-true"),  # bf16 would be emulated: 4x slower than fp32
+    ({"avx2"}, "auto", "32-true" if not torch.cuda.is_available() else None),
+    ({"avx512f", "avx512_bf16"}, "gpu", "32-true" if not torch.cuda.is_available() else None),  # no GPU to ask
+])
+def test_training_precision_auto_is_the_devices_answer_in_lightnings_words(monkeypatch, flags, accelerator, expected):
+    from depthsmith import cpu
+    from depthsmith.device import resolve_precision
+    from depthsmith.train.run import _resolve
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+
+    def trained_with(precision):
+        sets = [f"trainer.precision={precision}", f"trainer.accelerator={accelerator}"]
+        return _resolve("quickstart", sets, False, None, (None, None, None)).trainer.precision
+
+    if expected is not None:
+        assert trained_with("auto") == expected
+        # the one decision, the one inference makes (runtime asks resolve_precision too)
+        assert resolve_precision("auto", accelerator) == {"bf16-mixed": "bf16", "32-true": "fp32"}[expected]
+    assert trained_with("32-true") == trained_with("fp32") == "32-true"  # kept; shorthands spelt out
+    assert trained_with("64") == "64-true" and trained_with("bf16") == "bf16-mixed"
+
+
+def test_precision_choices_are_lightnings_names_and_shorthands_for_them():
+    import typing
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR  # Lightning's own list
+
+    from depthsmith.train.schema import LIGHTNING_PRECISIONS, PRECISION_ALIASES, choices
+
+    lightning_names = set(typing.get_args(_PRECISION_INPUT_STR))
+    assert set(LIGHTNING_PRECISIONS) - {"auto"} <= lightning_names
+    assert set(PRECISION_ALIASES.values()) <= set(LIGHTNING_PRECISIONS)
+    assert set(choices("trainer.precision")) == set(LIGHTNING_PRECISIONS) | set(PRECISION_ALIASES)
+    for alias, name in PRECISION_ALIASES.items():
+        assert resolve_config("quickstart", [f"trainer.precision={alias}"]).trainer.precision == name
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_a_resolved_config_is_typed_and_survives_its_config_yaml(tmp_path, recipe):
+    from depthsmith.train.config import dump_config, yaml_load
+    from depthsmith.train.schema import DataConfig, TrainConfig, TrainerConfig
+
+    cfg = resolve_config(recipe, ["trainer.precision=bf16", "optim.lr=3e-4", "data.root=/x/nyu_data.zip"])
+    assert isinstance(cfg, TrainConfig) and isinstance(cfg.trainer, TrainerConfig) and isinstance(cfg.data, DataConfig)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.optim.lr == 3e-4 and cfg.name == recipe
+    path = tmp_path / "config.yaml"  # what train() writes and --resume reads
+    path.write_text(dump_config(cfg))
+    again = resolve_config(path)
+    assert again == cfg and again is not cfg
+    assert yaml_load(path.read_text()) == cfg.to_dict()  # the file is the plain dict, key for key
+    assert resolve_config(cfg) == cfg  # a TrainConfig is also a config to resolve (with overrides on top)
+    assert resolve_config(cfg, ["optim.lr=1e-3"]).optim.lr == 1e-3 and cfg.optim.lr == 3e-4  # a copy, not the same
+
+
+@pytest.mark.parametrize("raw, hint", [
+    ({"model": {"name": "x"}, "optim": {"lrr": 1}}, r"unknown config key 'optim\.lrr'; valid keys at optim: name, lr"),
+    ({"model": {"name": "x"}, "trainer": {"seed": "zero"}}, r"trainer\.seed must be an integer in .*; got 'zero'"),
+    ({"model": {"name": "x"}, "logging": True}, r"config key 'logging' must be a mapping"),
+    ({"model": "resnet", "data": {}}, r"config key 'model' must be a mapping"),
+    ({"model": {"name": "x"}, "schedule": {"name": 3}}, r"schedule\.name must be one of none, linear"),
+])
+def test_an_unknown_key_or_a_wrong_type_is_a_config_error_naming_the_key(tmp_path, raw, hint):
+    import yaml
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    for config in (raw, path):  # a dict and a YAML file: the same checks
+        with pytest.raises(ConfigError, match=hint):
+            resolve_config(config)

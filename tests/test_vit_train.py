@@ -64,15 +64,15 @@ def tiny_hf_folder(tmp_path_factory):
 
 def test_init_from_copies_the_encoder_only_as_depth_anything_v2_does(tiny_hf_folder):
     cfg = resolve_config("depth-anything-v2-metric-nyu", TINY + TINY_DA + [f"model.init_from={tiny_hf_folder}"])
-    model, donor = build_model(cfg["model"]), depthsmith.load_model(tiny_hf_folder)
+    model, donor = build_model(cfg.model), depthsmith.load_model(tiny_hf_folder)
     assert model.output == "metric" and donor.output == "disparity"
     for (name, a), b in zip(model.encoder.state_dict().items(), donor.encoder.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(model.decoder.layer_rn[0].weight, donor.decoder.layer_rn[0].weight)
-    both = build_model({**cfg["model"], "init_parts": ["encoder", "decoder"]})
+    both = build_model({**cfg.model, "init_parts": ["encoder", "decoder"]})
     assert torch.equal(both.decoder.layer_rn[0].weight, donor.decoder.layer_rn[0].weight)
     with pytest.raises(ValueError, match="init_parts"):
-        build_model({**cfg["model"], "init_parts": ["head"]})
+        build_model({**cfg.model, "init_parts": ["head"]})
 
 
 def test_recipe_fine_tunes_a_converted_checkpoint_and_the_card_keeps_its_licence(tiny_hf_folder, tmp_path):

@@ -17,6 +17,7 @@ from depthsmith.inference import Predictor
 from depthsmith.models.loading import ModelConfigError
 from depthsmith.resize import example_size, parse_working_size, resized, working_size_for
 from depthsmith.train.config import resolve_config
+from depthsmith.train.schema import DataConfig, TrainConfig
 from depthsmith.train.working_size import model_section, training_working_size
 
 SIZES = [(480, 640), (640, 480), (96, 128), (375, 1242), (1000, 1000), (300, 301), (20, 30)]
@@ -43,6 +44,16 @@ def test_short_side_rule_is_depth_anything_v2_upstream(height, width):
                              resize_method="lower_bound")
     new_width, new_height = resize.get_size(width, height)
     assert working_size_for({"short_side": 518, "multiple_of": 14}, height, width) == (new_height, new_width)
+
+
+@pytest.mark.parametrize("height, width", SIZES)
+def test_long_side_rule_is_depth_anything_3_upstream(height, width):
+    # Independent reference: Depth Anything 3's own InputProcessor at its defaults (process_res=504,
+    # upper_bound_resize; PyPI depth-anything-3, utils/io/input_processor.py), on a blank image.
+    upstream = pytest.importorskip("depth_anything_3.utils.io.input_processor")
+    images, _, _ = upstream.InputProcessor()([np.zeros((height, width, 3), np.uint8)], None, None, 504,
+                                             "upper_bound_resize")
+    assert working_size_for({"long_side": 504, "multiple_of": 14}, height, width) == tuple(images.shape[-2:])
 
 
 def test_fixed_native_and_thin_images():
@@ -150,13 +161,14 @@ def test_onnx_file_carries_the_working_size(tmp_path):
 ])
 def test_training_size_from_the_recipe(recipe, expected):
     config = resolve_config(recipe)
-    assert training_working_size(config["data"]) == expected
+    assert training_working_size(config.data) == expected
     assert model_section(config)["working_size"] == expected
 
 
 def test_training_size_rules():
-    assert training_working_size({"train": {"type": "paired", "csv_path": "x.csv"}}) is None  # native
-    assert training_working_size({"transforms": {"resize": {"size": 64}, "random_crop": {"size": 32}}}) == \
+    assert training_working_size(DataConfig(train={"type": "paired", "csv_path": "x.csv"})) is None  # native
+    assert training_working_size(DataConfig(transforms={"resize": {"size": 64}, "random_crop": {"size": 32}})) == \
         {"height": 64, "width": 64}  # the crop keeps the resize's pixel scale
-    config = {"model": {"name": "x", "working_size": None}, "data": {"transforms": [{"name": "resize", "size": 8}]}}
+    config = TrainConfig(model={"name": "x", "working_size": None},
+                         data=DataConfig(transforms=[{"name": "resize", "size": 8}]))
     assert model_section(config)["working_size"] is None  # set by the user: kept

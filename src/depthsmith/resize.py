@@ -11,7 +11,9 @@ Three forms (``check_working_size``):
   ``DPTImageProcessor`` / ``DepthAnythingImageProcessor`` keep it (``get_resize_output_image_size``:
   the side whose scale is closer to 1 is fitted, the other scaled alike);
 * ``{"short_side": S}``: aspect kept, the short side S, as Depth Anything V2's own
-  ``Resize(keep_aspect_ratio=True, resize_method="lower_bound")`` (its ``util/transform.py``).
+  ``Resize(keep_aspect_ratio=True, resize_method="lower_bound")`` (its ``util/transform.py``);
+* ``{"long_side": L}``: aspect kept, the long side L, as Depth Anything 3's ``upper_bound_resize``
+  (depth_anything_3/utils/io/input_processor.py, ``process_res=504``).
 
 ``"multiple_of": M`` rounds each side to a multiple of M (``constrain_to_multiple_of``: nearest
 multiple, at least M), as those processors do for a patch size.
@@ -30,7 +32,7 @@ from .errors import InputError
 __all__ = ["resized", "check_working_size", "parse_working_size", "working_size_for", "describe_working_size",
            "example_size", "MAX_ASPECT"]
 
-_KEYS = ("height", "width", "short_side", "multiple_of", "keep_aspect")
+_KEYS = ("height", "width", "short_side", "long_side", "multiple_of", "keep_aspect")
 # Keep-aspect rules let the long side grow with the aspect ratio up to this many short sides; a
 # 2 x 40000 strip would otherwise run the network at 518 x 10 million pixels.
 MAX_ASPECT = 4
@@ -58,13 +60,13 @@ def check_working_size(spec: Any, where: str = "working_size") -> dict[str, Any]
     unknown = sorted(set(spec) - set(_KEYS))
     if unknown:
         raise InputError(f"{where}: unknown key(s) {unknown}; valid: {', '.join(_KEYS)}.")
-    for key in ("height", "width", "short_side", "multiple_of"):
+    for key in ("height", "width", "short_side", "long_side", "multiple_of"):
         value = spec.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{where}: {key}={value!r} is not valid: give an integer >= 1.")
-    fixed, short = "height" in spec and "width" in spec, "short_side" in spec
-    if fixed == short or ("height" in spec) != ("width" in spec):
-        raise InputError(f"{where}={spec!r}: give either height and width, or short_side.")
+    fixed, short, long = "height" in spec and "width" in spec, "short_side" in spec, "long_side" in spec
+    if fixed + short + long != 1 or ("height" in spec) != ("width" in spec):
+        raise InputError(f"{where}={spec!r}: give either height and width, or short_side, or long_side.")
     if "keep_aspect" in spec and not (fixed and isinstance(spec["keep_aspect"], bool)):
         raise InputError(f"{where}: keep_aspect goes with height and width and is true or false.")
     return dict(spec)
@@ -96,6 +98,9 @@ def working_size_for(spec: dict[str, Any] | None, height: int, width: int) -> tu
         scale = spec["short_side"] / min(height, width)
         sizes = [_multiple(min(side * scale, spec["short_side"] * MAX_ASPECT), multiple) for side in (height, width)]
         return sizes[0], sizes[1]
+    if "long_side" in spec:  # the short side only shrinks: no MAX_ASPECT limit needed
+        scale = spec["long_side"] / max(height, width)
+        return _multiple(height * scale, multiple), _multiple(width * scale, multiple)
     if not spec.get("keep_aspect"):
         return _multiple(spec["height"], multiple), _multiple(spec["width"], multiple)
     scale_h, scale_w = spec["height"] / height, spec["width"] / width
@@ -109,6 +114,7 @@ def describe_working_size(spec: dict[str, Any] | None) -> str:
     if spec is None:
         return "native"
     text = (f"short side {spec['short_side']}" if "short_side" in spec
+            else f"long side {spec['long_side']}" if "long_side" in spec
             else f"{spec['height']}x{spec['width']}" + (" keep aspect" if spec.get("keep_aspect") else ""))
     return text + (f", x{spec['multiple_of']}" if spec.get("multiple_of", 1) > 1 else "")
 

@@ -92,11 +92,11 @@ def evaluate_cli(
 
 def _add_temporal(result, model: str, config, temporal: str, device: str) -> None:
     """TAE and flicker beside the per-frame metrics when the dataset is a video with poses."""
-    from ..data import DATASETS, build_dataset, load_config
+    from ..data import DATASETS, build_dataset, load_dataset_config
     from ..evaluate.temporal import is_video_dataset, temporal_metrics
 
     if not is_video_dataset(config):
-        kind = DATASETS.get(load_config(config).get("type")) if isinstance(config, (str, Path, dict)) else None
+        kind = DATASETS.get(load_dataset_config(config).get("type")) if isinstance(config, (str, Path, dict)) else None
         if kind is None or not callable(getattr(kind, "pose", None)):
             return  # not a video: nothing is built a second time
     data = config if is_video_dataset(config) else build_dataset(config)

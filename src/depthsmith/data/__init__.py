@@ -7,7 +7,7 @@ Every dataset yields ``{"image": 3xHxW float RGB in [0, 1], "depth": 1xHxW metre
 from ..errors import DataError, ReadError
 from ..units import ENCODINGS, Encoding, decode_depth, encode_depth, get_encoding
 from .base import DepthDataset, make_sample
-from .build import DATASETS, build_dataset, holdout_split, load_config
+from .build import DATASETS, build_dataset, holdout_split, load_dataset_config
 from .folders import BtsDataset, H5Dataset, PairedDataset
 from .nyu import NyuMatDataset, NyuZipDataset
 from .synthetic import SyntheticScenes
@@ -15,7 +15,8 @@ from .video import SyntheticVideo
 from .transforms import build_transforms, depth_to_target, target_to_depth
 
 __all__ = [
-    "DataError", "ReadError", "DepthDataset", "make_sample", "DATASETS", "build_dataset", "load_config", "holdout_split",
+    "DataError", "ReadError", "DepthDataset", "make_sample", "DATASETS", "build_dataset", "load_dataset_config",
+    "holdout_split",
     "ENCODINGS", "Encoding", "decode_depth", "encode_depth", "get_encoding",
     "BtsDataset", "H5Dataset", "PairedDataset", "NyuMatDataset", "NyuZipDataset", "SyntheticScenes", "SyntheticVideo",
     "build_transforms", "depth_to_target", "target_to_depth",

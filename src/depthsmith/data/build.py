@@ -22,7 +22,7 @@ from .synthetic import SyntheticScenes
 from ..errors import InputError
 from .video import SyntheticVideo
 
-__all__ = ["DATASETS", "build_dataset", "load_config", "holdout_split", "HOLDOUT_BY"]
+__all__ = ["DATASETS", "build_dataset", "load_dataset_config", "holdout_split", "HOLDOUT_BY"]
 
 # Dataset types by the name a config's ``type`` gives; each reader class carries its own fields
 # (``root_key``: the argument ``data.root`` fills).
@@ -34,7 +34,7 @@ for _name, _cls in (("synthetic", SyntheticScenes), ("synthetic_video", Syntheti
     DATASETS.add(_name, _cls)
 
 
-def load_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+def load_dataset_config(cfg: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """A dataset config as a dict: given directly, or read from a YAML file (optionally under ``dataset:``)."""
     if isinstance(cfg, (str, Path)):
         import yaml
@@ -75,7 +75,7 @@ def build_dataset(cfg: Mapping[str, Any] | str | Path,
     on_error, ...). One generic option more: ``holdout: {fraction: 0.3, part: train|val, seed: 0, by: scene|image}``
     keeps one side of a deterministic split by scene or by image (see :func:`holdout_split`).
     """
-    cfg = load_config(cfg)
+    cfg = load_dataset_config(cfg)
     kind = cfg.pop("type", None)
     cls = DATASETS.get(kind)
     holdout = cfg.pop("holdout", None)

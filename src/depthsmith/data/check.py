@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..paths import atomic_write_text
-from .build import build_dataset, load_config
+from .build import build_dataset, load_dataset_config
 
 __all__ = ["check_dataset", "format_report"]
 
@@ -31,7 +31,7 @@ def check_dataset(cfg: Mapping[str, Any] | str | Path, out_dir: str | Path,
     """
     from ..viz import save_grid
 
-    cfg = load_config(cfg)
+    cfg = load_dataset_config(cfg)
     dataset = build_dataset(cfg)
     total = len(dataset)
     indices, preview_at = _pick(total, max_samples)

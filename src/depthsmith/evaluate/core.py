@@ -22,10 +22,10 @@ from ..resize import check_working_size, describe_working_size, resized, working
 
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from ..metrics import as_map
-from .scorer import EvalResult, Scorer, as_tensor, make_result, upsample_to
+from .scorer import EvalResult, Scorer, make_result, to_tensor, resize_map
 from ..errors import InputError
 
-__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "upsample_to", "SEED_INPUTS", "check_seed_input"]
+__all__ = ["EvalResult", "evaluate", "evaluate_predictions", "resize_map", "SEED_INPUTS", "check_seed_input"]
 
 def evaluate_predictions(
     preds: Iterable[Any],
@@ -54,9 +54,9 @@ def evaluate_predictions(
     masks_it = iter(masks) if masks is not None else None
     images_it = iter(images) if images is not None else None
     for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
-        gt_np = as_map(as_tensor(gt), "gt")
-        pred_t = scorer.sanitize(as_tensor(pred).to(torch.float64).cpu())
-        pred_np = upsample_to(pred_t, gt_np.shape).numpy()
+        gt_np = as_map(to_tensor(gt), "gt")
+        pred_t = scorer.sanitize(to_tensor(pred).to(torch.float64).cpu())
+        pred_np = resize_map(pred_t, gt_np.shape).numpy()
         mask = None if masks_it is None else np.asarray(next(masks_it), dtype=bool)
         image = None if images_it is None else next(images_it)
         scorer.add(pred_np, gt_np, mask, names[i] if names is not None else f"{i:05d}", image)
@@ -123,7 +123,7 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, flip_tta: bool, input_size
     y = model(x)
     if flip_tta:
         y = 0.5 * (y + torch.flip(model(torch.flip(x, dims=[-1])), dims=[-1]))
-    return upsample_to(y.float(), size)
+    return resize_map(y.float(), size)
 
 
 def evaluate(
@@ -232,7 +232,7 @@ def _score_batch(model: Any, scorer: Scorer, samples: list[dict[str, Any]], dev:
     for i, s in enumerate(samples):  # score in dataset order
         depth, mask = s["depth"].numpy(), s["mask"].numpy()
         image = s["image"].numpy() if len(scorer.examples) < keep_examples else None
-        pred = upsample_to(preds[i].double(), tuple(depth.shape[-2:]))
+        pred = resize_map(preds[i].double(), tuple(depth.shape[-2:]))
         scorer.add(pred.numpy(), depth, mask, s["name"], image)
     return first_size
 

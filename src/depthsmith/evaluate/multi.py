@@ -38,9 +38,9 @@ def dataset_entries(data: Any) -> list[DatasetEntry]:
 def dataset_entry(data: Any) -> DatasetEntry:
     """A dataset argument (YAML path, config dict or dataset object) with its evaluation keys split off."""
     if isinstance(data, (str, Path)):
-        from depthsmith.data import load_config
+        from depthsmith.data import load_dataset_config
 
-        label, cfg = Path(data).stem, dict(load_config(data))
+        label, cfg = Path(data).stem, dict(load_dataset_config(data))
     elif isinstance(data, Mapping):
         cfg = copy.deepcopy(dict(data))
         label = str(cfg.get("label") or cfg.get("type", "data"))

@@ -18,10 +18,10 @@ from depthsmith.registry import Registry
 from ..errors import InputError
 
 __all__ = ["Protocol", "PROTOCOLS", "register_protocol", "get_protocol", "describe", "protocol_table",
-           "ALIGN_SPACES"]
+           "ALIGN_TEXTS"]
 
-# How --align fits a relative prediction, by name: depth space (median / lstsq) or disparity space.
-ALIGN_SPACES = {
+# The description line of each --align (metrics/clip_align.ALIGN_SPACES are the video aligner's spaces): depth space (median / lstsq) or disparity space.
+ALIGN_TEXTS = {
     "none": "Alignment: none (metric prediction used as is).",
     "median": "Alignment: per-image median scaling on the valid pixels, in depth space.",
     "lstsq": "Alignment: per-image least-squares scale and shift on the valid pixels, in depth space.",
@@ -218,7 +218,7 @@ def describe(proto: Protocol, align: str = "none", flip_tta: bool = False, outpu
     parts.append("Averaging: " + ("metrics of all valid pixels of all images pooled." if proto.pooled
                                    else "metrics per image, then the mean over images."))
     parts.append(f"R^2: {proto.r2}.")
-    parts.append(ALIGN_SPACES[align])
+    parts.append(ALIGN_TEXTS[align])
     if not from_predictions:
         parts.append("Flip test-time augmentation: " + ("on (mean of the prediction and the flipped prediction of "
                                                        "the flipped image)." if flip_tta else "off."))

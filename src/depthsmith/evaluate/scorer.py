@@ -22,7 +22,7 @@ from ..models.heads import output_kind
 from .protocols import Protocol, describe
 from ..errors import InputError
 
-__all__ = ["EvalResult", "Scorer", "make_result", "upsample_to", "as_tensor", "summary_keys"]
+__all__ = ["EvalResult", "Scorer", "make_result", "resize_map", "to_tensor", "summary_keys"]
 
 
 def summary_keys() -> list[str]:
@@ -49,7 +49,7 @@ class EvalResult:
         return np.array([row["r2"] for row in self.rows], dtype=float)
 
 
-def upsample_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_map(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear (align_corners=False, the field's convention) resize of ... x H x W to `size`."""
     if tuple(pred.shape[-2:]) == tuple(size):
         return pred
@@ -58,7 +58,8 @@ def upsample_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(flat, size=size, mode="bilinear", align_corners=False).reshape(*shape[:-2], *size)
 
 
-def as_tensor(x: Any) -> torch.Tensor:
+def to_tensor(x: Any) -> torch.Tensor:
+    """A tensor of a tensor (detached) or of an array (as float64), for scoring."""
     if isinstance(x, torch.Tensor):
         return x.detach()
     return torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))

@@ -78,7 +78,8 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
     """Rebuild a model written by ``save_pretrained`` (a local folder or a Hub repo id), import the
     seed paper's Keras checkpoint (a ``.keras`` file, see ``keras_seed``), convert a transformers
     Depth Anything, DPT, ZoeDepth or Depth Pro checkpoint (folder or Hub id; see ``hf_depth``, ``hf_dpt``,
-    ``hf_zoedepth``, ``hf_depth_pro``) or an original Depth Anything V2 ``.pth`` checkpoint (see ``da2_pth``).
+    ``hf_zoedepth``, ``hf_depth_pro``), an original Depth Anything V2 ``.pth`` checkpoint (see ``da2_pth``) or a
+    Depth Anything 3 monocular checkpoint (folder, its model.safetensors, or Hub id; see ``da3``).
 
     Weights come from safetensors, the .keras file's HDF5 or ``torch.load(weights_only=True)`` only
     and every tensor must match (strict): nothing but tensors is unpickled, and the encoder's ImageNet
@@ -88,6 +89,7 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
     ``output`` ('disparity' or 'metric') and ``max_depth`` (metres) are for ``.pth`` files only: they
     override what the file name says (relative, or metric Hypersim 20 m / Virtual KITTI 80 m).
     """
+    from .da3 import da3_folder, load_da3
     from .hf_depth import hf_depth_folder
 
     path = Path(path_or_hub_id).expanduser()
@@ -104,7 +106,10 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
         return load_keras_seed(path).to(map_location)
     if path.exists():
         hf = hf_depth_folder(path)  # a transformers checkpoint folder: converted
-        return _load_hf(hf, map_location, str(path)) if hf else load_local(path, map_location)
+        if hf:
+            return _load_hf(hf, map_location, str(path))
+        da3 = da3_folder(path)  # Depth Anything 3's own layout (a folder, or its model.safetensors)
+        return load_da3(da3, map_location, str(path)) if da3 else load_local(path, map_location)
     if looks_like_path(str(path_or_hub_id)):
         raise MissingInputError(
             f"model path {path} does not exist (not tried as a Hub id: Hub ids look like 'owner/name'); "
@@ -113,6 +118,9 @@ def load_model(path_or_hub_id: str | Path, map_location: str = "cpu", output: st
     hf = hf_depth_folder(str(path_or_hub_id), **hub_kwargs)
     if hf is not None:
         return _load_hf(hf, map_location, str(path_or_hub_id))
+    da3 = da3_folder(str(path_or_hub_id), **hub_kwargs)
+    if da3 is not None:
+        return load_da3(da3, map_location, str(path_or_hub_id))
     return load_hub(str(path_or_hub_id), map_location, **hub_kwargs)
 
 
@@ -148,8 +156,11 @@ def load_any(model: Any) -> Any:
     return load_model(model)
 
 
-def convert_keras(path: str | Path, out_dir: str | Path) -> Path:
-    """The seed's ``.keras`` checkpoint as a ``save_pretrained`` folder that ``load_model`` reloads."""
-    from .keras_seed import convert_keras as _convert
+def __getattr__(name: str):
+    # convert_keras is models/keras_seed.py's own function, imported on first use: keras_seed imports
+    # h5py, which `import depthsmith` should not pay for.
+    if name == "convert_keras":
+        from .keras_seed import convert_keras
 
-    return _convert(path, out_dir)
+        return convert_keras
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -103,6 +103,10 @@ def _over_max(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return x / hi
 
 
+def _exp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return torch.exp(x)
+
+
 _ANY_ALIGN = ("none", "median", "lstsq", "lstsq_disparity")
 _AFFINE_DEPTH = ("median", "lstsq", "lstsq_disparity")
 
@@ -128,6 +132,12 @@ for _kind in (
                "affine-invariant disparity (ReLU head); predictions are returned as relative depth in (0, 1]; "
                "evaluate with align='lstsq_disparity'",
                affine_space="disparity", invariant_loss=True),
+    # Depth Anything 3's DPT head ends in exp (depth_anything_3/model/dpt.py, activation="exp"): depth, not
+    # disparity, with no metric scale of its own; DA3-Metric's is focal-normalised (metres = focal x output / 300).
+    OutputKind("exp_depth", _exp, _identity, None, True, _AFFINE_DEPTH, "lstsq",
+               "depth of unknown scale from an exp head (Depth Anything 3; DA3-Metric: metres = focal in pixels "
+               "x output / 300): align before scoring",
+               untrainable="a scale-invariant depth loss for an exp head is not implemented"),
 ):
     OUTPUT_KINDS.add(_kind.name, _kind)
 

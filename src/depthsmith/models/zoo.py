@@ -45,12 +45,6 @@ _UNSUPPORTED = {
     "UniDepth": _NOT_ON_PYPI + " (lpiccinelli-eth/UniDepth)",
     "Metric3D v2": _NOT_ON_PYPI + " (YvanYin/Metric3D)",
     "Video Depth Anything": _NOT_ON_PYPI + " (DepthAnything/Video-Depth-Anything)",
-    # PyPI depth-anything-3 0.1.1 installs, but declares numpy<2 (the project runs numpy 2) and its model
-    # modules import `addict`, which it does not declare; the reference therefore needs its own venv
-    # (`pip install depth-anything-3==0.1.1 addict`). Mono/Metric-Large reuse DA-V2's layout plus a sky
-    # head and an exp output; Small/Base add RoPE, QK-norm and camera tokens. No converter yet.
-    "Depth Anything 3": "converter not written yet: its reference package (depth-anything-3 0.1.1) pins "
-                        "numpy<2 and imports the undeclared addict, so it cannot be a test reference here",
     "Marigold": "a diffusion pipeline (diffusers' MarigoldDepthPipeline: iterative denoising of Stable Diffusion "
                 "latents, ensembled), not one forward pass that a depthsmith model or its export can hold",
 }
@@ -115,6 +109,26 @@ _add(ZooEntry("Intel/zoedepth-kitti", "ZoeDepth", "metric_direct", "mit", 345.0,
 _add(ZooEntry("Intel/zoedepth-nyu-kitti", "ZoeDepth", "metric_direct", "mit", None, _ZOE, loader=("model_type", "zoedepth")))
 _add(ZooEntry("apple/DepthPro-hf", "Depth Pro", "metric_direct", "apple-amlr", None, {"height": 1536, "width": 1536},
               loader=("model_type", "depth_pro")))
+# Depth Anything 3 (ByteDance-Seed/Depth-Anything-3 README "Model Cards": params, licences; models/da3.py).
+# Its package's default input: process_res=504, upper_bound_resize (utils/io/input_processor.py). Neither
+# README nor docs/BENCHMARK.md gives NYU / KITTI numbers for the monocular models, so none are shown.
+_DA3 = {"long_side": 504, "multiple_of": 14}
+_add(ZooEntry("depth-anything/DA3MONO-LARGE", "Depth Anything 3 mono", "exp_depth", "apache-2.0", 350.0, _DA3,
+              loader=("module", "depthsmith.models.da3")))
+_add(ZooEntry("depth-anything/DA3METRIC-LARGE", "Depth Anything 3 metric (metres = focal x output / 300)",
+              "exp_depth", "apache-2.0", 350.0, _DA3, loader=("module", "depthsmith.models.da3")))
+# The any-view models: DINOv2 with RoPE and QK-norm from a middle block on, camera tokens, alternating
+# per-view / cross-view attention, a DualDPT head fed the concatenation of two token streams (depth + ray,
+# with confidence) and a camera decoder (configs/da3-small.yaml and model/dinov2/vision_transformer.py).
+_ANY_VIEW = ("any-view model: its ViT (RoPE, QK-norm, camera tokens, per-view / cross-view attention, two token "
+             "streams into a DualDPT depth + ray head) is not a timm ViT; no converter is written, so nothing "
+             "is checked against depth-anything-3")
+for _id, _params, _lic in (("DA3-SMALL", 80.0, "apache-2.0"), ("DA3-BASE", 120.0, "apache-2.0"),
+                           ("DA3-LARGE-1.1", 350.0, "cc-by-nc-4.0"), ("DA3-GIANT-1.1", 1150.0, "cc-by-nc-4.0")):
+    _add(ZooEntry(f"depth-anything/{_id}", "Depth Anything 3 any-view", "-", _lic, _params, unsupported=_ANY_VIEW))
+_add(ZooEntry("depth-anything/DA3NESTED-GIANT-LARGE-1.1", "Depth Anything 3 nested", "-", "cc-by-nc-4.0", 1400.0,
+              unsupported="an any-view giant model scaled by DA3Metric-Large through least squares on its own "
+                          "camera estimate; the any-view part is not converted (see DA3-SMALL)"))
 for _family, _why in _UNSUPPORTED.items():
     _add(ZooEntry(_family, _family, "-", unsupported=_why))
 

@@ -25,7 +25,7 @@ from ..registry import Registry, UnknownNameError
 from ..errors import InputError
 
 __all__ = ["agreement", "Backend", "Runner", "register", "get_backend", "list_backends", "available_backends",
-           "as_tensor", "model_meta", "BACKEND_REGISTRY"]
+           "to_rgb_batch", "model_meta", "BACKEND_REGISTRY"]
 
 
 class Runner:
@@ -42,7 +42,7 @@ class Runner:
         raise NotImplementedError
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        out = self.forward(as_tensor(x))
+        out = self.forward(to_rgb_batch(x))
         return out.float().cpu() if out.device.type != "cpu" or out.dtype != torch.float32 else out
 
 
@@ -105,7 +105,7 @@ def get_backend(name: str, installed: bool = True) -> Backend:
     return backend
 
 
-def as_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+def to_rgb_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """A B x 3 x H x W float32 tensor from a tensor or an array, checked."""
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     if t.ndim != 4 or t.shape[1] != 3:

@@ -5,9 +5,9 @@
     result.model_dir  # -> depthsmith.load_model(result.model_dir)
 """
 
-from .config import ConfigError, list_recipes, load_config, resolve_config
+from .config import ConfigError, list_recipes, load_train_config, resolve_config
 from .module import DepthTrainModule, NonFiniteLossError
 from .run import TrainResult, train
 
-__all__ = ["train", "TrainResult", "list_recipes", "load_config", "resolve_config", "ConfigError",
+__all__ = ["train", "TrainResult", "list_recipes", "load_train_config", "resolve_config", "ConfigError",
            "DepthTrainModule", "NonFiniteLossError"]

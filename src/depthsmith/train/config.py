@@ -1,14 +1,18 @@
 """Training configs: recipes shipped with the package, YAML files, dicts, and `a.b=value` overrides.
 
-A config is a plain nested dict; its schema (keys, defaults, choices, ranges) is the
-``TrainConfig`` dataclass in ``schema.py``. ``resolve_config`` merges it over ``DEFAULTS``,
-applies the overrides and checks every key of the fixed sections (``optim``, ``schedule``,
-``trainer``, ``checkpoint``, ``logging``, ``data``) and every value with a rule, so a typo such as
+A config's schema (keys, defaults, choices, ranges) is the ``TrainConfig`` dataclass in
+``schema.py``. ``resolve_config`` merges a recipe, YAML file or dict over ``DEFAULTS``, applies the
+overrides and checks every key of the fixed sections (``optim``, ``schedule``, ``trainer``,
+``checkpoint``, ``logging``, ``data``) and every value with a rule, so a typo such as
 ``optim.lrr=3e-4`` or ``optim.name=sgd`` fails at once, naming the key, the value and what is
-valid, before anything is written. The ``model``, ``loss`` and dataset sub-dicts are free-form:
-they are handed to ``create_model``, ``build_loss`` and ``build_dataset``, which check their own
-arguments. Stdlib dataclasses, not OmegaConf/jsonargparse/pydantic: those would replace our
-YAML-typed ``--set`` syntax or add a dependency for what one small type-hint walker does.
+valid, before anything is written; it returns the checked ``TrainConfig``, which the rest of
+``train/`` reads by attribute (``config.trainer.seed``). The merging and checking work on plain
+nested dicts (what YAML and ``--set`` give); a dict is made again only where one is stored
+(``dump_config`` for config.yaml, Lightning's hparams, the model card: ``TrainConfig.to_dict``).
+The ``model``, ``loss`` and dataset sub-dicts are free-form: they are handed to ``create_model``,
+``build_loss`` and ``build_dataset``, which check their own arguments. Stdlib dataclasses, not
+OmegaConf/jsonargparse/pydantic: those would replace our YAML-typed ``--set`` syntax or add a
+dependency for what one small type-hint walker does.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
-from .schema import PRECISION_ALIASES, Target, TrainConfig, checked_keys, sections, value_problem
+from .schema import PRECISION_ALIASES, Target, TrainConfig, checked_keys, from_dict, sections, value_problem
 
-__all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_config", "resolve_config", "parse_override",
+__all__ = ["DEFAULTS", "ConfigError", "list_recipes", "load_train_config", "resolve_config", "parse_override",
            "yaml_load", "dump_config"]
 
 _KEYS = sections()  # the key tree of the fixed sections (None: a value or a free sub-dict)
@@ -80,8 +84,10 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def dump_config(config: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=None)
+def dump_config(config: TrainConfig | Mapping[str, Any]) -> str:
+    """The YAML text of a config (config.yaml); ``resolve_config`` reads it back to an equal config."""
+    plain = config.to_dict() if isinstance(config, TrainConfig) else config
+    return yaml.safe_dump(_plain(plain), sort_keys=False, default_flow_style=None)
 
 
 def _plain(value: Any) -> Any:
@@ -110,8 +116,10 @@ def list_recipes() -> dict[str, str]:
     return out
 
 
-def load_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    """The raw (unresolved) config of a recipe name, a YAML path or a dict."""
+def load_train_config(config: str | Path | Mapping[str, Any] | TrainConfig) -> dict[str, Any]:
+    """The raw (unresolved) config of a recipe name, a YAML path, a dict or a ``TrainConfig``."""
+    if isinstance(config, TrainConfig):
+        return config.to_dict()
     if isinstance(config, Mapping):
         return copy.deepcopy(dict(config))
     recipes = _recipe_files()
@@ -189,10 +197,10 @@ def _set(config: dict[str, Any], keys: Sequence[str], value: Any) -> None:
 
 
 def resolve_config(
-    config: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = ()
-) -> dict[str, Any]:
+    config: str | Path | Mapping[str, Any] | TrainConfig, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> TrainConfig:
     """Defaults <- recipe/YAML/dict <- overrides, with every fixed key checked and shorthands expanded."""
-    raw = load_config(config)
+    raw = load_train_config(config)
     _check_keys(raw)
     resolved = _merge(copy.deepcopy(DEFAULTS), raw)
     items = overrides.items() if isinstance(overrides, Mapping) else [parse_override(o) for o in overrides]
@@ -206,7 +214,7 @@ def resolve_config(
         if under:  # checked_keys("") would be every key
             _check_values(probe, under, source=f"override {dotted}={value!r}")
         _set(resolved, keys, value)
-    return normalise(resolved)
+    return from_dict(TrainConfig, normalise(resolved))
 
 
 def normalise(config: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +223,9 @@ def normalise(config: dict[str, Any]) -> dict[str, Any]:
     trainer = config["trainer"]
     precision = str(trainer["precision"])
     trainer["precision"] = PRECISION_ALIASES.get(precision, precision)
+    if not isinstance(config["model"], Mapping):
+        raise ConfigError(f"config key 'model' must be a mapping (name: ..., plus create_model options), "
+                          f"got {config['model']!r}")
     if not config["model"].get("name"):
         raise ConfigError("model.name is not set (a preset from `depthsmith models` or any timm encoder name)")
     return config

@@ -31,6 +31,7 @@ from torch.utils.data.dataloader import default_collate
 
 from ..data import build_dataset, build_transforms
 from .config import ConfigError
+from .schema import TrainConfig
 
 __all__ = ["DepthDataModule", "collate_skip_none", "dataset_configs", "SampleCache", "EpochIndexSampler",
            "ResumableLoader"]
@@ -165,17 +166,17 @@ def _with_root(cfg: Mapping[str, Any] | None, root: Any) -> dict[str, Any] | Non
     return cfg
 
 
-def dataset_configs(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def dataset_configs(config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(train, val) dataset configs after ``data.root`` and ``data.val_fraction`` are applied.
 
     Fails with the key to set when a recipe's dataset path is missing.
     """
-    data = config["data"]
-    recipe = config.get("name") or "this config"
-    if not data["train"]:
+    data = config.data
+    recipe = config.name or "this config"
+    if not data.train:
         raise ConfigError(f"{recipe}: data.train is not set (a dataset config, e.g. {{type: synthetic}})")
-    train = _with_root(data["train"], data["root"])
-    val = _with_root(data["val"], data["root"])
+    train = _with_root(data.train, data.root)
+    val = _with_root(data.val, data.root)
     for part, cfg in (("train", train), ("val", val)):
         key = _path_key(cfg) if cfg else None
         if key is not None and key != "root" and cfg.get(key) is None:
@@ -184,12 +185,12 @@ def dataset_configs(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
                 f"{recipe} needs its dataset: set data.root (or data.{part}.{key}), "
                 f"e.g. --set data.root=/path/to/{example}"
             )
-    fraction = float(data["val_fraction"] or 0.0)
+    fraction = float(data.val_fraction or 0.0)
     if fraction > 0:
         if val is not None:
             raise ConfigError("set either data.val or data.val_fraction, not both")
         # The same list split twice with one seed: disjoint train / val sides (by scene or image).
-        holdout = {"fraction": fraction, "seed": int(data["split_seed"]), "by": str(data["split_by"])}
+        holdout = {"fraction": fraction, "seed": int(data.split_seed), "by": str(data.split_by)}
         val = {**train, "holdout": {**holdout, "part": "val"}}
         train = {**train, "holdout": {**holdout, "part": "train"}}
     return train, val
@@ -198,11 +199,11 @@ def dataset_configs(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
 class DepthDataModule(pl.LightningDataModule):
     """Train / val loaders from a resolved config's ``data`` section."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         super().__init__()
         self.config = config
-        self.data = config["data"]
-        self.seed = int(config["trainer"]["seed"] or 0)
+        self.data = config.data
+        self.seed = int(config.trainer.seed or 0)
         self.train_cfg, self.val_cfg = dataset_configs(config)  # fail before any process starts
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -224,27 +225,27 @@ class DepthDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        tcfg = self.data["transforms"] or None
-        cache = bool(self.data["cache"])
+        tcfg = self.data.transforms or None
+        cache = bool(self.data.cache)
         self.train_set = SampleCache(build_dataset(self.train_cfg), build_transforms(tcfg, train=True), cache,
                                      seed=self.seed)
         if self.val_cfg is not None:
             self.val_set = SampleCache(build_dataset(self.val_cfg), build_transforms(tcfg, train=False), cache)
-        if self.config["logging"].get("train_eval"):
+        if self.config.logging.train_eval:
             # The training images again, through the validation transforms: an evaluation pass.
             self.train_eval_set = SampleCache(self.train_set.dataset, build_transforms(tcfg, train=False), cache)
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         # The Trainer runs with use_distributed_sampler=False: we shard here, with the
         # Trainer's rank and world size, and Lightning calls set_epoch on the sampler.
-        workers = int(self.data["num_workers"])
+        workers = int(self.data.num_workers)
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        drop_last = bool(self.data["drop_last"]) and train and len(dataset) >= batch_size * world
+        drop_last = bool(self.data.drop_last) and train and len(dataset) >= batch_size * world
         options = dict(
             batch_size=batch_size, num_workers=workers,
             # Persistent workers would keep their caches across epochs; otherwise reuse costs nothing.
-            persistent_workers=workers > 0 and bool(self.data["cache"]),
+            persistent_workers=workers > 0 and bool(self.data.cache),
             collate_fn=collate_skip_none, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
         )
         if train:
@@ -263,7 +264,7 @@ class DepthDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        loader = self._loader(self.train_set, int(self.data["batch_size"]), train=True)
+        loader = self._loader(self.train_set, int(self.data.batch_size), train=True)
         if self._resume_state is not None:
             loader.load_state_dict(self._resume_state)
             self._resume_state = None
@@ -272,7 +273,7 @@ class DepthDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         self.setup()
-        size = int(self.data["val_batch_size"] or self.data["batch_size"])
+        size = int(self.data.val_batch_size or self.data.batch_size)
         sets = [(p, d) for p, d in (("val", self.val_set), ("train_eval", self.train_eval_set)) if d is not None]
         self.val_prefixes = [p for p, _ in sets]
         loaders = [self._loader(d, size, train=False) for _, d in sets]

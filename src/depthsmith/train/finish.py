@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from .callbacks import NonFiniteStateError, non_finite_report
 from .holdout import evaluate_holdout, format_holdout
 from .metrics_file import best_metrics, read_metrics
 from .module import build_model
+from .schema import TrainConfig
 from .working_size import model_section
 
 __all__ = ["TrainResult", "export_model", "failed", "finish"]
@@ -37,7 +37,7 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def export_model(config: Mapping[str, Any], checkpoint: Path, model_dir: Path) -> torch.nn.Module:
+def export_model(config: TrainConfig, checkpoint: Path, model_dir: Path) -> torch.nn.Module:
     """Rebuild the model on CPU (no ImageNet download), load the checkpoint, save_pretrained."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model = build_model(model_section(config), encoder_weights=None)
@@ -61,7 +61,7 @@ def failed(run_dir: Path, error: str) -> TrainResult:
     return TrainResult(ok=False, run_dir=run_dir, error=error, summary=summary)
 
 
-def finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb: ModelCheckpoint | None,
+def finish(cfg: TrainConfig, run_dir: Path, trainer: pl.Trainer, best_cb: ModelCheckpoint | None,
            started: float) -> TrainResult:
     """Rank 0 after fit: export the best model, held-out evaluation, summary.json, one line."""
     best_ckpt = Path(best_cb.best_model_path) if best_cb is not None and best_cb.best_model_path else None
@@ -71,11 +71,11 @@ def finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb: 
         model = export_model(cfg, source, model_dir)
     except NonFiniteStateError as err:
         return failed(run_dir, f"Training stopped: {err} No model was exported.")
-    monitor, mode = cfg["checkpoint"]["monitor"], cfg["checkpoint"]["mode"]
+    monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.mode
     best = best_metrics(read_metrics(run_dir / "metrics.csv"), monitor, mode)
     summary: dict[str, Any] = {
         "status": "ok",
-        "recipe": cfg["name"],
+        "recipe": cfg.name,
         "best": best,
         "best_epoch": best.get("epoch"),
         "monitor": monitor if best_ckpt is not None else None,
@@ -85,13 +85,13 @@ def finish(cfg: Mapping[str, Any], run_dir: Path, trainer: pl.Trainer, best_cb: 
         "global_step": trainer.global_step,
         "wall_time_s": round(time.time() - started, 1),
     }
-    if cfg["final_eval"]:
-        autocast = "bf16" in str(cfg["trainer"]["precision"])
-        summary["holdout"] = evaluate_holdout(model, cfg["final_eval"], batch_size=int(cfg["data"]["batch_size"]),
+    if cfg.final_eval:
+        autocast = "bf16" in str(cfg.trainer.precision)
+        summary["holdout"] = evaluate_holdout(model, cfg.final_eval, batch_size=int(cfg.data.batch_size),
                                               autocast=autocast)
         print(format_holdout(summary["holdout"]))
         summary["wall_time_s"] = round(time.time() - started, 1)
-    write_run_card(model, model_dir, cfg, summary.get("holdout"))  # README.md: data, metrics, licence
+    write_run_card(model, model_dir, cfg.to_dict(), summary.get("holdout"))  # README.md: data, metrics, licence
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     score = f"best {monitor} {best[monitor]:.4f} at epoch {best['epoch']}" if monitor in best else "no validation set"
     print(f"done in {summary['wall_time_s']:.0f} s: {score}; model: {model_dir} "

@@ -22,6 +22,7 @@ from ..models import DepthModel, create_model
 from .working_size import model_section
 from .batch_metrics import align_scale_shift, batch_metrics
 from .optim import build_optimizer, build_scheduler
+from .schema import TrainConfig
 from ..errors import InputError
 
 __all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model"]
@@ -80,15 +81,15 @@ def check_loss_fits_kind(kind: Any, terms: set[str]) -> None:
 class DepthTrainModule(pl.LightningModule):
     """Trains a DepthModel from a resolved config (``depthsmith.train.config.resolve_config``)."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: TrainConfig) -> None:
         super().__init__()
-        # The whole resolved config goes into every checkpoint (and hparams.yaml).
-        self.save_hyperparameters({"config": dict(config)})
+        # The whole resolved config goes into every checkpoint (and hparams.yaml), as a plain dict.
+        self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
         self.model = build_model(model_section(config))  # model_section: working_size from the data
-        self.loss = build_loss(config["loss"])
+        self.loss = build_loss(config.loss)
         # seed_minmax: the seed code's target (min-max over every pixel, loss on every pixel).
-        self.seed_target = config.get("target", "auto") == "seed_minmax"
+        self.seed_target = config.target == "seed_minmax"
         kind = self.model.output_kind
         if kind.target is None:
             raise InputError(f"model.output={kind.name!r} cannot be trained here: {kind.untrainable}.")
@@ -97,12 +98,12 @@ class DepthTrainModule(pl.LightningModule):
         if self.seed_target and kind.target != "minmax":
             raise InputError(f"target: seed_minmax trains relative depth; set model.output=relative "
                              f"(got {self.model.output!r})")
-        if config.get("bn_momentum") is not None:
+        if config.bn_momentum is not None:
             for m in self.model.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.momentum = float(config["bn_momentum"])
-        self.freeze_encoder_epochs = int(config["freeze_encoder_epochs"] or 0)
-        self.train_metrics = bool(config["logging"]["train_metrics"])
+                    m.momentum = float(config.bn_momentum)
+        self.freeze_encoder_epochs = int(config.freeze_encoder_epochs or 0)
+        self.train_metrics = bool(config.logging.train_metrics)
         self._last_batch_end: float | None = None
         self._images_per_s: float | None = None
 
@@ -210,9 +211,9 @@ class DepthTrainModule(pl.LightningModule):
 
     # -- optimiser -------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, self.config["optim"])
+        optimizer = build_optimizer(self.model, self.config.optim)
         scheduler = build_scheduler(
-            optimizer, self.config["schedule"],
+            optimizer, self.config.schedule,
             total_steps=int(self.trainer.estimated_stepping_batches),
             total_epochs=int(self.trainer.max_epochs or 1),
         )

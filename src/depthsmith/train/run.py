@@ -26,32 +26,33 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only  # public; Lightning sets .rank from RANK / LOCAL_RANK
 
+from ..device import resolve_precision
 from ..paths import atomic_write_text
 from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint
 from .config import dump_config, resolve_config
 from .data import DepthDataModule
 from .finish import TrainResult, failed, finish
 from .module import DepthTrainModule, NonFiniteLossError
-from .precision import resolve_training_precision
 from .run_dir import RUN_DIR_ENV, check_resume_length, default_run_dir, prepare_run_dir, saved_config
+from .schema import PRECISION_ALIASES, TrainConfig
 from .trainer import build_callbacks, build_loggers, build_trainer, close_wandb
 
 __all__ = ["train", "TrainResult", "RUN_DIR_ENV"]
 
 
-def _apply_launch_args(config: dict[str, Any], devices: Any, strategy: Any, accelerator: Any) -> None:
-    trainer = config["trainer"]
+def _apply_launch_args(config: TrainConfig, devices: Any, strategy: Any, accelerator: Any) -> None:
+    trainer = config.trainer
     if devices is not None:
         devices = str(devices)
-        trainer["devices"] = int(devices) if devices.isdigit() else devices
+        trainer.devices = int(devices) if devices.isdigit() else devices
     if strategy is not None:
-        trainer["strategy"] = strategy
+        trainer.strategy = strategy
     if accelerator is not None:
-        trainer["accelerator"] = accelerator
+        trainer.accelerator = accelerator
 
 
-def _resolve(config: str | Path | Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any], resume: bool,
-             run_dir: str | Path | None, launch: tuple[Any, Any, Any]) -> dict[str, Any]:
+def _resolve(config: str | Path | Mapping[str, Any] | TrainConfig, overrides: Sequence[str] | Mapping[str, Any],
+             resume: bool, run_dir: str | Path | None, launch: tuple[Any, Any, Any]) -> TrainConfig:
     """The config this run really runs: the saved one on resume, overrides and launch arguments on top."""
     saved = saved_config(run_dir) if resume else None
     cfg = resolve_config(saved if resume else config, overrides)
@@ -59,8 +60,17 @@ def _resolve(config: str | Path | Mapping[str, Any], overrides: Sequence[str] | 
     if saved is not None:
         check_resume_length(saved, cfg, Path(run_dir))
     # precision auto -> bf16-mixed or 32-true for this machine; the resolved value is what config.yaml records.
-    cfg["trainer"]["precision"] = resolve_training_precision(cfg["trainer"]["precision"], cfg["trainer"]["accelerator"])
+    trainer = cfg.trainer
+    if trainer.precision == "auto":
+        trainer.precision = PRECISION_ALIASES[resolve_precision("auto", _precision_device(trainer.accelerator))]
     return cfg
+
+
+def _precision_device(accelerator: Any) -> str:
+    """The device ``resolve_precision`` asks for a Lightning accelerator: the GPU for gpu/cuda,
+    auto as it resolves, and the CPU's answer for any other (as before: mps, tpu, an object)."""
+    accelerator = str(accelerator or "auto")
+    return accelerator if accelerator in ("auto", "gpu", "cuda") else "cpu"
 
 
 def _fit(trainer: pl.Trainer, module: DepthTrainModule, datamodule: DepthDataModule, ckpt_path: Path | None,
@@ -96,7 +106,7 @@ def _fit(trainer: pl.Trainer, module: DepthTrainModule, datamodule: DepthDataMod
 
 
 def train(
-    config: str | Path | Mapping[str, Any],
+    config: str | Path | Mapping[str, Any] | TrainConfig,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     run_dir: str | Path | None = None,
     resume: bool = False,
@@ -106,7 +116,7 @@ def train(
     *,
     callbacks: Sequence[pl.Callback] = (),
 ) -> TrainResult:
-    """Train from a recipe name, YAML path or dict; ``overrides`` are "a.b=value" strings.
+    """Train from a recipe name, YAML path, dict or TrainConfig; ``overrides`` are "a.b=value" strings.
 
     ``devices`` / ``strategy`` / ``accelerator`` = None keep the config's values. With
     ``resume=True`` the run continues from ``run_dir/checkpoints/last.ckpt`` with the saved
@@ -116,12 +126,12 @@ def train(
     """
     started = time.time()
     cfg = _resolve(config, overrides, resume, run_dir, (devices, strategy, accelerator))
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg["name"] or "run")
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.name or "run")
     ckpt_path = prepare_run_dir(cfg, run_dir, resume)
 
-    pl.seed_everything(int(cfg["trainer"]["seed"] or 0), workers=True, verbose=False)
-    if cfg["trainer"]["matmul_precision"]:
-        torch.set_float32_matmul_precision(cfg["trainer"]["matmul_precision"])
+    pl.seed_everything(int(cfg.trainer.seed or 0), workers=True, verbose=False)
+    if cfg.trainer.matmul_precision:
+        torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
     # Everything that can fail on a bad config fails here, before anything is written.
     datamodule = DepthDataModule(cfg)
     module = DepthTrainModule(cfg)
@@ -135,7 +145,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))  # what --resume will read
 
-    resume_hint = f"continue with: depthsmith train --config {cfg['name']} --run-dir {run_dir} --resume"
+    resume_hint = f"continue with: depthsmith train --config {cfg.name} --run-dir {run_dir} --resume"
     error = _fit(trainer, module, datamodule, ckpt_path, run_dir, resume_hint, loggers)
     if not trainer.is_global_zero:
         return TrainResult(ok=error is None, run_dir=run_dir, error=error)

@@ -16,6 +16,7 @@ from ..paths import check_output_dir
 from .callbacks import LAST, PREVIOUS, clean_orphans
 from .config import ConfigError, config_value, yaml_load
 from .metrics_file import truncate_metrics
+from .schema import TrainConfig
 
 __all__ = ["RUN_DIR_ENV", "default_run_dir", "saved_config", "prepare_run_dir", "check_resume_length",
            "resume_checkpoint"]
@@ -57,7 +58,7 @@ LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_b
                "trainer.accumulate_grad_batches", "data.batch_size")
 
 
-def check_resume_length(saved: Mapping[str, Any], config: Mapping[str, Any], run_dir: Path) -> None:
+def check_resume_length(saved: Mapping[str, Any], config: TrainConfig, run_dir: Path) -> None:
     """Refuse a resume that changes the run's length under a learning-rate schedule.
 
     The schedule was laid out over the original number of steps and its state is in the
@@ -65,11 +66,11 @@ def check_resume_length(saved: Mapping[str, Any], config: Mapping[str, Any], run
     lr 0 for every added step, cosine jumps. A constant learning rate (``schedule.name=none``)
     extends fine; so does a run with no checkpoint yet (it starts from the beginning).
     """
-    schedule = config_value(config, "schedule.name")
-    if schedule in (None, "none") or not (run_dir / "checkpoints" / "last.ckpt").is_file():
+    schedule = config.schedule.name
+    if schedule == "none" or not (run_dir / "checkpoints" / "last.ckpt").is_file():
         return
-    before = {k: config_value(saved, k) for k in LENGTH_KEYS}
-    after = {k: config_value(config, k) for k in LENGTH_KEYS}
+    before = {k: config_value(saved, k) for k in LENGTH_KEYS}  # the saved config.yaml, as written
+    after = {k: config_value(config.to_dict(), k) for k in LENGTH_KEYS}
     changed = [f"{k} {before[k]!r} -> {after[k]!r}" for k in LENGTH_KEYS if before[k] != after[k]]
     if changed:
         raise ConfigError(
@@ -121,7 +122,7 @@ def resume_checkpoint(run_dir: Path, rank0: bool = True) -> tuple[Path, int] | N
     return None
 
 
-def prepare_run_dir(config: Mapping[str, Any], run_dir: Path, resume: bool) -> Path | None:
+def prepare_run_dir(config: TrainConfig | Mapping[str, Any], run_dir: Path, resume: bool) -> Path | None:
     """Check the folder (rank 0 only) and return the checkpoint to resume from.
 
     A run folder that is a file, cannot be written or sits on a nearly full disk is refused

@@ -28,8 +28,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple, Union
 
-__all__ = ["Range", "TrainConfig", "OptimConfig", "ScheduleConfig", "TrainerConfig", "DataConfig",
-           "CheckpointConfig", "LoggingConfig", "field_rules", "choices", "value_problem", "checked_keys", "sections", "from_dict"]
+__all__ = ["Range", "LIGHTNING_PRECISIONS", "PRECISION_ALIASES", "TrainConfig", "OptimConfig", "ScheduleConfig",
+           "TrainerConfig", "DataConfig", "CheckpointConfig", "LoggingConfig", "field_rules", "choices",
+           "value_problem", "checked_keys", "sections", "from_dict"]
 
 INF = float("inf")
 
@@ -59,9 +60,14 @@ def _number(x: float) -> str:
 
 OptimName = Literal["adam", "adamw"]
 ScheduleName = Literal["none", "linear", "poly", "onecycle", "cosine"]
-Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "fp32", "bf16",
-                    "fp16", "64", "32", "16"]
-PRECISION_ALIASES = {"fp32": "32-true", "32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "16": "16-mixed"}
+# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT_STR, less the
+# transformer-engine ones) and our shorthands, each written as the Lightning name it stands for
+# (the "64" / "32" / "16" ones as Lightning itself reads them). The choices are the two together;
+# device.resolve_precision's "fp32" / "bf16" answer for ``auto`` is written through the same table.
+LIGHTNING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true")
+PRECISION_ALIASES = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "64": "64-true", "32": "32-true",
+                     "16": "16-mixed"}
+Precision = Literal[LIGHTNING_PRECISIONS + tuple(PRECISION_ALIASES)]  # type: ignore[valid-type]  # one list, not two
 Target = Literal["auto", "seed_minmax"]
 
 Count = Annotated[int, Range(0)]
@@ -176,6 +182,11 @@ class TrainConfig:
     # exported model and compared with the best constant-depth predictor.
     final_eval: dict[str, Any] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The nested dict of the config, for the places that store one: config.yaml, Lightning's
+        hparams, the model card."""
+        return dataclasses.asdict(self)
+
 
 # --- reading the hints ---------------------------------------------------------------------
 class _Rule(NamedTuple):
@@ -286,6 +297,7 @@ def checked_keys(under: str = "") -> list[str]:
 
 
 def from_dict(cls: type, values: Mapping[str, Any]) -> Any:
-    """The dataclass instance of a checked config dict (fixed sections become their dataclasses)."""
+    """The dataclass instance of a checked config dict (fixed sections become their dataclasses);
+    ``config.resolve_config`` calls it once its checks have passed."""
     hints = _hints(cls)
     return cls(**{k: from_dict(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in values.items()})

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..data.transforms import transform_items
+from .schema import DataConfig, TrainConfig
 
 __all__ = ["training_working_size", "model_section"]
 
@@ -29,12 +30,12 @@ def _fixed(size: Any) -> dict[str, int]:
     return {"height": int(height), "width": int(width)}
 
 
-def training_working_size(data: Mapping[str, Any]) -> dict[str, int] | None:
+def training_working_size(data: DataConfig) -> dict[str, int] | None:
     """The working size of a model trained on the ``data:`` section (see the module docstring)."""
-    resizes = [opts["size"] for name, opts in transform_items(data.get("transforms")) if name == "resize"]
+    resizes = [opts["size"] for name, opts in transform_items(data.transforms) if name == "resize"]
     if resizes:
         return _fixed(resizes[-1])
-    train = data.get("train") or {}
+    train = data.train or {}
     if isinstance(train, Mapping) and train.get("type") == "synthetic":
         from ..data.synthetic import SyntheticScenes
 
@@ -43,9 +44,9 @@ def training_working_size(data: Mapping[str, Any]) -> dict[str, int] | None:
     return None
 
 
-def model_section(config: Mapping[str, Any]) -> dict[str, Any]:
+def model_section(config: TrainConfig) -> dict[str, Any]:
     """The ``model:`` section with ``working_size`` filled in from the data when not set."""
-    model = copy.deepcopy(dict(config["model"]))
+    model = copy.deepcopy(dict(config.model))
     if "working_size" not in model:
-        model["working_size"] = training_working_size(config.get("data") or {})
+        model["working_size"] = training_working_size(config.data)
     return model
