@@ -1,11 +1,12 @@
 """Temporal consistency of video depth: per-frame vs ``--temporal align`` on synthetic camera paths,
 and peak memory of ``depthsmith predict`` on a short and a long video.
 
-    PYTHONPATH=src python benchmarks/bench_video.py --relative RUN_REL/model --metric RUN_MET/model \
+    PYTHONPATH=src python benchmarks/bench_video.py --relative [LABEL=]RUN_REL/model ... [--metric RUN_MET/model] \
         [--frames 200] [--size 48 64] [--long 5000]
 
-Models: quickstart variants (``depthsmith train --config quickstart``), one with
-``model.output=relative`` (per-image min-max depth, affine in depth space), one metric, and with
+Models: quickstart variants (``depthsmith train --config quickstart``, shortened: README "Video"), e.g.
+``model.output=relative`` (per-image min-max depth, affine in depth space), ``model.output=disparity
+loss=midas`` (scale-and-shift-invariant loss, as MiDaS and Depth Anything are trained), one metric, and with
 ``--inverse`` one trained with ``model.output=inverse`` run as a disparity model (``AsDisparity``:
 normalised per frame by its maximum, as ``disparity`` models are). Clips: ``synthetic_video``
 (data/video.py) paths walk, pan, pass and static, seed 0, exact depth and poses, with a capture's
@@ -16,7 +17,12 @@ the whole clip first, in the output kind's space; none for the metric model), fl
 camera only, per-frame AbsRel and delta1 (relative models: each frame least-squares aligned to its
 ground truth, in disparity space for the disparity model, the standard for them; metric: as predicted), and clip AbsRel (after
 the clip's single fit: what a viewer of the video sees, drift included). Rows ``align wN``: the
-aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py).
+aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py). Rows ``lstsq slope``: the aligner's
+earlier fit (``ClipAligner(fit="lstsq")``). Column spread: the last frame's standard deviation over the
+first's, in the fitting space (a still camera should keep ~1; the lstsq slope shrinks it). Row ``oracle``:
+each frame of the per-frame output fitted to its own ground truth (least squares in the kind's space):
+the TAE left when every frame has its best scale and shift, i.e. the per-pixel disagreement between
+frames that no per-frame alignment can remove.
 
 Memory: ``depthsmith predict`` (--save color npy, --temporal align) on a 200-frame and a
 ``--long``-frame walk, each in a fresh process; its peak RSS (ru_maxrss).
@@ -42,6 +48,7 @@ from depthsmith.data.video import SyntheticVideo, write_clip  # noqa: E402
 from depthsmith.evaluate.temporal import clip_space  # noqa: E402
 from depthsmith.inference import Predictor  # noqa: E402
 from depthsmith.metrics import compute_metrics  # noqa: E402
+from depthsmith.metrics.clip_align import ClipAligner  # noqa: E402
 from depthsmith.metrics.temporal import apply_affine, fit_clip, flicker, temporal_alignment_error  # noqa: E402
 
 PATHS = ("walk", "pan", "pass", "static")
@@ -78,14 +85,46 @@ def clip_data(path: str, frames: int, size: tuple[int, int], noise: float, expos
     return video, rgbs, gts
 
 
-def score(predictor: Predictor, video, rgbs, gts, temporal: str, window: int) -> dict[str, float]:
+def oracle(preds, gts, space: str) -> list[np.ndarray]:
+    """Each frame put on its own ground truth by least squares in ``space``: what the best possible
+    per-frame scale and shift would give, so its TAE is the per-pixel part no alignment removes."""
+    out = []
+    for p, g in zip(preds, gts):
+        scale, shift = fit_clip([p], [g], space, max_depth=MAX_DEPTH)
+        out.append(apply_affine(p, scale, shift, space, max_depth=MAX_DEPTH))
+    return out
+
+
+def predict(predictor: Predictor, rgbs) -> tuple[list[np.ndarray], float]:
+    """Per-frame predictions (``stream`` with temporal none) and the seconds they took."""
     t0 = time.perf_counter()
-    preds = [d for _, d in predictor.stream(rgbs, temporal=temporal, window=window)]
-    seconds = time.perf_counter() - t0
+    preds = [d for _, d in predictor.stream(rgbs, temporal="none")]
+    return preds, time.perf_counter() - t0
+
+
+def score(predictor: Predictor, video, raw: list[np.ndarray], model_seconds: float, gts, temporal: str,
+          window: int) -> dict[str, float]:
+    """``raw`` per-frame predictions through ``predictor.aligner`` (what ``stream`` does with them,
+    frame by frame, so the model runs once per clip), then scored; fps = model + aligner time."""
+    t0 = time.perf_counter()
+    if temporal == "lstsq":  # the earlier fit: the least-squares slope (metrics/clip_align.py)
+        align = ClipAligner(predictor.aligner("align").space, window=window, fit="lstsq")
+    else:
+        align = predictor.aligner(temporal, window=window) if temporal != "oracle" else None
+    preds = raw if align is None else [align(d) for d in raw]
+    seconds = model_seconds + time.perf_counter() - t0
     space = clip_space(predictor.output, predictor.is_metric)
+    poses = [video.pose(i) for i in range(len(gts))]
+    to_space = (lambda d: 1.0 / d) if space == "disparity" else (lambda d: d)
+    spread = float(np.std(to_space(preds[-1])) / np.std(to_space(preds[0])))  # contrast kept, last / first frame
+    if temporal == "oracle":
+        clip = oracle(preds, gts, space)
+        return {"tae": temporal_alignment_error(clip, poses, video.intrinsics(), gts),
+                "flicker": flicker(clip, [g > 0 for g in gts]) if video.path == "static" else float("nan"),
+                "abs_rel": float("nan"), "d1": float("nan"), "clip_abs_rel": float("nan"), "fps": float("nan"),
+                "spread": float("nan")}
     scale, shift = fit_clip(preds, gts, space, max_depth=MAX_DEPTH)
     clip = [apply_affine(p, scale, shift, space, max_depth=MAX_DEPTH) for p in preds]
-    poses = [video.pose(i) for i in range(len(gts))]
     align = "none" if predictor.is_metric else ("lstsq_disparity" if predictor.output == "disparity" else "lstsq")
     per_frame = [compute_metrics(p, g, 1e-3, MAX_DEPTH, align=align) for p, g in zip(preds, gts)]
     return {
@@ -95,6 +134,7 @@ def score(predictor: Predictor, video, rgbs, gts, temporal: str, window: int) ->
         "d1": float(np.mean([m["d1"] for m in per_frame])),
         "clip_abs_rel": float(np.mean([compute_metrics(c, g, 1e-3, MAX_DEPTH)["abs_rel"] for c, g in zip(clip, gts)])),
         "fps": len(gts) / seconds,
+        "spread": spread,
     }
 
 
@@ -125,8 +165,9 @@ def fmt(value: float, digits: int = 2) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--relative", required=True, help="a relative (or disparity) model folder")
-    p.add_argument("--metric", required=True, help="a metric model folder")
+    p.add_argument("--relative", required=True, nargs="+",
+                   help="relative or disparity model folders, each as LABEL=FOLDER or FOLDER (label: its output kind)")
+    p.add_argument("--metric", help="a metric model folder")
     p.add_argument("--inverse", help="a model folder trained with output: inverse, run as a disparity model")
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--size", type=int, nargs=2, default=[48, 64])
@@ -143,30 +184,39 @@ def main() -> int:
     print(f"CPU: {cpu_model()}, {usable_cores()} usable cores, flags {' '.join(relevant_flags()) or '-'}")
     print(f"{a.frames} frames per path at {size[1]} x {size[0]}, capture noise {a.noise:g} and exposure jitter "
           f"{a.exposure:g}; backend torch-fp32, {a.threads} thread(s)\n")
-    header = "| model | path | temporal | TAE % | flicker % | AbsRel | delta1 | clip AbsRel | fps |"
-    print(header + "\n|" + "---|" * 9)
-    predictors = {"relative": Predictor(a.relative, device="cpu", backend="torch-fp32")}
+    header = "| model | path | temporal | TAE % | flicker % | AbsRel | delta1 | clip AbsRel | spread | fps |"
+    print(header + "\n|" + "---|" * 10)
+    predictors = {}
+    for entry in a.relative:
+        label, _, folder = entry.rpartition("=")
+        predictor = Predictor(folder, device="cpu", backend="torch-fp32")
+        predictors[label or predictor.output] = predictor
     if a.inverse:
         from depthsmith.models import load_model
 
         predictors["disparity"] = Predictor(AsDisparity(load_model(a.inverse).eval()), device="cpu",
                                             backend="torch-fp32")
-    predictors["metric"] = Predictor(a.metric, device="cpu", backend="torch-fp32")
+    if a.metric:
+        predictors["metric"] = Predictor(a.metric, device="cpu", backend="torch-fp32")
     for path in a.paths:
         video, rgbs, gts = clip_data(path, a.frames, size, a.noise, a.exposure)
         for kind, predictor in predictors.items():
-            modes = [("none", 1)] + ([("align", w) for w in a.windows] if kind != "metric" else [("align", 1)])
+            raw, model_seconds = predict(predictor, rgbs)
+            modes = [("none", 1)] + ([("align", w) for w in a.windows] + [("lstsq", w) for w in a.windows]
+                                     + [("oracle", 1)] if kind != "metric" else [("align", 1)])
             for temporal, window in modes:
-                s = score(predictor, video, rgbs, gts, temporal, window)
-                label = temporal if temporal == "none" else (f"align w{window}" if kind != "metric"
-                                                             else "align (smoothing 0.5)")
+                s = score(predictor, video, raw, model_seconds, gts, temporal, window)
+                label = {"none": "none", "oracle": "oracle: each frame fitted to its ground truth",
+                         "lstsq": f"align w{window}, lstsq slope"}.get(
+                    temporal, f"align w{window}" if kind != "metric" else "align (smoothing 0.5)")
                 print(f"| {kind} | {path} | {label} | {fmt(s['tae'])} | {fmt(s['flicker'])} | {fmt(s['abs_rel'], 4)} "
-                      f"| {fmt(s['d1'], 4)} | {fmt(s['clip_abs_rel'], 4)} | {fmt(s['fps'], 0)} |", flush=True)
+                      f"| {fmt(s['d1'], 4)} | {fmt(s['clip_abs_rel'], 4)} | {fmt(s['spread'])} | {fmt(s['fps'], 0)} |",
+                      flush=True)
     if a.long:
         print("\n| frames | peak RSS (MB) | seconds |\n|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             for n in (a.frames, a.long):
-                rss, seconds = peak_rss_mb(a.relative, n, size, Path(tmp), a.threads)
+                rss, seconds = peak_rss_mb(a.relative[0].rpartition("=")[2], n, size, Path(tmp), a.threads)
                 print(f"| {n} | {rss:.0f} | {seconds:.0f} |", flush=True)
     return 0
 

@@ -190,6 +190,45 @@ def test_predict_point_cloud_uses_the_models_focal_length(converted, tmp_path, c
     assert np.isfinite(fx) and focal > 0
 
 
+def _ply_intrinsics(path) -> tuple[float, ...]:
+    header = path.read_bytes()[:400].decode("ascii", "replace")
+    return tuple(float(v) for v in header.split("comment intrinsics ")[1].split("\n")[0].split()[1::2])
+
+
+def test_predict_video_point_clouds_use_the_models_focal_length(converted, tmp_path, capsys):
+    """A clip's point clouds take the focal length Depth Pro estimates on its first frame (one for the
+    clip), checked against transformers on that frame as decoded; --intrinsics still overrides it."""
+    import numpy as np
+
+    from depthsmith.cli import main
+    from depthsmith.io import VideoWriter, read_video
+
+    hf, folder, _ = converted
+    h, w = SIZES[0]
+    writer = VideoWriter(tmp_path / "clip.mp4", fps=10)
+    for i in range(3):  # different frames: a per-frame estimate would differ between the clouds
+        writer.write(_image(h + i, w).permute(1, 2, 0).numpy()[:h])
+    writer.close()
+    code = main(["predict", str(tmp_path / "clip.mp4"), "--model", str(folder), "--out", str(tmp_path / "out"),
+                 "--save", "ply", "--ply-every", "2", "--backend", "torch", "--precision", "fp32"])
+    assert code == 0 and "model's own focal length" in capsys.readouterr().out
+    clouds = sorted((tmp_path / "out" / "clip_frames").glob("*.ply"))
+    assert [c.name for c in clouds] == ["000000.ply", "000002.ply"]
+    first = next(read_video(tmp_path / "clip.mp4")[0])
+    focal = float(_reference(hf, torch.from_numpy(np.array(first)).permute(2, 0, 1))["focal_length"])
+    for cloud in clouds:
+        fx, fy, cx, cy = _ply_intrinsics(cloud)
+        assert fx == fy == pytest.approx(focal, rel=1e-5, abs=1e-4)
+        assert (cx, cy) == ((w - 1) / 2, (h - 1) / 2)
+    # The NYU Kinect's fx scaled to 130 px wide (518.86 * 130 / 640 = 105.4) is far from this estimate.
+    assert abs(focal - 518.8579 * w / 640) > 1.0
+    code = main(["predict", str(tmp_path / "clip.mp4"), "--model", str(folder), "--out", str(tmp_path / "given"),
+                 "--save", "ply", "--ply-every", "2", "--intrinsics", "90", "91", "60", "50",
+                 "--backend", "torch", "--precision", "fp32"])
+    assert code == 0
+    assert _ply_intrinsics(tmp_path / "given" / "clip_frames" / "000002.ply") == (90.0, 91.0, 60.0, 50.0)
+
+
 @pytest.mark.slow  # about 30 s of CPU: torch.export of three ViTs and the tiling
 def test_exports_to_onnx_with_dynamic_height_and_width(converted, tmp_path):
     from depthsmith.export import export_onnx

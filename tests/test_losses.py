@@ -18,6 +18,8 @@ from depthsmith.losses import (
     mse_loss,
     silog_loss,
     ssim_loss,
+    ssi_gradient_loss,
+    ssi_loss,
 )
 from depthsmith.ssim import ssim, ssim_map
 from helpers import load_depth
@@ -204,7 +206,7 @@ def test_ssim_loss_forms_vs_skimage(form: str, factor: float) -> None:
     assert float(value) == pytest.approx(expected_masked, abs=1e-10)
 
 
-LOSS_FUNCTIONS = [l1_loss, mse_loss, gradient_edge_loss, silog_loss, ssim_loss]
+LOSS_FUNCTIONS = [l1_loss, mse_loss, gradient_edge_loss, silog_loss, ssim_loss, ssi_loss, ssi_gradient_loss]
 
 
 @pytest.mark.parametrize("loss_fn", LOSS_FUNCTIONS, ids=lambda f: f.__name__)

@@ -34,7 +34,10 @@ __all__ = [
     "gradient_edge_loss",
     "ssim_loss",
     "silog_loss",
+    "ssi_loss",
+    "ssi_gradient_loss",
     "TERM_NAMES",
+    "INVARIANT_TERMS",
     "CompositeLoss",
     "LOSS_PRESETS",
     "build_loss",
@@ -148,9 +151,76 @@ def silog_loss(
     return torch.where(positive, root, torch.zeros_like(variance))
 
 
+def _ssi_residual(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(aligned pred - normalised target, valid) for the scale-and-shift-invariant terms.
+
+    MiDaS (Ranftl et al. 2020, "Towards Robust Monocular Depth Estimation", eq. 4 and 6): the target
+    is shifted by its per-image median and divided by its mean absolute deviation from it, so its
+    units do not matter; the prediction is then put on it by the closed-form least-squares scale
+    and shift of each image (the 2 x 2 normal equations, as MiDaS's published ``compute_scale_and_shift``).
+    Gradients flow through the scale and shift. A constant prediction (no unique fit) gets scale 0.
+    """
+    valid = _valid(target, mask)
+    b = target.shape[0]
+    w = valid.to(pred.dtype)
+    n = w.sum(dim=(1, 2, 3)).clamp_min(1.0)
+    t = _clean(target, valid)
+    # Median over each image's valid pixels: invalid ones set to +inf sort last.
+    flat = torch.where(valid, t, torch.full_like(t, float("inf"))).reshape(b, -1)
+    counts = valid.reshape(b, -1).sum(dim=1)
+    ordered = flat.sort(dim=1).values
+    lo, hi = ((counts - 1).clamp_min(0) // 2).view(-1, 1), (counts // 2).clamp_max(flat.shape[1] - 1).view(-1, 1)
+    median = (0.5 * (ordered.gather(1, lo) + ordered.gather(1, hi))).view(-1, 1, 1, 1)  # the mean of the middle two
+    median = torch.where(counts.view(-1, 1, 1, 1) > 0, median, torch.zeros_like(median))
+    centred = _clean(t - median, valid)
+    spread = (centred.abs().sum(dim=(1, 2, 3)) / n).clamp_min(1e-12).view(-1, 1, 1, 1)
+    t = centred / spread
+    p = _clean(pred, valid)
+    sx, sy = (w * p).sum(dim=(1, 2, 3)), (w * t).sum(dim=(1, 2, 3))
+    sxx, sxy = (w * p * p).sum(dim=(1, 2, 3)), (w * p * t).sum(dim=(1, 2, 3))
+    det = n * sxx - sx * sx
+    ok = det > 1e-12 * n * n
+    scale = torch.where(ok, (n * sxy - sx * sy) / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
+    shift = (sy - scale * sx) / n
+    aligned = p * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1)
+    return _clean(aligned - t, valid), valid
+
+
+def ssi_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Scale-and-shift-invariant MSE (MiDaS eq. 2-4, L_ssimse): half the mean squared residual of the
+    prediction, least-squares aligned per image, against the median/MAD-normalised target.
+
+    Invariant to any positive or negative scale and any shift of ``pred`` (and of ``target``), so
+    it is for unitless output kinds; it compares in the space the target is in, which the kind's
+    training target chooses (``relative``: min-max depth; ``disparity``: inverse depth), i.e. the
+    space the kind is affine in (``OutputKind.affine_space``, models/heads.py).
+    """
+    residual, valid = _ssi_residual(pred, target, mask)
+    return 0.5 * _masked_mean(residual**2, valid)
+
+
+def ssi_gradient_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None, scales: int = 4) -> Tensor:
+    """MiDaS's multi-scale gradient matching term (eq. 11) on the aligned residual R of ``ssi_loss``:
+    sum over ``scales`` scales (every 2**k-th pixel) of sum(|dx R| + |dy R|) over differences whose
+    two pixels are valid, divided by that scale's valid pixel count. It makes the prediction's
+    discontinuities sharp and where the target's are."""
+    residual, valid = _ssi_residual(pred, target, mask)
+    total = residual.new_zeros(())
+    for k in range(scales):
+        step = 2**k
+        r, v = residual[..., ::step, ::step], valid[..., ::step, ::step]
+        dx = torch.where(v[..., :, 1:] & v[..., :, :-1], (r[..., :, 1:] - r[..., :, :-1]).abs(), torch.zeros_like(r[..., :, 1:]))
+        dy = torch.where(v[..., 1:, :] & v[..., :-1, :], (r[..., 1:, :] - r[..., :-1, :]).abs(), torch.zeros_like(r[..., 1:, :]))
+        total = total + (dx.sum() + dy.sum()) / v.sum().clamp_min(1).to(r.dtype)
+    return total
+
+
 # Terms taking (pred, target, mask); "ssim" also needs the form, so it is handled apart.
-_SIMPLE_TERMS = {"l1": l1_loss, "mse": mse_loss, "edge": gradient_edge_loss, "silog": silog_loss}
-TERM_NAMES = ("l1", "mse", "edge", "ssim", "silog")
+_SIMPLE_TERMS = {"l1": l1_loss, "mse": mse_loss, "edge": gradient_edge_loss, "silog": silog_loss,
+                 "ssi": ssi_loss, "ssi_grad": ssi_gradient_loss}
+TERM_NAMES = ("l1", "mse", "edge", "ssim", "silog", "ssi", "ssi_grad")
+# Terms blind to the prediction's scale and shift: a metric output trained on them alone learns no metres.
+INVARIANT_TERMS = ("ssi", "ssi_grad")
 
 
 class CompositeLoss(nn.Module):
@@ -203,6 +273,9 @@ LOSS_PRESETS: dict[str, tuple[dict[str, float], str]] = {
     "paper": ({"ssim": 1.0, "edge": 1.0, "l1": 0.3}, "half"),
     # ConvNeXt U-Net report (README presets table): MSE + 0.15 * (1 - SSIM) + 0.05 * edge.
     "report": ({"mse": 1.0, "ssim": 0.15, "edge": 0.05}, "full"),
+    # MiDaS (Ranftl et al. 2020, eq. 12): scale-and-shift-invariant MSE + 0.5 x gradient matching over
+    # 4 scales, for unitless outputs (relative, disparity), whose per-image scale and shift are free.
+    "midas": ({"ssi": 1.0, "ssi_grad": 0.5}, "half"),
 }
 
 

@@ -78,7 +78,8 @@ def predict_video(
 ) -> dict[str, int]:
     """Depth video(s) for a video: ``color`` -> <stem>_depth.mp4, ``side`` -> <stem>_side.mp4,
     ``png16``/``npy``/``ply`` -> one file per frame in <stem>_frames/ (``ply`` every ``ply_every``-th
-    frame, with ``intrinsics`` or NYU's Kinect scaled to the frame). Returns frame counts."""
+    frame, with ``intrinsics``, else the model's own focal estimate (Depth Pro) of the clip's first
+    frame, else NYU's Kinect scaled to the frame). Returns frame counts."""
     from tqdm.auto import tqdm
 
     frames, info = read_video(path)
@@ -92,10 +93,18 @@ def predict_video(
     window: list[tuple[int, np.ndarray, np.ndarray, bool]] = []
     vrange: tuple[float, float] | None = None
 
+    # One focal estimate for the clip, from frame 0 (every run, resumed or not, passes it to write()
+    # first): a clip's camera keeps its focal length, and per-frame estimates would give the point
+    # clouds of one clip different x/y scales.
+    camera: list[Any] = [intrinsics]
+    estimate = intrinsics is None and "ply" in frame_outputs and predictor.estimates_focal
+
     def write(i: int, frame: np.ndarray, depth: np.ndarray, written: bool) -> None:
+        if estimate and i == 0:
+            camera[0] = predictor.intrinsics(frame)
         if not written:
             kinds = [o for o in frame_outputs if o != "ply" or i % ply_every == 0]
-            write_outputs(folder, f"{i:06d}", frame, depth, kinds, cmap, intrinsics, predictor.units)
+            write_outputs(folder, f"{i:06d}", frame, depth, kinds, cmap, camera[0], predictor.units)
         if writers:
             colored = render_color(depth, cmap, vrange)
             for kind, writer in writers.items():

@@ -6,7 +6,9 @@ maximum), so frame-to-frame values jump even when the scene does not. ``ClipAlig
 frame with a scale and shift, in the space the output kind is affine in (``depth`` for
 ``relative``, ``disparity`` for ``disparity``), to the mean of the last ``window`` aligned frames,
 by least squares with the worst ``trim`` of the pixels dropped and the fit repeated (moving
-objects, disocclusions and the parallax of a moving camera are the outliers). The first frame
+objects, disocclusions and the parallax of a moving camera are the outliers); with ``fit="spread"``
+(default) the final scale then matches the spread (interquartile range) of the recent aligned
+frames instead of taking the least-squares slope, which noise biases low and which compounds over a clip. The first frame
 keeps its own scale, or takes the scale of ``anchor``, a metric depth map of the first frame.
 
 Metric models need no alignment; ``ClipAligner(space="metric", strength=s)`` is the optional
@@ -19,20 +21,32 @@ Memory: ``window`` frames of H x W float32; the clip is never held.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 from ..errors import InputError
 
-__all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES"]
+__all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES", "ALIGN_FITS"]
 
 ALIGN_SPACES = ("depth", "disparity", "metric")
+ALIGN_FITS = ("spread", "lstsq")  # see robust_affine
 FLOOR = 1e-6  # smallest aligned value in the fitting space (an affine fit can cross zero at the edges)
 
 
-def robust_affine(x: np.ndarray, y: np.ndarray, trim: float = 0.2, rounds: int = 2) -> tuple[float, float]:
+def robust_affine(x: np.ndarray, y: np.ndarray, trim: float = 0.2, rounds: int = 2,
+                  spreads: Sequence[np.ndarray] | None = None) -> tuple[float, float]:
     """(scale, shift) with ``scale * x + shift ~ y``: least squares, then refitted ``rounds`` times on
     the pixels whose residual is under the (1 - trim) quantile. Falls back to the median ratio (no
-    shift) when the fit is degenerate or gives a non-positive scale."""
+    shift) when the fit is degenerate or gives a non-positive scale.
+
+    ``spreads`` (maps at the same pixels as ``x``): the scale is instead the mean interquartile range
+    of those maps divided by that of ``x``, over all the pixels, and the shift the median of
+    ``y - scale * x``. Least squares of a noisy ``x`` on ``y`` shrinks the slope by var(signal) /
+    var(signal + noise) (regression dilution), and pixels kept by a trim around that slope inherit
+    it; frame after frame it compounds and a clip's contrast collapses to a constant (measured:
+    README "Video"). The interquartile range of single aligned frames holds noise like ``x``'s, so
+    matching it does not shrink, and it ignores the few pixels a trim is for.
+    """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     keep = np.ones(x.shape, dtype=bool)
     scale, shift = 1.0, 0.0
@@ -48,7 +62,15 @@ def robust_affine(x: np.ndarray, y: np.ndarray, trim: float = 0.2, rounds: int =
     if not np.isfinite(scale) or scale <= 0:
         ratio = y / np.maximum(x, 1e-12)
         return float(np.median(ratio)) if x.size else 1.0, 0.0
+    if spreads is not None and _iqr(x) > 0:
+        scale = float(np.mean([_iqr(m) for m in spreads])) / _iqr(x)
+        shift = float(np.median(y - scale * x))
     return float(scale), float(shift)
+
+
+def _iqr(values: np.ndarray) -> float:
+    q1, q3 = np.percentile(np.asarray(values, dtype=np.float64), [25, 75])
+    return float(q3 - q1)
 
 
 class ClipAligner:
@@ -56,9 +78,12 @@ class ClipAligner:
     on the first frame's scale, or in metres with ``anchor``)."""
 
     def __init__(self, space: str = "depth", window: int = 4, trim: float = 0.2, anchor: np.ndarray | None = None,
-                 strength: float = 0.0, max_pixels: int = 20000) -> None:
+                 strength: float = 0.0, max_pixels: int = 20000, fit: str = "spread") -> None:
         if space not in ALIGN_SPACES:
             raise InputError(f"alignment space must be one of {ALIGN_SPACES}, got {space!r}")
+        if fit not in ALIGN_FITS:
+            raise InputError(f"alignment fit must be one of {ALIGN_FITS}, got {fit!r}")
+        self.fit = fit
         if window < 1 or not 0.0 <= trim < 1.0 or not 0.0 <= strength <= 1.0:
             raise InputError(f"need window >= 1, 0 <= trim < 1 and 0 <= strength <= 1 (got {window}, {trim}, {strength})")
         self.space, self.window, self.trim, self.strength = space, int(window), float(trim), float(strength)
@@ -114,8 +139,10 @@ class ClipAligner:
         if reference is None:
             scale, shift = 1.0, 0.0
         else:
-            p, r = self._sample(x, reference)
-            scale, shift = robust_affine(p, r, self.trim) if p.size >= 2 else (1.0, 0.0)
+            recent = list(self.recent) if self.recent else [reference]
+            p, r, *frames = self._sample(x, reference, *recent)
+            spreads = frames if self.fit == "spread" else None
+            scale, shift = robust_affine(p, r, self.trim, spreads=spreads) if p.size >= 2 else (1.0, 0.0)
         aligned = np.maximum(scale * x + shift, FLOOR)
         self.recent.append(aligned)
         self.fits.append((scale, shift))

@@ -7,7 +7,8 @@ in one place:
   losses compare with the training target;
 * ``to_depth``: normalised output -> the model's output units (metres, or unitless);
 * ``target``: the training-target mode of ``data.transforms.depth_to_target`` (None: this kind
-  cannot be trained here, ``untrainable`` says why);
+  cannot be trained here, ``untrainable`` says why); ``invariant_loss``: only with the
+  scale-and-shift-invariant loss terms (``loss: midas``);
 * ``unitless``: True when the output has no metric scale (evaluation must align it);
 * ``alignments`` evaluation accepts for it and ``default_align``;
 * ``card``: the sentence the model card and ``depthsmith models`` print.
@@ -53,6 +54,9 @@ class OutputKind:
     # The space the output is affine in (what alignment fits and export checks compare): "depth", or
     # "disparity" for outputs returned as relative depth of an affine-invariant disparity.
     affine_space: str = "depth"
+    # Trainable only with scale-and-shift-invariant loss terms (losses.INVARIANT_TERMS): the output's
+    # per-image scale and shift are free, so a loss on the target's own values would pin them.
+    invariant_loss: bool = False
 
     def in_affine_space(self, depth):
         """``depth`` (tensor or array of this kind's output) in the space it is affine in."""
@@ -122,13 +126,12 @@ for _kind in (
     OutputKind("relative", _sigmoid, _identity, "minmax", True, ("none", *_AFFINE_DEPTH), "lstsq",
                "relative depth, unitless in [0, 1] (per-image scale and shift unknown): align before scoring",
                protocol_range=True),
-    OutputKind("disparity", _relu, _disparity_to_relative, None, True, ("lstsq_disparity",), "lstsq_disparity",
+    # Trained on inverse-depth targets with an affine-invariant loss (loss: midas, losses.py), as MiDaS
+    # and Depth Anything are; the target's own scale does not matter to that loss.
+    OutputKind("disparity", _relu, _disparity_to_relative, "inverse", True, ("lstsq_disparity",), "lstsq_disparity",
                "affine-invariant disparity (ReLU head); predictions are returned as relative depth in (0, 1]; "
                "evaluate with align='lstsq_disparity'",
-               untrainable="an affine-invariant disparity loss is not implemented; fine-tune with "
-                           "model.output=metric, as Depth-Anything-V2's metric_depth does "
-                           "(recipe depth-anything-v2-metric-nyu)",
-               affine_space="disparity"),
+               affine_space="disparity", invariant_loss=True),
     # Depth Anything 3's DPT head ends in exp (depth_anything_3/model/dpt.py, activation="exp"): depth, not
     # disparity, with no metric scale of its own; DA3-Metric's is focal-normalised (metres = focal x output / 300).
     OutputKind("exp_depth", _exp, _identity, None, True, _AFFINE_DEPTH, "lstsq",
@@ -171,6 +174,7 @@ def output_kind_table() -> str:
         aligns = [kind.default_align, *(a for a in kind.alignments if a != kind.default_align)]
         text = kind.card.replace(" ({max_depth:g} m)", "").replace("{max_depth:g} m", "max_depth")
         lines.append(f"| `{kind.name}` | {text} | "
-                     f"{'unitless' if kind.unitless else 'metres'} | {kind.target or 'not trainable'} | "
+                     f"{'unitless' if kind.unitless else 'metres'} | {kind.target or 'not trainable'}"
+                     f"{', loss: midas only' if kind.invariant_loss else ''} | "
                      f"{', '.join(aligns)} |")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..data import depth_to_target
-from ..losses import build_loss
+from ..losses import INVARIANT_TERMS, build_loss
 from ..models import DepthModel, create_model
 from .working_size import model_section
 from .batch_metrics import align_scale_shift, batch_metrics
@@ -66,6 +66,18 @@ def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -
         raise
 
 
+def check_loss_fits_kind(kind: Any, terms: set[str]) -> None:
+    """A metric output on scale-and-shift-invariant terms would learn no metres; a kind whose scale
+    and shift are free (``invariant_loss``) needs those terms only."""
+    invariant = terms & set(INVARIANT_TERMS)
+    if invariant and not kind.unitless:
+        raise InputError(f"loss terms {sorted(invariant)} ignore scale and shift, so model.output={kind.name!r} "
+                         "would learn no metres; use them with model.output=relative or disparity")
+    if kind.invariant_loss and not terms <= set(INVARIANT_TERMS):
+        raise InputError(f"model.output={kind.name!r} is affine-invariant: train it with loss: midas (terms "
+                         f"{list(INVARIANT_TERMS)}), not {sorted(terms - set(INVARIANT_TERMS))}")
+
+
 class DepthTrainModule(pl.LightningModule):
     """Trains a DepthModel from a resolved config (``depthsmith.train.config.resolve_config``)."""
 
@@ -82,6 +94,7 @@ class DepthTrainModule(pl.LightningModule):
         if kind.target is None:
             raise InputError(f"model.output={kind.name!r} cannot be trained here: {kind.untrainable}.")
         self.target_mode = "minmax_all" if self.seed_target else kind.target
+        check_loss_fits_kind(kind, set(self.loss.weights))
         if self.seed_target and kind.target != "minmax":
             raise InputError(f"target: seed_minmax trains relative depth; set model.output=relative "
                              f"(got {self.model.output!r})")
@@ -115,9 +128,12 @@ class DepthTrainModule(pl.LightningModule):
     def _depth_metrics(self, pred: Tensor, batch: Mapping[str, Tensor], with_ssim: bool = True) -> dict[str, Tensor]:
         gt, mask = batch["depth"].float(), batch["mask"]
         pred = pred.float()
-        if self.model.output_kind.unitless:  # scored after a least-squares scale and shift, per image
+        kind = self.model.output_kind
+        if kind.unitless:  # scored after a least-squares scale and shift per image, in the kind's affine space
             valid = mask & (gt > self.model.min_depth) & (gt <= self.model.max_depth)
-            depth = align_scale_shift(pred.detach(), gt, valid)
+            space = kind.in_affine_space  # 1 / x for disparity (what the ReLU output is), identity for relative
+            fitted = align_scale_shift(space(self.model.to_depth(pred.detach())), space(gt.clamp_min(self.model.min_depth)), valid)
+            depth = space(fitted.clamp_min(1e-6))  # batch_metrics clamps to [min_depth, max_depth] anyway
         else:
             depth = self.model.to_depth(pred.detach())
         return batch_metrics(depth, gt, mask, self.model.min_depth, self.model.max_depth, with_ssim=with_ssim)
