@@ -49,8 +49,8 @@ def cached_zoo_id(tmp_path, monkeypatch):
 def test_recipe_init_from_a_zoo_id_in_the_offline_cache(cached_zoo_id, tmp_path):
     donor = depthsmith.load_model(cached_zoo_id)
     cfg = resolve_config(RECIPE, TINY)
-    assert cfg["model"]["init_from"] == SOURCE and cfg["model"]["init_parts"] == ["encoder"]
-    model = build_model(cfg["model"])  # what training starts from
+    assert cfg.model["init_from"] == SOURCE and cfg.model["init_parts"] == ["encoder"]
+    model = build_model(cfg.model)  # what training starts from
     assert _same(model.encoder, donor.encoder)
     assert not _same(model.decoder, donor.decoder)  # the recipe's choice: a new DPT, as DA-V2's metric_depth
     assert donor.output == "disparity" and model.output == "metric" and model.max_depth == 10.0
@@ -67,7 +67,7 @@ def test_recipe_init_from_a_zoo_id_in_the_offline_cache(cached_zoo_id, tmp_path)
 def test_a_zoo_id_missing_from_the_offline_cache_is_named(tmp_path, monkeypatch):
     offline_hub_cache(monkeypatch, tmp_path / "empty-hub")
     with pytest.raises(ValueError, match=f"{SOURCE}.*not in the local Hub cache"):
-        build_model(resolve_config(RECIPE, TINY)["model"])
+        build_model(resolve_config(RECIPE, TINY).model)
 
 
 def test_init_from_a_converted_metric_folder_keeps_encoder_decoder_and_output(tmp_path):
@@ -75,7 +75,7 @@ def test_init_from_a_converted_metric_folder_keeps_encoder_decoder_and_output(tm
     tiny_hf_depth_anything("metric").save_pretrained(folder)  # a Depth-Anything-V2-Metric-*-hf layout, 20 m
     donor = depthsmith.load_model(folder)
     parts = [f"model.init_from={folder}", "model.init_parts=[encoder, decoder]", "model.max_depth=20.0"]
-    model = build_model(resolve_config(RECIPE, TINY + parts)["model"])
+    model = build_model(resolve_config(RECIPE, TINY + parts).model)
     assert _same(model.encoder, donor.encoder) and _same(model.decoder, donor.decoder)
     x = torch.rand(1, 3, 42, 56, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # the same model before training: same kind, same range, same metres
@@ -94,4 +94,4 @@ def test_a_zoo_model_of_another_family_is_refused_naming_the_source(tmp_path):
 
     save_hf_dpt(tiny_hf_dpt(**DPT_VARIANTS["project"]), tmp_path / "dpt")  # an Intel/dpt-large layout
     with pytest.raises(InputError, match=f"init_from {tmp_path / 'dpt'}: its input normalisation mean"):
-        build_model(resolve_config(RECIPE, TINY + [f"model.init_from={tmp_path / 'dpt'}"])["model"])
+        build_model(resolve_config(RECIPE, TINY + [f"model.init_from={tmp_path / 'dpt'}"]).model)
