@@ -14,6 +14,18 @@ from depthsmith.bench.run import _time_interleaved
 from depthsmith.commands.bench import bench_cli
 
 
+class _Attention(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.flatten(2).transpose(1, 2).reshape(1, 2, -1, 6)  # (batch, heads, tokens, dim)
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+def test_count_flops_counts_attention_on_the_cpu():
+    # 3 x 4 x 10 input -> 2 heads of 10 tokens x 6 dims: q.k and attn.v are 10 x 10 x 6 multiply-adds each
+    tokens, dim, heads = 10, 6, 2
+    assert count_flops(_Attention(), 4, 10) * 1e9 == heads * 2 * (2 * tokens * tokens * dim)
+
+
 def test_count_flops_matches_a_hand_count():
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 20, 10))
     conv = 2 * 8 * (3 * 3 * 3) * 16 * 20  # 2 FLOPs per multiply-add, per output element
