@@ -134,6 +134,41 @@ def test_backends_are_timed_round_robin():
     assert set(ms) == set(fns) and all(v >= 0 for v in ms.values())
 
 
+def test_quick_timing_has_no_warm_up_and_one_round():
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("fp32", "torch-bf16")}
+    _time_interleaved(fns, repeats=1, budget_s=0.0, warmup=False, min_rounds=1)
+    assert calls == ["fp32", "torch-bf16"]
+
+
+def test_peer_rows_run_the_onnx_file_at_their_own_defaults(tmp_path):
+    """ONNX Runtime and OpenVINO rows at their default settings on an ONNX file (here a hand-made one:
+    depth = 0.5 + weighted sum of the RGB channels, by a 1x1 convolution), against numpy; OpenVINO
+    within bf16 rounding where it defaults to bf16."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from depthsmith.bench.rows import PEERS, default_backends, row_runner
+
+    w = np.array([0.2, 0.3, 0.5], np.float32).reshape(1, 3, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w", "b"], ["depth"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0.5], np.float32), "b")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    x = torch.rand(1, 3, 20, 30)
+    ref = torch.from_numpy((x.numpy() * w).sum(1, keepdims=True) + 0.5)
+    assert not set(PEERS) & set(default_backends())  # opt-in rows
+    for name in PEERS:
+        run, precision = row_runner(path, name, 20, 30)
+        rel = agreement(run(x), ref)[0]
+        assert rel < (1e-6 if precision == "fp32" else 1e-2), (name, precision, rel)
+
+
 def test_smp_reference_row_is_timed_at_its_own_size(one_thread):
     pytest.importorskip("segmentation_models_pytorch")
     model = depthsmith.create_model("test_resnet", decoder="unet")
