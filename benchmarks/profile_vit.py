@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     onnx_path = exported_onnx(model)
     columns["OpenVINO defaults (dynamic)"] = openvino_profile(onnx_path, args.size, static=False)
     columns["OpenVINO static shape"] = openvino_profile(onnx_path, args.size, static=True)
-    cats = sorted({c for col in columns.values() for c in col}, key=lambda c: -max(col.get(c, 0) for col in columns.values()))
+    cats = sorted({c for col in columns.values() for c in col},
+                  key=lambda c: -max(col.get(c, 0) for col in columns.values()))
     print("\n| category | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for c in cats:

@@ -100,8 +100,8 @@ class BenchReport:
         return next((r for r in self.rows if r.backend == backend and r.batch == batch), None)
 
 
-def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
-                      budget_s: float = ROW_TIME_BUDGET_S, warmup: bool = True, min_rounds: int = 2) -> dict[str, float]:
+def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float = ROW_TIME_BUDGET_S,
+                      warmup: bool = True, min_rounds: int = 2) -> dict[str, float]:
     """Median milliseconds of each ``fns[key]()``, timed round-robin: one call of each per round, so
     that a burst of load from elsewhere on the machine slows every row alike and the ratios between
     rows hold. One warm-up call each first; stops after ``repeats`` rounds, or after 2 rounds once

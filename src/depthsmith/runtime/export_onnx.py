@@ -222,7 +222,8 @@ def _save_external(proto: Any, out: Path) -> None:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         path = Path(tmp) / out.name
         onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=f"{out.name}.data")  # shape constants (< 1 KB) stay inline: ORT infers shapes from them
+                        # shape constants (< 1 KB) stay inline: ONNX Runtime infers shapes from them
+                        location=f"{out.name}.data")
         os.replace(path.with_name(f"{out.name}.data"), out.with_name(f"{out.name}.data"))
         os.replace(path, out)
 
