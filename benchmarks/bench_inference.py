@@ -4,11 +4,17 @@
     python benchmarks/bench_inference.py --loaded              # + every row again with a busy neighbour
     python benchmarks/bench_inference.py --train-quickstart 4  # accuracy of a trained model (4 epochs)
     python benchmarks/bench_inference.py --no-smp --backends fp32 predict openvino-int8
+    python benchmarks/bench_inference.py --zoo-shape da-v2-small  # a zoo shape, random weights, batch 1, peers
+    python benchmarks/bench_inference.py --zoo-shape depth-pro    # torch rows only (its ONNX export is refused)
 
 Same code as `depthsmith bench` (depthsmith.bench); this script adds the segmentation_models_pytorch
 reference row by default, fits a random preset's depth head to the shared NYU sample's depth when
 present, measures accuracy on the real frames under shared/data/real/ when present, and checks the
 targets of issue #15 (below). Targets live here, not in the library.
+
+``--zoo-shape``: a model shaped like a zoo checkpoint (depthsmith.bench.zoo: transformers config,
+random weights, read through the real converter) at its working size, batch 1, with ONNX Runtime and
+OpenVINO at their own default settings on the same ONNX file, and issue #19's targets.
 """
 
 from __future__ import annotations
@@ -31,6 +37,67 @@ INT8_MAX_REL_DIFF = 0.02
 INT8_MIN_DELTA1 = 0.98
 BF16_MAX_X_FLOOR = 1.2  # the bf16 path within this factor of its floor, on CPUs with native bf16
 FP32_PEERS = ("onnx", "openvino-fp32")
+
+# Issue #19's targets, for zoo shapes.
+ZOO_PEER_SPEEDUP = 1.5  # predict default vs each runtime at its own default settings, same ONNX file
+ZOO_MAX_X_FLOOR = 2.0  # predict default within this factor of its floor on native-bf16 CPUs
+ZOO_ROWS = ["fp32", "torch-bf16", "openvino-bf16", "ort-default", "openvino-default", "predict"]
+# Depth Pro-shaped: ~19 TFLOP a call (minutes each here), no ONNX file: the torch rows, auto's
+# candidates there (predict itself would probe both again: 10 more calls).
+ZOO_ROWS_NO_ONNX = ["fp32", "torch-bf16"]
+
+
+def zoo_targets(report: BenchReport) -> list[str]:
+    """Issue #19: predict default >= 1.5x each peer at its own defaults, <= 1% from fp32, <= 2x its floor."""
+    from depthsmith.cpu import has_native_bf16
+
+    row = {r.backend: r for r in report.rows if r.batch == 1}
+    default = row.get("predict")
+    if default is None:
+        best = min((r for r in row.values() if r.backend in ("torch-bf16", "fp32")), key=lambda r: r.latency_ms)
+        return [f"NOT MEASURED: predict default and the peers (no ONNX file: the export is refused, see the "
+                f"table notes); fastest torch row {best.backend} {best.latency_ms:.0f} ms, "
+                f"{best.latency_ms / best.floor_ms:.2f}x its floor, {100 * best.rel_diff:.3f}% from fp32"]
+    out = []
+    for peer in ("ort-default", "openvino-default"):
+        if peer in row:
+            ratio = row[peer].latency_ms / default.latency_ms
+            verdict = "MET" if ratio >= ZOO_PEER_SPEEDUP else "NOT MET"
+            out.append(f"{verdict}: predict default {default.latency_ms:.0f} ms is {ratio:.2f}x faster than {peer} "
+                       f"{row[peer].latency_ms:.0f} ms (target >= {ZOO_PEER_SPEEDUP}x)")
+    out.append(f"{'MET' if default.rel_diff <= MAX_DEFAULT_REL_DIFF else 'NOT MET'}: predict default mean rel diff "
+               f"from fp32 {100 * default.rel_diff:.3f}% (real frames {100 * default.rel_diff_real:.3f}%; target <= "
+               f"{100 * MAX_DEFAULT_REL_DIFF:g}%)")
+    if has_native_bf16():
+        x_floor = default.latency_ms / (1000.0 * default.gflops / report.rates["bf16"])
+        out.append(f"{'MET' if x_floor <= ZOO_MAX_X_FLOOR else 'NOT MET'}: predict default at {x_floor:.2f}x its bf16 "
+                   f"floor (target <= {ZOO_MAX_X_FLOOR}x; {report.gflops:.1f} GFLOPs at the measured bf16 GEMM rate "
+                   f"{report.rates['bf16']:.0f} GFLOP/s)")
+    else:
+        out.append("floor target not applicable: this CPU has no native bf16 (avx512_bf16/amx_bf16)")
+    return out
+
+
+def zoo_bench(name: str, args: argparse.Namespace) -> int:
+    from depthsmith.bench.zoo import ZOO_SHAPES, zoo_shape_folder
+    from depthsmith.runtime.cache import cache_dir, export_failure
+
+    import depthsmith
+
+    folder = zoo_shape_folder(name, cache_dir() / "bench-zoo")
+    size = ZOO_SHAPES[name][1]
+    refused = export_failure(depthsmith.load_model(folder))
+    backends = args.backends or (ZOO_ROWS_NO_ONNX if refused else ZOO_ROWS)
+    print(f"zoo shape {name}: {ZOO_SHAPES[name][0]}; random weights (seed 0) saved to {folder}, read by "
+          f"depthsmith.load_model; {size}x{size}, batch 1")
+    if refused:
+        print(f"ONNX export refused, so ONNX Runtime and OpenVINO (the peers, and predict's ONNX-based candidates) "
+              f"cannot run it: {refused}")
+    print(f"load average before the run: {os.getloadavg()[0]:.2f}")
+    return bench_cli(model=str(folder), height=size, width=size, batch_sizes=[1], backends=backends,
+                     repeats=args.repeats, smp_reference=False, image=None, depth=None,
+                     rooms=0 if refused else args.rooms, real_dir=None if refused else args.real_dir,
+                     quick=bool(refused), extra=zoo_targets)
 
 
 def targets(report: BenchReport) -> list[str]:
@@ -103,6 +170,8 @@ def train_quickstart(epochs: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="enc-dec-irv2", help="preset name or saved (trained) model folder")
+    p.add_argument("--zoo-shape", choices=["da-v2-small", "depth-pro"],
+                   help="benchmark a zoo-shaped model (random weights) against its peers' defaults; see above")
     p.add_argument("--train-quickstart", type=int, metavar="EPOCHS",
                    help="train the quickstart recipe this many epochs and benchmark that trained model")
     p.add_argument("--height", type=int, default=240)
@@ -117,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", help="RGB for the accuracy columns (default: the shared NYU sample if present)")
     p.add_argument("--depth", help="16-bit PNG depth (mm) of --image, used to fit a random preset's head")
     args = p.parse_args(argv)
+    if args.zoo_shape:
+        return zoo_bench(args.zoo_shape, args)
     model = str(train_quickstart(args.train_quickstart)) if args.train_quickstart else args.model
     image, depth = args.image, args.depth
     if image is None and (NYU_SAMPLE / "00000_rgb.png").is_file():

@@ -14,6 +14,18 @@ from depthsmith.bench.run import _time_interleaved
 from depthsmith.commands.bench import bench_cli
 
 
+class _Attention(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.flatten(2).transpose(1, 2).reshape(1, 2, -1, 6)  # (batch, heads, tokens, dim)
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+def test_count_flops_counts_attention_on_the_cpu():
+    # 3 x 4 x 10 input -> 2 heads of 10 tokens x 6 dims: q.k and attn.v are 10 x 10 x 6 multiply-adds each
+    tokens, dim, heads = 10, 6, 2
+    assert count_flops(_Attention(), 4, 10) * 1e9 == heads * 2 * (2 * tokens * tokens * dim)
+
+
 def test_count_flops_matches_a_hand_count():
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 20, 10))
     conv = 2 * 8 * (3 * 3 * 3) * 16 * 20  # 2 FLOPs per multiply-add, per output element
@@ -120,6 +132,41 @@ def test_backends_are_timed_round_robin():
     # one warm-up each, then three rounds of one call each, in the same order every round
     assert calls == ["fp32", "bf16", "onnx"] * 4
     assert set(ms) == set(fns) and all(v >= 0 for v in ms.values())
+
+
+def test_quick_timing_has_no_warm_up_and_one_round():
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("fp32", "torch-bf16")}
+    _time_interleaved(fns, repeats=1, budget_s=0.0, warmup=False, min_rounds=1)
+    assert calls == ["fp32", "torch-bf16"]
+
+
+def test_peer_rows_run_the_onnx_file_at_their_own_defaults(tmp_path):
+    """ONNX Runtime and OpenVINO rows at their default settings on an ONNX file (here a hand-made one:
+    depth = 0.5 + weighted sum of the RGB channels, by a 1x1 convolution), against numpy; OpenVINO
+    within bf16 rounding where it defaults to bf16."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from depthsmith.bench.rows import PEERS, default_backends, row_runner
+
+    w = np.array([0.2, 0.3, 0.5], np.float32).reshape(1, 3, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w", "b"], ["depth"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0.5], np.float32), "b")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    x = torch.rand(1, 3, 20, 30)
+    ref = torch.from_numpy((x.numpy() * w).sum(1, keepdims=True) + 0.5)
+    assert not set(PEERS) & set(default_backends())  # opt-in rows
+    for name in PEERS:
+        run, precision = row_runner(path, name, 20, 30)
+        rel = agreement(run(x), ref)[0]
+        assert rel < (1e-6 if precision == "fp32" else 1e-2), (name, precision, rel)
 
 
 def test_smp_reference_row_is_timed_at_its_own_size(one_thread):

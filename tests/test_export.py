@@ -44,6 +44,26 @@ def test_export_has_dynamic_sizes_and_matches_pytorch(exported):
     assert np.abs(out - ref).max() < 1e-4
 
 
+@pytest.mark.slow  # a second export of the tiny model (~15 s)
+def test_external_data_export_runs_in_onnx_runtime_and_openvino(exported, tmp_path):
+    """Weights in model.onnx.data beside the file (the way past protobuf's 2 GB, taken automatically
+    above it; forced here on a tiny model): checked in ONNX Runtime by the export, and OpenVINO
+    reads the same file."""
+    model, _ = exported
+    result = export_onnx(model, tmp_path / "model.onnx", height=64, width=96, external_data=True)
+    data = tmp_path / "model.onnx.data"
+    assert result.ok and data.is_file(), result.summary()
+    assert result.path.stat().st_size < data.stat().st_size and "weights in model.onnx.data" in result.summary()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]  # no temp folder left
+    pytest.importorskip("openvino")
+    from depthsmith.runtime.openvino_ir import core
+
+    x = torch.rand(1, 3, 70, 90)
+    request = core().compile_model(str(result.path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    with torch.no_grad():
+        np.testing.assert_allclose(request.infer({0: x.numpy()})[0], model(x).numpy(), atol=1e-4)
+
+
 def test_predict_backend_onnx_matches_torch(exported, tmp_path):
     model, result = exported
     rgb = (np.random.default_rng(0).random((70, 100, 3)) * 255).astype(np.uint8)

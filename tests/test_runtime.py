@@ -141,6 +141,24 @@ def test_openvino_export_has_dynamic_sizes_and_metadata(tiny, ov_export, tmp_pat
     assert json.loads((tmp_path / "out" / "depth_info.json").read_text())["backend"] == "openvino-fp32"
 
 
+def test_static_openvino_runner_compiles_per_shape(tiny, ov_export, tmp_path, monkeypatch):
+    """The backends' runner compiles the IR for each input shape it meets (the last few kept), with the
+    same numbers as PyTorch; its compiled blobs go to the cache folder."""
+    from depthsmith.runtime import openvino_ir
+    from depthsmith.runtime.openvino_ir import OpenVinoRunner
+
+    monkeypatch.setenv("DEPTHSMITH_CACHE", str(tmp_path))
+    runner = OpenVinoRunner(ov_export.path, "fp32", static=True)
+    assert not runner.requests  # nothing compiled before the first batch
+    shapes = [(1, 3, *SIZE), (2, 3, 83, 117), (1, 3, 50, 70), (1, 3, 66, 90)]
+    for shape in shapes:
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            np.testing.assert_allclose(runner(x).numpy(), tiny(x).numpy(), atol=1e-4)
+    assert list(runner.requests) == shapes[-openvino_ir.STATIC_SHAPES:]
+    assert any((tmp_path / "openvino-blobs").iterdir())
+
+
 def test_two_openvino_runners_survive_a_signal(ov_export):
     """Two runners released in the order they were made, then a signal handled in Python (SIGCHLD,
     as torch's DataLoader installs). With one ov.Core per runner, each CPU plugin's destructor put

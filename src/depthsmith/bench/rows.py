@@ -16,7 +16,7 @@ from ..runtime import create_runner, list_backends
 from ..runtime.base import agreement, get_backend
 from ..errors import InputError
 
-__all__ = ["BACKENDS", "default_backends", "row_runner", "mean_agreement", "Runner"]
+__all__ = ["BACKENDS", "PEERS", "default_backends", "row_runner", "mean_agreement", "Runner"]
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -26,7 +26,13 @@ def _backends() -> dict[str, str]:
              "bf16_cl": "bf16 autocast + channels_last"}
     # Every registered backend is a row (the registry's description is its label), then the public path.
     return {**eager, **{n: f"{n}: {get_backend(n, installed=False).description}" for n in list_backends()},
-            "predict": "predict() default path (backend auto)"}
+            **PEERS, "predict": "predict() default path (backend auto)"}
+
+
+# The other runtimes at their own default settings on the model's ONNX export (runtime.cache.exported_onnx,
+# the file the onnx and openvino backends run): what a user gets who takes the file and calls them.
+PEERS = {"ort-default": "ONNX Runtime, InferenceSession(onnx) with its default options",
+         "openvino-default": "OpenVINO, core.compile_model(onnx, 'CPU') with no config (dynamic shapes as exported)"}
 
 
 BACKENDS = _backends()
@@ -36,6 +42,8 @@ def default_backends() -> list[str]:
     """The rows run when none are named: installed backends suited to this CPU; torch.compile
     (minutes of compilation per size) only when asked for."""
     def wanted(name: str) -> bool:
+        if name in PEERS:  # opt-in: the zoo benchmark names them
+            return False
         if name not in list_backends():  # the eager rows and "predict"
             return True
         spec = get_backend(name, installed=False)
@@ -79,12 +87,42 @@ def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple
 
         run_predict.predictor = predictor  # type: ignore[attr-defined]  (the loaded pass re-decides auto)
         return run_predict, lambda: predictor.precision
+    if backend in PEERS:
+        return _peer(model, backend)
     if backend in list_backends():
         # int8 is measured whatever its accuracy (the table shows it); predict and export refuse past 2%.
         options = {"tolerance": float("inf")} if backend == "openvino-int8" else {}
         runner = create_runner(backend, model, device="cpu", **options)
         return runner, lambda: runner.precision
     raise InputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def _peer(model: Any, backend: str) -> tuple[Runner, str]:
+    from ..runtime.cache import exported_onnx
+
+    path = str(exported_onnx(model))
+    if backend == "ort-default":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+        def run_ort(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+        return run_ort, "fp32"
+    from ..runtime.openvino_ir import core  # the process's one Core (openvino_ir.core says why)
+
+    compiled = core().compile_model(path, "CPU")
+    request = compiled.create_infer_request()
+
+    def run_ov(x: torch.Tensor) -> torch.Tensor:
+        request.infer({0: x.contiguous().numpy()})
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    # OpenVINO's default precision: bf16 where the CPU has it natively, else f32.
+    import openvino as ov
+
+    return run_ov, "bf16" if compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"
 
 
 def mean_agreement(run: Runner, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:

@@ -100,17 +100,18 @@ class BenchReport:
         return next((r for r in self.rows if r.backend == backend and r.batch == batch), None)
 
 
-def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
-                      budget_s: float = ROW_TIME_BUDGET_S) -> dict[str, float]:
+def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float = ROW_TIME_BUDGET_S,
+                      warmup: bool = True, min_rounds: int = 2) -> dict[str, float]:
     """Median milliseconds of each ``fns[key]()``, timed round-robin: one call of each per round, so
     that a burst of load from elsewhere on the machine slows every row alike and the ratios between
     rows hold. One warm-up call each first; stops after ``repeats`` rounds, or after 2 rounds once
-    the rounds have taken ``budget_s`` per function."""
-    for fn in fns.values():
+    the rounds have taken ``budget_s`` per function. ``warmup=False`` and ``min_rounds=1``: for calls
+    of minutes (a Depth Pro-shaped model), whose accuracy pass has already warmed them up."""
+    for fn in fns.values() if warmup else ():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     spent, rounds = 0.0, 0
-    while rounds < max(2, repeats) and (rounds < 2 or spent < budget_s * len(fns)):
+    while rounds < max(min_rounds, repeats) and (rounds < min_rounds or spent < budget_s * len(fns)):
         for key, fn in fns.items():
             start = time.perf_counter()
             fn()
@@ -134,6 +135,7 @@ def run_bench(
     rooms: int = 3,
     real_dir: str | Path | None = None,
     loaded: bool = False,
+    quick: bool = False,
 ) -> BenchReport:
     """Time every backend at every batch size on the CPU; see the module docstring.
 
@@ -141,6 +143,8 @@ def run_bench(
     (``rel_diff``/``delta1``) and on the real frames under ``real_dir`` (``*_real``).
     ``loaded``: time every row a second time with a busy-loop neighbour process (``loaded_ms``).
     ``height`` x ``width``: default, the model's working size (``resize.example_size``).
+    ``quick``: no warm-up call and a single timed round per row (the accuracy pass has called every row
+    once at this size already), for models whose one call takes minutes.
     """
     backends = list(backends or default_backends())
     unknown = [b for b in backends if b not in BACKENDS]
@@ -163,7 +167,7 @@ def run_bench(
         smp = _smp_reference() if smp_reference else None
         timing = _Timing()
         for b in batch_sizes:
-            _time_batch(timing, runners, smp, x1, b, repeats, loaded)
+            _time_batch(timing, runners, smp, x1, b, repeats, loaded, quick)
         for backend, (_, precision, ((rel, d1), (rel_r, d1_r))) in runners.items():
             report.rows += [BenchRow(backend, b, timing.quiet[backend, b], precision, gflops, height * width,
                                      rel_diff=rel, delta1=d1, label=_label(backend, b, timing.choices),
@@ -190,7 +194,9 @@ def _accuracy(net: nn.Module, backends: Sequence[str], height: int, width: int, 
     runners = {}
     for backend in backends:
         run, precision = row_runner(net, backend, height, width)
-        acc = [mean_agreement(run, xs, rs) for xs, rs in zip((synthetic, real), refs)]
+        # fp32 eager is the reference itself: (0, 1) without running it again
+        acc = [((0.0, 1.0) if xs else (float("nan"), float("nan"))) if backend == "fp32" else
+               mean_agreement(run, xs, rs) for xs, rs in zip((synthetic, real), refs)]
         runners[backend] = (run, precision() if callable(precision) else precision, acc)
     return runners
 
@@ -203,7 +209,7 @@ class _Timing:
 
 
 def _time_batch(timing: _Timing, runners: dict[str, Any], smp: nn.Module | None, x1: torch.Tensor, b: int,
-                repeats: int, loaded: bool) -> None:
+                repeats: int, loaded: bool, quick: bool = False) -> None:
     """Time every row at batch ``b`` round-robin (and again under load when ``loaded``)."""
     height, width = x1.shape[-2:]
     xb = x1.expand(b, -1, -1, -1).contiguous()
@@ -211,7 +217,8 @@ def _time_batch(timing: _Timing, runners: dict[str, Any], smp: nn.Module | None,
     if smp is not None:
         smp_x = torch.rand(b, 3, *SMP_SIZE)
         fns["smp"] = lambda: smp(smp_x)
-    timing.quiet.update({(name, b): ms for name, ms in _time_interleaved(fns, repeats).items()})
+    timed = _time_interleaved(fns, repeats, warmup=not quick, min_rounds=1 if quick else 2)
+    timing.quiet.update({(name, b): ms for name, ms in timed.items()})
     _note_choice(runners, b, height, width, "quiet", timing.choices)
     if not loaded:
         return

@@ -84,9 +84,10 @@ def exported_onnx(model: Any) -> Path:
                        f"(output kind {getattr(model, 'output', '?')}) does not match PyTorch:\n{result.summary()}")
             (out.parent / FAILED_FILE).write_text(message)  # so the next run does not export it again
             raise ExportMismatchError(message)
+        data = tmp.with_name("model.onnx.data")  # weights beside the file when over 2 GB (export_onnx)
+        if data.is_file():
+            os.replace(data, out.with_name(data.name))
         os.replace(tmp, out)
-        # The exporter's external-data file (model.onnx.data) is stale: export_onnx re-saves the
-        # weights inside model.onnx.
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return out
 

@@ -10,6 +10,7 @@ difference from PyTorch is reported.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ MIN_OPSET = 18
 # rounding only (~1e-6 relative); an absolute 1e-3 would pass a wrong head on a disparity model,
 # whose values are 1e-3 to 1e-2.
 TOLERANCE = 1e-4
+
+# One protobuf message, hence one ONNX file with its weights inside, holds at most 2 GB.
+PROTOBUF_LIMIT = 2**31 - 1
 
 
 class _SymbolicSizeForward(nn.Module):
@@ -114,7 +118,9 @@ class ExportResult:
         return checks_pass(self.checks, self.tolerance)
 
     def summary(self) -> str:
-        lines = [f"wrote {self.path} ({self.path.stat().st_size / 1e6:.1f} MB), dynamic batch/height/width"]
+        data = self.path.with_name(f"{self.path.name}.data")
+        weights = f", weights in {data.name} ({data.stat().st_size / 1e6:.1f} MB)" if data.is_file() else ""
+        lines = [f"wrote {self.path} ({self.path.stat().st_size / 1e6:.1f} MB{weights}), dynamic batch/height/width"]
         lines += [f"  ONNX Runtime vs PyTorch {c}" for c in self.checks]
         verdict = "OK" if self.ok else "FAILED"
         lines.append(f"  check {verdict}: max abs diff {self.max_abs_diff:.3g}, {self.max_rel_diff:.2g} of the "
@@ -146,9 +152,14 @@ def export_onnx(
     width: int = 320,
     opset: int = 18,
     check: bool = True,
+    external_data: bool | None = None,
 ) -> ExportResult:
     """Export a DepthModel to ONNX: input ``image`` (B x 3 x H x W float RGB in [0, 1]), output
-    ``depth`` (B x 1 x H x W; metres unless the model is relative), B, H and W dynamic."""
+    ``depth`` (B x 1 x H x W; metres unless the model is relative), B, H and W dynamic.
+
+    ``external_data``: weights in ``<out>.data`` beside the file (ONNX's external-data format, read by
+    ONNX Runtime and OpenVINO from the file's folder) instead of inside it; by default only when they
+    would not fit in one protobuf (2 GB)."""
     import onnx
 
     check_opset(opset)
@@ -188,14 +199,33 @@ def export_onnx(
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
-    with atomic_write(out) as handle:  # the bytes onnx.save writes (it wants a named file to write to)
-        handle.write(proto.SerializeToString())
+    if external_data is None:
+        external_data = proto.ByteSize() > PROTOBUF_LIMIT
+    if external_data:
+        _save_external(proto, out)
+    else:
+        with atomic_write(out) as handle:  # the bytes onnx.save writes (it wants a named file to write to)
+            handle.write(proto.SerializeToString())
 
     result = ExportResult(out)
     if check:
         h2, w2 = _second_size(height, width)
         result.checks = check_onnx(out, model, [(1, height, width), (2, h2, w2)])
     return result
+
+
+def _save_external(proto: Any, out: Path) -> None:
+    """``out`` with its tensors in ``out.name + '.data'`` beside it, written in a temp folder and renamed
+    into place data first, so an .onnx on disk always has its weights."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        path = Path(tmp) / out.name
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        # shape constants (< 1 KB) stay inline: ONNX Runtime infers shapes from them
+                        location=f"{out.name}.data")
+        os.replace(path.with_name(f"{out.name}.data"), out.with_name(f"{out.name}.data"))
+        os.replace(path, out)
 
 
 def _name_dynamic_dims(proto: Any, names: tuple[str | None, ...]) -> None:

@@ -9,6 +9,10 @@ Precision: OpenVINO's CPU plugin computes in bf16 by default on CPUs with AVX-51
 explicitly; ``openvino-bf16`` is the bf16 hint, offered to ``auto`` only where bf16 is native;
 ``openvino-int8`` runs a model quantized by NNCF (``depthsmith.runtime.quantize``), whose
 remaining float parts run in f32.
+
+Shapes: each backend compiles the IR for the input shape it is given (``OpenVinoRunner(static=True)``;
+predict always runs at the model's working size), not once for dynamic shapes as
+``core.compile_model(path)`` does by default; the compiled blobs are cached on disk.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ def _runner(precision: str):
         if precision == "int8":  # options: tolerance (see quantize.cached_int8)
             from .quantize import cached_int8
 
-            return OpenVinoRunner(cached_int8(model, **options), "int8", threads, backend="openvino-int8")
+            return OpenVinoRunner(cached_int8(model, **options), "int8", threads, backend="openvino-int8",
+                                  static=True)
         path = exported_openvino(model)
-        return OpenVinoRunner(path, precision, threads, backend=f"openvino-{precision}")
+        return OpenVinoRunner(path, precision, threads, backend=f"openvino-{precision}", static=True)
 
     return build
 
