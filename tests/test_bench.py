@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import depthsmith
-from depthsmith.bench import (BenchReport, BenchRow, agreement, ceilings, count_flops, fit_depth_head, format_table,
+from depthsmith.bench import (BenchReport, BenchRow, agreement, ceilings, count_flops, fit_depth_head, bench_table,
                               matmul_rate, run_bench, synthetic_scene)
 from depthsmith.bench.run import _time_interleaved
 from depthsmith.commands.bench import bench_cli
@@ -100,7 +100,7 @@ def test_bench_table_has_every_row_and_the_verdicts(capsys, one_thread):
     for row in report.rows:
         assert row.latency_ms > 0 and row.floor_ms > 0
         assert np.isclose(row.images_per_s, 1000 * row.batch / row.latency_ms)
-    table = format_table(report)
+    table = bench_table(report)
     assert "| PyTorch fp32 eager | 1 |" in table and "ceiling, batch 2:" in table
     # the default path's row names what backend auto measured and picked for each batch
     for row in (r for r in report.rows if r.backend == "predict"):
@@ -203,7 +203,7 @@ def test_int8_row_has_its_accuracy_floor_and_the_cpu_flags(one_thread, tmp_path)
     assert np.isclose(int8.floor_ms, 1000 * int8.gflops / report.rates["int8"])
     for value in (int8.rel_diff, int8.delta1, int8.rel_diff_real, int8.delta1_real):
         assert 0 <= value <= 1
-    table = format_table(report)
+    table = bench_table(report)
     assert f"CPU {cpu_model()}" in table and "int8 (OpenVINO int8" in table
     flags_line = next(line for line in table.splitlines() if line.startswith("CPU "))
     for flag in RELEVANT_FLAGS:  # each relevant flag is named, as present or as absent

@@ -27,7 +27,7 @@ from typing import IO
 from .errors import InputError
 
 __all__ = ["glob_files", "unique_names", "atomic_write", "atomic_write_text", "temp_beside", "fsync_dir",
-           "check_output_dir", "check_output_file", "remove_own_temp_files", "MIN_FREE_BYTES"]
+           "check_output_dir", "check_output_file", "remove_own_temp_files", "MIN_FREE_BYTES", "cache_dir"]
 
 # An output folder with less free space than this is refused before work starts: a model's
 # outputs for a folder of photos, an ONNX file or a checkpoint are tens to hundreds of MB.
@@ -233,4 +233,12 @@ def check_output_file(path: str | Path, option: str = "--out") -> Path:
     if path.is_dir():
         raise InputError(f"{option} {path} is a folder; give a file name, e.g. {path / 'model.onnx'}.")
     check_output_dir(path.parent, option)
+    return path
+
+
+def cache_dir() -> Path:
+    """depthsmith's cache (exports, measured backend choices, compiled OpenVINO blobs):
+    ``$DEPTHSMITH_CACHE``, else ``~/.cache/depthsmith``; created on first use."""
+    path = Path(os.environ.get("DEPTHSMITH_CACHE") or Path.home() / ".cache" / "depthsmith")
+    path.mkdir(parents=True, exist_ok=True)
     return path

@@ -16,9 +16,9 @@ from ..runtime import create_runner, list_backends
 from ..runtime.base import agreement, get_backend
 from ..errors import InputError
 
-__all__ = ["BACKENDS", "PEERS", "default_backends", "row_runner", "mean_agreement", "Runner"]
+__all__ = ["BACKENDS", "PEERS", "default_backends", "row_runner", "mean_agreement", "BatchFn"]
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
+BatchFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _backends() -> dict[str, str]:
@@ -52,7 +52,7 @@ def default_backends() -> list[str]:
     return [n for n in BACKENDS if wanted(n)]
 
 
-def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple[Runner, Any]:
+def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple[BatchFn, Any]:
     """A callable B x 3 x H x W float -> B x 1 x H x W depth for ``backend``, and its precision
     (or a function giving it: backend auto knows its precision once it has chosen)."""
     bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
@@ -97,7 +97,7 @@ def row_runner(model: nn.Module, backend: str, height: int, width: int) -> tuple
     raise InputError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
-def _peer(model: Any, backend: str) -> tuple[Runner, str]:
+def _peer(model: Any, backend: str) -> tuple[BatchFn, str]:
     from ..runtime.cache import exported_onnx
 
     path = str(exported_onnx(model))
@@ -125,7 +125,7 @@ def _peer(model: Any, backend: str) -> tuple[Runner, str]:
     return run_ov, "bf16" if compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"
 
 
-def mean_agreement(run: Runner, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:
+def mean_agreement(run: BatchFn, inputs: list[torch.Tensor], refs: list[torch.Tensor]) -> tuple[float, float]:
     """Mean over images of (mean relative difference, delta1 agreement); NaN for no images."""
     if not inputs:
         return float("nan"), float("nan")

@@ -8,14 +8,14 @@ import torch
 from ..cpu import RELEVANT_FLAGS, cpu_flags, cpu_model, load_average, relevant_flags, usable_cores
 from .run import BenchReport
 
-__all__ = ["format_table", "ceilings"]
+__all__ = ["bench_table", "ceilings"]
 
 
 def _fmt(v: float, spec: str) -> str:
     return "-" if v != v else format(v, spec)  # NaN -> "-"
 
 
-def format_table(report: BenchReport) -> str:
+def bench_table(report: BenchReport) -> str:
     """The report as a Markdown table with a header of the run's conditions, then the bf16 ceilings."""
     flags = relevant_flags()
     missing = [f for f in RELEVANT_FLAGS if f not in cpu_flags()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..bench import BenchReport, format_table, run_bench
+from ..bench import BenchReport, bench_table, run_bench
 
 __all__ = ["bench_cli"]
 
@@ -14,7 +14,7 @@ def bench_cli(*args: Any, extra: Callable[[BenchReport], list[str]] | None = Non
     """``depthsmith bench``: prints the table of ``run_bench`` (same arguments), then the lines of
     ``extra(report)`` (the benchmark script's targets); 0 on success."""
     report = run_bench(*args, **kwargs)
-    print(format_table(report))
+    print(bench_table(report))
     for line in extra(report) if extra is not None else []:
         print(line)
     return 0

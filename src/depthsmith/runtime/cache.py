@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..paths import cache_dir  # here too, for the callers of the cache
 
 __all__ = ["cache_dir", "model_key", "exported_onnx", "exported_openvino", "export_failure", "ExportMismatchError"]
 
@@ -27,12 +28,6 @@ FAILED_FILE = "export-failed.txt"  # beside a model's cached exports: why its ON
 class ExportMismatchError(InputError):
     """An export whose output does not match the PyTorch model it came from: the message names the
     model and every check (input size, difference, tolerance)."""
-
-
-def cache_dir() -> Path:
-    path = Path(os.environ.get("DEPTHSMITH_CACHE") or Path.home() / ".cache" / "depthsmith")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def model_key(model: Any) -> str:

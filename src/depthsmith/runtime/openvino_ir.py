@@ -17,7 +17,7 @@ import torch
 from ..cpu import usable_cores
 from ..models.weights import WeightFileError
 from .base import Runner
-from .cache import cache_dir
+from ..paths import cache_dir
 from ..errors import InputError
 
 __all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "read_metadata", "int8_conv_rate", "HINTS"]
