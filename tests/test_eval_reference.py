@@ -47,7 +47,8 @@ def _bilinear(a: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _reference_metrics(p: np.ndarray, g: np.ndarray) -> dict[str, float]:
-    """Field notes §3 formulas over 1-D arrays of valid pixels."""
+    """The standard formulas (Eigen et al. 2014, as cleinc/bts utils/eval_with_pngs.py computes them) over
+    1-D arrays of valid pixels."""
     e = np.log(p) - np.log(g)
     ratio = np.maximum(p / g, g / p)
     return {

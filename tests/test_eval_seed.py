@@ -1,6 +1,6 @@
 """The seed paper's protocol next to the standard one, on the same synthetic predictions.
 
-Field notes §1: the seed scales its output by a fixed factor chosen after looking at its
+The seed paper's notebook (dabbrata/Depth-Estimation-Enc-Dec) scales its output by a fixed factor chosen after looking at its
 test results (x10 then x0.75), uses no valid mask, and reports R^2 on 7x7 stride-2
 average-pooled maps with negative values dropped. These tests reproduce what each
 choice does to the numbers, in the documented direction. Run with `-s` to print the

@@ -3,8 +3,9 @@
 Every number depthsmith prints comes with the protocol that produced it; `describe` turns a
 protocol and the run's options into the sentence written next to the numbers. The scorer
 (`evaluate.core`) reads the fields below and nothing else, so adding a protocol is one
-`register_protocol(Protocol(...))` call. Field notes §3 is the NYU standard (BTS / AdaBins /
-ZoeDepth / NeWCRFs); §1 is the seed paper's evaluation, kept only to reproduce its numbers.
+`register_protocol(Protocol(...))` call. `nyu-eigen` is the NYU standard as BTS (`utils/eval_with_pngs.py` in
+cleinc/bts), AdaBins, ZoeDepth and NeWCRFs compute it; `seed` is the seed paper's evaluation (the notebook of
+dabbrata/Depth-Estimation-Enc-Dec), kept only to reproduce its numbers.
 """
 
 from __future__ import annotations
