@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..registry import Registry
 
 __all__ = ["ZooEntry", "ZOO", "converter_present", "weights_cached", "DEFAULT_MODEL"]
@@ -144,7 +146,10 @@ def _hf_loader_accepts(model_type: str) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "config.json").write_text(json.dumps({"model_type": model_type}))
         try:
-            load_model(folder)
+            # On the meta device: a converter that takes the folder builds its default-sized model
+            # (a BEiT-L for ZoeDepth) before it misses the weights; that took seconds per entry.
+            with torch.device("meta"):
+                load_model(folder)
         except UnsupportedCheckpointError:
             return False
         except Exception as err:  # noqa: BLE001 - any other failure means a converter took the folder
