@@ -448,3 +448,33 @@ def hub_snapshot(cache: Path, repo_id: str, revision: str = "0123456789abcdef012
     snapshot = repo / "snapshots" / revision
     snapshot.mkdir(parents=True, exist_ok=True)
     return snapshot
+
+
+def spread_vit_weights(model: torch.nn.Module) -> None:
+    """Weights large enough that every part of a DINOv2 + DPT network matters (the default init leaves
+    attention nearly uniform and the output nearly constant): unit-gain matrices with q/k doubled,
+    LayerScale about 0.2, norms about 1, small biases. Seeded."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2:  # q/k doubled: a visibly non-uniform attention
+                p.copy_(torch.randn_like(p) * (2.0 if "qkv" in name else 1.0) / p[0].numel() ** 0.5)
+            elif name.endswith("gamma"):  # LayerScale
+                p.copy_(0.2 * (1 + 0.2 * torch.randn_like(p)))
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
+
+
+def standardise_output(last: torch.nn.Module, run) -> None:
+    """Rescale the conv ``last`` so that its output on ``run()`` (a forward of the whole network) has
+    mean 0 and standard deviation 1: logits that spread, whatever the random weights before it."""
+    out = []
+    hook = last.register_forward_hook(lambda module, args, y: out.append(y))
+    with torch.no_grad():
+        run()
+        hook.remove()
+        last.bias -= out[0].mean()
+        last.weight /= out[0].std()
+        last.bias /= out[0].std()

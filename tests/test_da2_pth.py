@@ -14,6 +14,7 @@ from torch import nn
 import depthsmith
 from depthsmith.errors import InputError
 from depthsmith.models.da2_pth import da2_model_kwargs
+from helpers import spread_vit_weights, standardise_output
 
 da2 = pytest.importorskip("depth_anything_v2.dpt")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,25 +46,9 @@ class MetricReference(da2.DepthAnythingV2):
 def _randomise(model: nn.Module) -> None:
     """Weights large enough that every part matters (the default init leaves attention nearly uniform and
     the output nearly constant), then the last conv set so that the logits have mean 0 and std 1."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim >= 2:  # q/k doubled: a visibly non-uniform attention
-                p.copy_(torch.randn_like(p) * (2.0 if "qkv" in name else 1.0) / p[0].numel() ** 0.5)
-            elif name.endswith("gamma"):  # LayerScale
-                p.copy_(0.2 * (1 + 0.2 * torch.randn_like(p)))
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
-        logits = []
-        last = model.depth_head.scratch.output_conv2[2]
-        hook = last.register_forward_hook(lambda module, args, out: logits.append(out))
-        model(_normalise(torch.rand(2, 3, 56, 70, generator=torch.Generator().manual_seed(1))))
-        hook.remove()
-        last.bias -= logits[0].mean()
-        last.weight /= logits[0].std()
-        last.bias /= logits[0].std()
+    spread_vit_weights(model)
+    x = torch.rand(2, 3, 56, 70, generator=torch.Generator().manual_seed(1))
+    standardise_output(model.depth_head.scratch.output_conv2[2], lambda: model(_normalise(x)))
 
 
 def _normalise(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 import depthsmith
 from depthsmith.errors import InputError
 from depthsmith.models.da3 import metric_depth
+from helpers import spread_vit_weights, standardise_output
 
 pytest.importorskip("depth_anything_3")
 from depth_anything_3.cfg import create_object, load_config  # noqa: E402
@@ -52,25 +53,10 @@ def _reference(name: str) -> nn.Module:
 def _randomise(net: nn.Module) -> None:
     """Weights large enough that every part matters, then the depth and sky logits set to mean 0, std 1:
     depth spans e^-3..e^3, and about a third of the pixels are sky (upstream's threshold 0.3 after ReLU)."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn_like(p) * (2.0 if "qkv" in name else 1.0) / p[0].numel() ** 0.5)
-            elif name.endswith("gamma"):  # LayerScale
-                p.copy_(0.2 * (1 + 0.2 * torch.randn_like(p)))
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
-        for last in (net.head.scratch.output_conv2[2], net.head.scratch.sky_output_conv2[2]):
-            out = []
-            hook = last.register_forward_hook(lambda module, args, y: out.append(y))
-            net(_normalise(torch.rand(1, 3, 56, 70, generator=torch.Generator().manual_seed(1)))[:, None])
-            hook.remove()
-            last.bias -= out[0].mean()
-            last.weight /= out[0].std()
-            last.bias /= out[0].std()
+    spread_vit_weights(net)
+    x = torch.rand(1, 3, 56, 70, generator=torch.Generator().manual_seed(1))
+    for last in (net.head.scratch.output_conv2[2], net.head.scratch.sky_output_conv2[2]):
+        standardise_output(last, lambda: net(_normalise(x)[:, None]))
 
 
 def _normalise(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
