@@ -82,34 +82,32 @@ def test_paper_model_has_the_published_parameter_count():
     assert model.num_parameters() / 1e6 == pytest.approx(31.15, abs=0.1)
 
 
-def test_paper_schedule_decays_linearly_to_zero_per_epoch():
-    # Keras poly_decay(power=1): epoch e of 15 trains at 1e-4 * (1 - e / 15).
-    cfg = resolve_config("enc-dec-irv2-nyu", ["model.name=test_resnet", "model.encoder_weights=null"])
-    model = build_model(cfg.model)
-    opt = build_optimizer(model, cfg.optim)
-    sched = build_scheduler(opt, cfg.schedule, total_steps=999, total_epochs=15)
-    assert sched["interval"] == "epoch"
-    lrs = []
-    for _ in range(15):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched["scheduler"].step()
-    assert lrs == pytest.approx([1e-4 * (1 - e / 15) for e in range(15)])
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
-
-
-def test_report_onecycle_peaks_at_each_groups_lr():
-    cfg = resolve_config("convnext-unet-report", ["model.name=test_convnext", "model.decoder=residual_unet",
-                                                 "model.encoder_weights=null"])
-    model = build_model(cfg.model)
-    opt = build_optimizer(model, cfg.optim)
-    sched = build_scheduler(opt, cfg.schedule, total_steps=100, total_epochs=80)
-    assert sched["interval"] == "step"
+def _lr_history(recipe: str, sets: list[str], steps: int, total_steps: int, total_epochs: int):
+    """The recipe's scheduler and each param group's learning rate over ``steps`` scheduler steps."""
+    cfg = resolve_config(recipe, sets + ["model.encoder_weights=null"])
+    opt = build_optimizer(build_model(cfg.model), cfg.optim)
+    sched = build_scheduler(opt, cfg.schedule, total_steps=total_steps, total_epochs=total_epochs)
     history = []
-    for _ in range(100):
+    for _ in range(steps):
         history.append([g["lr"] for g in opt.param_groups])
         opt.step()
         sched["scheduler"].step()
+    return sched, history + [[g["lr"] for g in opt.param_groups]]
+
+
+def test_paper_schedule_decays_linearly_to_zero_per_epoch():
+    # Keras poly_decay(power=1): epoch e of 15 trains at 1e-4 * (1 - e / 15).
+    sched, history = _lr_history("enc-dec-irv2-nyu", ["model.name=test_resnet"], 15, 999, 15)
+    assert sched["interval"] == "epoch"
+    assert [h[0] for h in history[:15]] == pytest.approx([1e-4 * (1 - e / 15) for e in range(15)])
+    assert history[15][0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_report_onecycle_peaks_at_each_groups_lr():
+    sched, history = _lr_history("convnext-unet-report", ["model.name=test_convnext", "model.decoder=residual_unet"],
+                                 100, 100, 80)
+    history = history[:100]
+    assert sched["interval"] == "step"
     peaks = [max(h[i] for h in history) for i in range(2)]
     assert peaks == pytest.approx([1e-4, 1e-3], rel=1e-3)
     assert history[0] == pytest.approx([1e-4 / 25, 1e-3 / 25])  # OneCycle starts at max_lr / div_factor
