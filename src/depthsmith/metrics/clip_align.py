@@ -8,8 +8,8 @@ frame with a scale and shift, in the space the output kind is affine in (``depth
 by least squares with the worst ``trim`` of the pixels dropped and the fit repeated (moving
 objects, disocclusions and the parallax of a moving camera are the outliers); with ``fit="spread"``
 (default) the final scale then matches the spread (interquartile range) of the recent aligned
-frames instead of taking the least-squares slope, which noise biases low and which compounds over a clip. The first frame
-keeps its own scale, or takes the scale of ``anchor``, a metric depth map of the first frame.
+frames instead of taking the least-squares slope, which noise biases low and which compounds over a
+clip. The first frame keeps its own scale, or takes the scale of ``anchor``, a metric depth map of the first frame.
 
 Metric models need no alignment; ``ClipAligner(space="metric", strength=s)`` is the optional
 light smoothing: the frame is multiplied by ``r ** s``, r the median ratio of the previous output
