@@ -17,8 +17,9 @@ the whole clip first, in the output kind's space; none for the metric model), fl
 camera only, per-frame AbsRel and delta1 (relative models: each frame least-squares aligned to its
 ground truth, in disparity space for the disparity model, the standard for them; metric: as predicted), and clip AbsRel (after
 the clip's single fit: what a viewer of the video sees, drift included). Rows ``align wN``: the
-aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py). Rows ``lstsq slope``: the aligner's
-earlier fit (``ClipAligner(fit="lstsq")``). Column spread: the last frame's standard deviation over the
+aligner's reference is the mean of the last N aligned frames (metrics/clip_align.py). Rows ``lstsq slope`` (``--lstsq W``): the aligner's
+earlier fit (``ClipAligner(fit="lstsq")``). Rows ``filter``: ``--temporal filter``, the aligner then the
+flow-guided filter (metrics/clip_filter.py; only the filter on the metric model). Column spread: the last frame's standard deviation over the
 first's, in the fitting space (a still camera should keep ~1; the lstsq slope shrinks it). Row ``oracle``:
 each frame of the per-frame output fitted to its own ground truth (least squares in the kind's space):
 the TAE left when every frame has its best scale and shift, i.e. the per-pixel disagreement between
@@ -102,7 +103,7 @@ def predict(predictor: Predictor, rgbs) -> tuple[list[np.ndarray], float]:
     return preds, time.perf_counter() - t0
 
 
-def score(predictor: Predictor, video, raw: list[np.ndarray], model_seconds: float, gts, temporal: str,
+def score(predictor: Predictor, video, rgbs, raw: list[np.ndarray], model_seconds: float, gts, temporal: str,
           window: int) -> dict[str, float]:
     """``raw`` per-frame predictions through ``predictor.aligner`` (what ``stream`` does with them,
     frame by frame, so the model runs once per clip), then scored; fps = model + aligner time."""
@@ -111,7 +112,7 @@ def score(predictor: Predictor, video, raw: list[np.ndarray], model_seconds: flo
         align = ClipAligner(predictor.aligner("align").space, window=window, fit="lstsq")
     else:
         align = predictor.aligner(temporal, window=window) if temporal != "oracle" else None
-    preds = raw if align is None else [align(d) for d in raw]
+    preds = raw if align is None else [align(d, rgb) for d, rgb in zip(raw, rgbs)]
     seconds = model_seconds + time.perf_counter() - t0
     space = clip_space(predictor.output, predictor.is_metric)
     poses = [video.pose(i) for i in range(len(gts))]
@@ -172,7 +173,8 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--size", type=int, nargs=2, default=[48, 64])
     p.add_argument("--long", type=int, default=5000, help="frames of the long video for peak RSS (0: skip)")
-    p.add_argument("--windows", type=int, nargs="+", default=[1, 4], help="aligner windows to compare")
+    p.add_argument("--windows", type=int, nargs="+", default=[4], help="aligner windows to compare")
+    p.add_argument("--lstsq", type=int, nargs="*", default=[], help="windows of rows with the least-squares slope")
     p.add_argument("--noise", type=float, default=0.02, help="capture: per-pixel noise std (RGB in [0, 1])")
     p.add_argument("--exposure", type=float, default=0.03, help="capture: per-frame gain std")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
@@ -202,12 +204,14 @@ def main() -> int:
         video, rgbs, gts = clip_data(path, a.frames, size, a.noise, a.exposure)
         for kind, predictor in predictors.items():
             raw, model_seconds = predict(predictor, rgbs)
-            modes = [("none", 1)] + ([("align", w) for w in a.windows] + [("lstsq", w) for w in a.windows]
-                                     + [("oracle", 1)] if kind != "metric" else [("align", 1)])
+            modes = [("none", 1)] + ([("align", w) for w in a.windows] + [("lstsq", w) for w in a.lstsq]
+                                     + [("filter", 4), ("oracle", 1)] if kind != "metric"
+                                     else [("align", 1), ("filter", 1)])
             for temporal, window in modes:
-                s = score(predictor, video, raw, model_seconds, gts, temporal, window)
+                s = score(predictor, video, rgbs, raw, model_seconds, gts, temporal, window)
                 label = {"none": "none", "oracle": "oracle: each frame fitted to its ground truth",
-                         "lstsq": f"align w{window}, lstsq slope"}.get(
+                         "lstsq": f"align w{window}, lstsq slope",
+                         "filter": "filter" + (" (flow only)" if kind == "metric" else f" (align w{window} + flow)")}.get(
                     temporal, f"align w{window}" if kind != "metric" else "align (smoothing 0.5)")
                 print(f"| {kind} | {path} | {label} | {fmt(s['tae'])} | {fmt(s['flicker'])} | {fmt(s['abs_rel'], 4)} "
                       f"| {fmt(s['d1'], 4)} | {fmt(s['clip_abs_rel'], 4)} | {fmt(s['spread'])} | {fmt(s['fps'], 0)} |",

@@ -158,8 +158,68 @@ def test_stream_aligns_a_relative_model_over_a_walk() -> None:
     assert tae(aligned) < 0.5 * tae(raw)
 
 
+# -- flow-guided filtering (metrics/clip_filter.py) ----------------------------------------------
+
+def _pan_with_pixel_noise(n: int = 30, noise: float = 0.04):
+    """A pan's RGB frames, exact depth, and 'predictions': the exact depth with its own multiplicative
+    per-pixel noise in every frame, the flicker no per-frame scale and shift removes."""
+    clip = SyntheticVideo(num_frames=n, size=(48, 64), path="pan", seed=0)
+    rgbs, gts = zip(*[clip._load(i)[:2] for i in range(n)])
+    rng = np.random.default_rng(0)
+    preds = [g * (1.0 + rng.normal(0.0, noise, g.shape)) for g in gts]
+    return clip, [(r * 255 + 0.5).astype(np.uint8) for r in rgbs], list(gts), preds
+
+
+def test_flow_filter_halves_the_tae_of_per_pixel_flicker() -> None:
+    pytest.importorskip("cv2")
+    from depthsmith.metrics.clip_filter import FlowFilter
+
+    clip, rgbs, gts, preds = _pan_with_pixel_noise()
+    poses, k = [clip.pose(i) for i in range(len(gts))], clip.intrinsics()
+
+    def scores(maps):
+        tae = temporal_alignment_error(maps, poses, k, gts)
+        abs_rel = np.mean([np.mean(np.abs(m - g) / g) for m, g in zip(maps[10:], gts[10:])])
+        return tae, abs_rel
+
+    flow = FlowFilter()
+    filtered = [flow(rgb, p) for rgb, p in zip(rgbs, preds)]
+    still = FlowFilter()  # negative control: the flow of a camera that does not move (always frame 0)
+    unmoved = [still(rgbs[0], p) for p in preds]
+    (tae_raw, err_raw), (tae_flow, err_flow), (_, err_still) = scores(preds), scores(filtered), scores(unmoved)
+    assert tae_flow < 0.5 * tae_raw
+    assert err_flow < err_raw  # averaging noise along the motion also brings each frame nearer the truth
+    assert err_still > err_flow  # averaging without the motion smears the pan: the flow is what makes it work
+    assert np.mean(flow.kept[1:]) > 0.8
+
+
+def test_flow_filter_blends_small_changes_and_takes_large_ones_at_once() -> None:
+    pytest.importorskip("cv2")
+    from depthsmith.metrics.clip_filter import FlowFilter
+
+    frame = (SyntheticVideo(num_frames=2, size=(48, 64), path="static")._load(0)[0] * 255).astype(np.uint8)
+    flow = FlowFilter(weight=0.8, tolerance=0.25)
+    first = flow(frame, np.full((48, 64), 2.0))
+    assert np.array_equal(first, np.full((48, 64), 2.0, dtype=np.float32))  # nothing to filter with yet
+    np.testing.assert_allclose(flow(frame, np.full((48, 64), 2.2)), 0.8 * 2.0 + 0.2 * 2.2, rtol=1e-5)
+    jump = flow(frame, np.full((48, 64), 4.0))  # 2.04 -> 4.0: beyond the tolerance, taken as it is
+    np.testing.assert_allclose(jump, 4.0, rtol=1e-6)
+
+
+def test_filter_without_opencv_is_a_clear_error(monkeypatch) -> None:
+    import sys
+
+    from depthsmith.errors import InputError
+    from depthsmith.metrics.clip_filter import FlowFilter
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+    with pytest.raises(InputError, match=r"depthsmith\[video\]"):
+        FlowFilter()
+
+
 # -- predict on a video: stream, resume, point clouds --------------------------------------------
-def test_interrupted_video_prediction_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("temporal", ["auto", "filter"])
+def test_interrupted_video_prediction_resumes(tmp_path: Path, temporal: str) -> None:
     import depthsmith
     from depthsmith.commands.predict_video import predict_video
     from depthsmith.inference import Predictor
@@ -171,8 +231,10 @@ def test_interrupted_video_prediction_resumes(tmp_path: Path) -> None:
     predictor = Predictor(model, device="cpu", backend="torch-fp32")
     out = tmp_path / "out"
     out.mkdir()
+    if temporal == "filter":
+        pytest.importorskip("cv2")
     args = (predictor, tmp_path / "clip" / "rgb.mp4", out, "clip", ["npy", "color", "ply"])
-    first = predict_video(*args, batch_size=3, ply_every=4)
+    first = predict_video(*args, batch_size=3, ply_every=4, temporal=temporal)
     assert first == {"predicted": 10, "skipped": 0}
     frames = out / "clip_frames"
     assert sorted(p.name for p in frames.glob("*.ply")) == ["000000.ply", "000004.ply", "000008.ply"]
@@ -182,7 +244,7 @@ def test_interrupted_video_prediction_resumes(tmp_path: Path) -> None:
         (frames / f"{i:06d}_depth.npy").unlink()
     cut = frames / "000006_depth.npy"
     cut.write_bytes(cut.read_bytes()[:100])
-    again = predict_video(*args, batch_size=3, ply_every=4)
+    again = predict_video(*args, batch_size=3, ply_every=4, temporal=temporal)
     assert again == {"predicted": 4, "skipped": 6}
     assert (frames / "000005_depth.npy").stat().st_mtime_ns == kept  # written frames left alone
     for i in range(10):  # the resumed clip continues on the same scale

@@ -103,6 +103,7 @@ def _train(sub: argparse._SubParsersAction) -> None:
 
 def _eval(sub: argparse._SubParsersAction) -> None:
     from .metrics import ALIGN_MODES, CROP_MODES
+    from .metrics.clip_align import TEMPORAL_MODES
 
     def run(a: argparse.Namespace) -> int:
         from .commands.evaluate import evaluate_cli
@@ -137,7 +138,7 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed-input", default="model", choices=["model", "raw"],
                    help="protocol seed only: 'raw' feeds RGB x/255 without the model's normalisation, as the "
                         "seed's evaluate.py did (labelled in the output)")
-    s.add_argument("--temporal", default="none", choices=["auto", "align", "none"],
+    s.add_argument("--temporal", default="none", choices=list(TEMPORAL_MODES),
                    help="video datasets (synthetic_video): the frames' temporal alignment before TAE and flicker, "
                         "as predict --temporal")
     s.set_defaults(func=run)
@@ -164,6 +165,7 @@ def _report(sub: argparse._SubParsersAction) -> None:
 
 def _predict(sub: argparse._SubParsersAction) -> None:
     from .device import PRECISIONS
+    from .metrics.clip_align import TEMPORAL_MODES
     from .runtime import backend_choices
 
     def run(a: argparse.Namespace) -> int:
@@ -202,9 +204,10 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
-    s.add_argument("--temporal", default="auto", choices=["auto", "align", "none"],
+    s.add_argument("--temporal", default="auto", choices=list(TEMPORAL_MODES),
                    help="videos: align each frame's scale and shift to the clip (auto: align for relative and "
-                        "disparity models, none for metric ones; align on a metric model: light scale smoothing)")
+                        "disparity models, none for metric ones; align on a metric model: light scale smoothing); "
+                        "filter: align, then filter each frame along the optical flow (needs OpenCV): least flicker")
     s.add_argument("--ply-every", type=_int_at_least(1), default=1,
                    help="videos with --save ply: one point cloud every N frames")
     s.set_defaults(func=run)

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from .errors import InputError, check_positive_int
 from .io import load_image
-from .metrics.clip_align import ClipAligner
+from .metrics.clip_align import TEMPORAL_MODES, ClipAligner
+from .metrics.clip_filter import FlowFilter
 from .models.heads import output_kind
 from .resize import check_working_size, describe_working_size, resized, working_size_for
 
@@ -202,7 +203,10 @@ class Predictor:
         ``auto``: ``align`` for unitless outputs, ``none`` for metric ones. ``align`` on a metric model
         is the light scale smoothing at ``strength``; on a relative or disparity model, a scale and
         shift per frame fitted to the last ``window`` aligned frames, in the output kind's affine
-        space; ``anchor`` (metric depth of the first frame) puts the clip in metres.
+        space; ``anchor`` (metric depth of the first frame) puts the clip in metres. ``filter``: the
+        same fit (none on a metric model), then each frame filtered along the optical flow from the
+        previous one (``metrics/clip_filter.py``; needs OpenCV), which removes the per-pixel flicker
+        a per-frame fit leaves (README, "Video").
         """
         if temporal not in TEMPORAL_MODES:
             raise InputError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, got {temporal!r}")
@@ -210,7 +214,9 @@ class Predictor:
             return None
         # The space the output kind is affine in (models/heads.py): disparity for disparity models.
         space = "metric" if self.is_metric else output_kind(self.output).affine_space if self.output else "depth"
-        return ClipAligner(space, window=window, anchor=anchor, strength=strength if space == "metric" else 0.0)
+        flow = FlowFilter() if temporal == "filter" else None
+        smoothing = strength if space == "metric" and flow is None else 0.0
+        return ClipAligner(space, window=window, anchor=anchor, strength=smoothing, flow=flow)
 
     def stream(self, frames: Iterable[np.ndarray], temporal: str = "auto", anchor: np.ndarray | None = None,
                batch_size: int = 4, window: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -218,10 +224,8 @@ class Predictor:
         (see ``aligner``). Frames are read, batched and yielded as a stream: memory stays flat."""
         align = self.aligner(temporal, anchor, window)
         for _, frame, depth in self.predict_many(enumerate(frames), batch_size):
-            yield frame, (depth if align is None else align(depth))
+            yield frame, (depth if align is None else align(depth, frame))
 
-
-TEMPORAL_MODES = ("auto", "align", "none")
 
 
 def _output_kind(model: Any, runner: Any) -> str | None:

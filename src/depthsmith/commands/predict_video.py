@@ -50,7 +50,7 @@ def _depths(predictor: Predictor, frames: Iterator[np.ndarray], folder: Path, ou
     def flush():
         for i, frame, depth in predictor.predict_many(list(pending), batch_size):
             counts["predicted"] += 1
-            yield i, frame, depth if align is None else align(depth), False
+            yield i, frame, depth if align is None else align(depth, frame), False
         pending.clear()
 
     for i, frame in enumerate(frames):
@@ -66,7 +66,7 @@ def _depths(predictor: Predictor, frames: Iterator[np.ndarray], folder: Path, ou
         yield from flush()
         counts["skipped"] += 1
         if align is not None:
-            align.seed(stored)
+            align.seed(stored, frame)
         yield i, frame, stored, True
     yield from flush()
 
@@ -147,7 +147,11 @@ def describe_temporal(predictor: Predictor, temporal: str) -> str:
     align: Any = predictor.aligner(temporal)
     if align is None:
         return "temporal: none (each frame as the model predicts it)"
+    flow = "" if align.flow is None else (
+        f"; then filtered along the optical flow from the previous frame (weight {align.flow.weight:g} where "
+        f"the flow checks out and the values agree within {align.flow.tolerance:.0%})")
     if align.space == "metric":
-        return f"temporal: light scale smoothing (strength {align.strength:g}) of a metric model"
-    return (f"temporal: align (scale and shift per frame in {align.space} space, fitted to the last "
-            f"{align.window} aligned frames; unitless, on the first frame's scale)")
+        what = "none" if align.flow is not None else f"light scale smoothing (strength {align.strength:g})"
+        return f"temporal: {temporal} ({what} of a metric model's scale{flow})"
+    return (f"temporal: {temporal} (scale and shift per frame in {align.space} space, fitted to the last "
+            f"{align.window} aligned frames; unitless, on the first frame's scale{flow})")

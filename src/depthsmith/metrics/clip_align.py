@@ -15,6 +15,10 @@ Metric models need no alignment; ``ClipAligner(space="metric", strength=s)`` is 
 light smoothing: the frame is multiplied by ``r ** s``, r the median ratio of the previous output
 to this prediction (s = 0: off, 1: follow the previous frame's scale fully).
 
+``flow`` (a ``FlowFilter``, metrics/clip_filter.py): after the fit, the aligned frame is filtered along
+the optical flow from the previous frame (``__call__(depth, frame)``), for the per-pixel flicker a
+per-frame scale and shift cannot remove; its output is also the reference the next frames are fitted to.
+
 Memory: ``window`` frames of H x W float32; the clip is never held.
 """
 
@@ -22,14 +26,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ..errors import InputError
 
-__all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES", "ALIGN_FITS"]
+__all__ = ["ClipAligner", "robust_affine", "ALIGN_SPACES", "ALIGN_FITS", "TEMPORAL_MODES"]
 
 ALIGN_SPACES = ("depth", "disparity", "metric")
 ALIGN_FITS = ("spread", "lstsq")  # see robust_affine
+TEMPORAL_MODES = ("auto", "align", "filter", "none")  # predict --temporal, Predictor.aligner
 FLOOR = 1e-6  # smallest aligned value in the fitting space (an affine fit can cross zero at the edges)
 
 
@@ -78,7 +84,7 @@ class ClipAligner:
     on the first frame's scale, or in metres with ``anchor``)."""
 
     def __init__(self, space: str = "depth", window: int = 4, trim: float = 0.2, anchor: np.ndarray | None = None,
-                 strength: float = 0.0, max_pixels: int = 20000, fit: str = "spread") -> None:
+                 strength: float = 0.0, max_pixels: int = 20000, fit: str = "spread", flow: Any = None) -> None:
         if space not in ALIGN_SPACES:
             raise InputError(f"alignment space must be one of {ALIGN_SPACES}, got {space!r}")
         if fit not in ALIGN_FITS:
@@ -87,7 +93,7 @@ class ClipAligner:
         if window < 1 or not 0.0 <= trim < 1.0 or not 0.0 <= strength <= 1.0:
             raise InputError(f"need window >= 1, 0 <= trim < 1 and 0 <= strength <= 1 (got {window}, {trim}, {strength})")
         self.space, self.window, self.trim, self.strength = space, int(window), float(trim), float(strength)
-        self.anchor, self.max_pixels = anchor, int(max_pixels)
+        self.anchor, self.max_pixels, self.flow = anchor, int(max_pixels), flow
         self.recent: deque[np.ndarray] = deque(maxlen=self.window)  # last aligned frames, fitting space
         self.fits: list[tuple[float, float]] = []  # (scale, shift) per frame, for inspection
 
@@ -114,19 +120,30 @@ class ClipAligner:
     def reset(self) -> None:
         self.recent.clear()
         self.fits.clear()
+        if self.flow is not None:
+            self.flow.reset()
 
-    def seed(self, aligned_depth: np.ndarray) -> None:
+    def seed(self, aligned_depth: np.ndarray, frame: np.ndarray | None = None) -> None:
         """Continue a clip from an already aligned frame (a resumed run reads its last written frame)."""
-        self.recent.append(self._to_space(aligned_depth))
+        x = self._to_space(aligned_depth)
+        self.recent.append(x)
+        if self.flow is not None and frame is not None:
+            self.flow.seed(frame, x)
 
-    def __call__(self, depth: np.ndarray) -> np.ndarray:
+    def _filtered(self, x: np.ndarray, frame: np.ndarray | None) -> np.ndarray:
+        if self.flow is None or frame is None:
+            return x
+        return self.flow(frame, x).astype(np.float64)
+
+    def __call__(self, depth: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
+        """The aligned depth of the next frame; ``frame`` (its RGB) is used only by ``flow``."""
         x = self._to_space(depth)
         if self.space == "metric":
             factor = 1.0
             if self.strength > 0.0 and self.recent:
                 p, r = self._sample(x, self.recent[-1])
                 factor = float(np.median(r / p)) ** self.strength if p.size else 1.0
-            out = x * factor
+            out = self._filtered(x * factor, frame)
             self.recent.append(out)
             self.fits.append((factor, 0.0))
             return out.astype(np.float32)
@@ -143,7 +160,7 @@ class ClipAligner:
             p, r, *frames = self._sample(x, reference, *recent)
             spreads = frames if self.fit == "spread" else None
             scale, shift = robust_affine(p, r, self.trim, spreads=spreads) if p.size >= 2 else (1.0, 0.0)
-        aligned = np.maximum(scale * x + shift, FLOOR)
+        aligned = self._filtered(np.maximum(scale * x + shift, FLOOR), frame)
         self.recent.append(aligned)
         self.fits.append((scale, shift))
         return self._from_space(aligned)
