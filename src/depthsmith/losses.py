@@ -29,6 +29,7 @@ from depthsmith.ssim import ssim_map, valid_window_mask
 from .errors import InputError
 
 __all__ = [
+    "fit_scale_shift",
     "l1_loss",
     "mse_loss",
     "gradient_edge_loss",
@@ -151,6 +152,25 @@ def silog_loss(
     return torch.where(positive, root, torch.zeros_like(variance))
 
 
+def fit_scale_shift(pred: Tensor, target: Tensor, valid: Tensor, degenerate_scale: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Per-image least-squares (scale, shift), each of shape B, with ``scale * pred + shift ~ target``
+    over the ``valid`` pixels: the closed-form 2 x 2 normal equations (MiDaS's published
+    ``compute_scale_and_shift``), differentiable. An image whose prediction is constant over its valid
+    pixels has no unique fit; it gets ``degenerate_scale`` (0 for a loss: no gradient through a
+    meaningless slope; 1 to leave a prediction as it is) and the shift that matches the means.
+    """
+    w = valid.to(pred.dtype)
+    p, t = _clean(pred, valid), _clean(target, valid)
+    n = w.sum(dim=(1, 2, 3)).clamp_min(1.0)
+    sx, sy = (w * p).sum(dim=(1, 2, 3)), (w * t).sum(dim=(1, 2, 3))
+    sxx, sxy = (w * p * p).sum(dim=(1, 2, 3)), (w * p * t).sum(dim=(1, 2, 3))
+    det = n * sxx - sx * sx
+    ok = det > 1e-12 * n * n  # relative to the pixel count: det grows as n**2 x the prediction's variance
+    fallback = torch.full_like(det, float(degenerate_scale))
+    scale = torch.where(ok, (n * sxy - sx * sy) / torch.where(ok, det, torch.ones_like(det)), fallback)
+    return scale, (sy - scale * sx) / n
+
+
 def _ssi_residual(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """(aligned pred - normalised target, valid) for the scale-and-shift-invariant terms.
 
@@ -176,12 +196,7 @@ def _ssi_residual(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Te
     spread = (centred.abs().sum(dim=(1, 2, 3)) / n).clamp_min(1e-12).view(-1, 1, 1, 1)
     t = centred / spread
     p = _clean(pred, valid)
-    sx, sy = (w * p).sum(dim=(1, 2, 3)), (w * t).sum(dim=(1, 2, 3))
-    sxx, sxy = (w * p * p).sum(dim=(1, 2, 3)), (w * p * t).sum(dim=(1, 2, 3))
-    det = n * sxx - sx * sx
-    ok = det > 1e-12 * n * n
-    scale = torch.where(ok, (n * sxy - sx * sy) / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
-    shift = (sy - scale * sx) / n
+    scale, shift = fit_scale_shift(p, t, valid, degenerate_scale=0.0)
     aligned = p * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1)
     return _clean(aligned - t, valid), valid
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..losses import fit_scale_shift
 from ..ssim import ssim
 
 __all__ = ["batch_metrics", "align_scale_shift"]
@@ -20,18 +21,10 @@ def align_scale_shift(pred: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
     """Per-image least-squares scale and shift of ``pred`` onto ``gt`` (relative-depth models).
 
     A relative model has no unit, so its RMSE in metres means something only after alignment,
-    the usual practice for relative depth (MiDaS). Solves the 2x2 normal equations per image.
+    the usual practice for relative depth (MiDaS). The fit is ``losses.fit_scale_shift``'s; a constant
+    prediction keeps scale 1.
     """
-    w = valid.to(pred.dtype)
-    n = w.sum(dim=(1, 2, 3)).clamp_min(1.0)
-    sx = (w * pred).sum(dim=(1, 2, 3))
-    sy = (w * torch.where(valid, gt, torch.zeros_like(gt))).sum(dim=(1, 2, 3))
-    sxx = (w * pred * pred).sum(dim=(1, 2, 3))
-    sxy = (w * pred * torch.where(valid, gt, torch.zeros_like(gt))).sum(dim=(1, 2, 3))
-    det = n * sxx - sx * sx
-    ok = det.abs() > 1e-12
-    scale = torch.where(ok, (n * sxy - sx * sy) / torch.where(ok, det, torch.ones_like(det)), torch.ones_like(det))
-    shift = (sy - scale * sx) / n
+    scale, shift = fit_scale_shift(pred, gt, valid, degenerate_scale=1.0)
     return pred * scale.view(-1, 1, 1, 1) + shift.view(-1, 1, 1, 1)
 
 
