@@ -23,9 +23,10 @@ flow-guided filter (metrics/clip_filter.py; only the filter on the metric model)
 first's, in the fitting space (a still camera should keep ~1; the lstsq slope shrinks it). Row ``oracle``:
 each frame of the per-frame output fitted to its own ground truth (least squares in the kind's space):
 the TAE left when every frame has its best scale and shift, i.e. the per-pixel disagreement between
-frames that no per-frame alignment can remove.
+frames that no per-frame alignment can remove. Row ``kind floor``: the exact depth, normalised per frame
+as the output kind normalises it (``kind_floor``), then aligned: a perfect model of that kind.
 
-Memory: ``depthsmith predict`` (--save color npy, --temporal align) on a 200-frame and a
+Memory: ``depthsmith predict`` (--save color npy, --temporal filter) on a 200-frame and a
 ``--long``-frame walk, each in a fresh process; its peak RSS (ru_maxrss).
 """
 
@@ -96,6 +97,20 @@ def oracle(preds, gts, space: str) -> list[np.ndarray]:
     return out
 
 
+def kind_floor(gts, output: str) -> list[np.ndarray]:
+    """The exact depth of each frame normalised on its own as the output kind is (models/heads.py):
+    ``disparity`` max(disparity) / disparity, i.e. depth over the frame's nearest depth; ``relative``
+    the per-image min-max depth it is trained on. A perfect model of that kind predicts exactly this;
+    the TAE left after aligning it is what normalising each frame on its own costs (a camera walking
+    forward changes the nearest depth, and no fit to the previous frames at the same pixels can tell
+    that from a change of scale)."""
+    out = []
+    for g in gts:
+        valid = g[g > 0]
+        out.append(g / valid.min() if output == "disparity" else (g - valid.min()) / (valid.max() - valid.min()))
+    return out
+
+
 def predict(predictor: Predictor, rgbs) -> tuple[list[np.ndarray], float]:
     """Per-frame predictions (``stream`` with temporal none) and the seconds they took."""
     t0 = time.perf_counter()
@@ -108,6 +123,8 @@ def score(predictor: Predictor, video, rgbs, raw: list[np.ndarray], model_second
     """``raw`` per-frame predictions through ``predictor.aligner`` (what ``stream`` does with them,
     frame by frame, so the model runs once per clip), then scored; fps = model + aligner time."""
     t0 = time.perf_counter()
+    if temporal == "floor":  # the output kind's own floor: perfect per-frame predictions, aligned
+        raw, temporal = kind_floor(gts, predictor.output), "align"
     if temporal == "lstsq":  # the earlier fit: the least-squares slope (metrics/clip_align.py)
         align = ClipAligner(predictor.aligner("align").space, window=window, fit="lstsq")
     else:
@@ -146,7 +163,7 @@ def peak_rss_mb(model: str, frames: int, size: tuple[int, int], work: Path, thre
         write_clip(SyntheticVideo(num_frames=frames, size=size, seed=0, path="walk"), clip)
     code = ("import resource, sys, time; from depthsmith.cli import main; t = time.perf_counter(); "
             f"rc = main(['predict', {str(clip / 'rgb.mp4')!r}, '--model', {model!r}, '--out', "
-            f"{str(work / f'out{frames}')!r}, '--save', 'color', 'npy', '--temporal', 'align', "
+            f"{str(work / f'out{frames}')!r}, '--save', 'color', 'npy', '--temporal', 'filter', "
             "'--backend', 'torch-fp32']); "
             "print('RESULT', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t); "
             "sys.exit(rc)")
@@ -205,12 +222,13 @@ def main() -> int:
         for kind, predictor in predictors.items():
             raw, model_seconds = predict(predictor, rgbs)
             modes = [("none", 1)] + ([("align", w) for w in a.windows] + [("lstsq", w) for w in a.lstsq]
-                                     + [("filter", 4), ("oracle", 1)] if kind != "metric"
+                                     + [("filter", 4), ("oracle", 1), ("floor", 4)] if kind != "metric"
                                      else [("align", 1), ("filter", 1)])
             for temporal, window in modes:
                 s = score(predictor, video, rgbs, raw, model_seconds, gts, temporal, window)
                 label = {"none": "none", "oracle": "oracle: each frame fitted to its ground truth",
                          "lstsq": f"align w{window}, lstsq slope",
+                         "floor": f"kind floor: exact depth normalised per frame as the kind, align w{window}",
                          "filter": "filter" + (" (flow only)" if kind == "metric" else f" (align w{window} + flow)")}.get(
                     temporal, f"align w{window}" if kind != "metric" else "align (smoothing 0.5)")
                 print(f"| {kind} | {path} | {label} | {fmt(s['tae'])} | {fmt(s['flicker'])} | {fmt(s['abs_rel'], 4)} "

@@ -247,8 +247,11 @@ def test_interrupted_video_prediction_resumes(tmp_path: Path, temporal: str) -> 
     again = predict_video(*args, batch_size=3, ply_every=4, temporal=temporal)
     assert again == {"predicted": 4, "skipped": 6}
     assert (frames / "000005_depth.npy").stat().st_mtime_ns == kept  # written frames left alone
-    for i in range(10):  # the resumed clip continues on the same scale
-        np.testing.assert_allclose(np.load(frames / f"{i:06d}_depth.npy"), before[i], rtol=1e-4)
+    # The resumed clip continues on the same scale. With the flow filter only nearly: the aligner is
+    # seeded with the written (filtered) frames, not the unfiltered aligned ones it fitted to (README "Video").
+    for i in range(10):
+        np.testing.assert_allclose(np.load(frames / f"{i:06d}_depth.npy"), before[i],
+                                   rtol=1e-4 if temporal == "auto" else 1e-2)
     assert len(list(read_video(out / "clip_depth.mp4")[0])) == 10
 
 

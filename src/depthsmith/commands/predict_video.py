@@ -7,7 +7,9 @@
 - Per-frame files (``png16``, ``npy``, ``ply``) go to ``<stem>_frames/<frame>...``. A rerun of the
   same command skips every frame whose files are all there: its depth is read back (from ``.npy``,
   else the 16-bit PNG) instead of predicted, and seeds the aligner, so an interrupted run continues
-  where it stopped. The mp4s are written again in full.
+  where it stopped. The mp4s are written again in full. With ``--temporal filter`` the continuation is
+  near, not exact: the written frames are filtered, and they stand in for the unfiltered aligned frames
+  the aligner fitted to and for the filter's history (measured: within 0.3% on a 10-frame walk).
 """
 
 from __future__ import annotations
