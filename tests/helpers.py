@@ -267,6 +267,18 @@ def tiny_hf_depth_anything(kind: str, out_indices=(1, 2, 3, 4), max_depth: int =
     return model
 
 
+def save_hf_depth_anything(hf, folder: Path, size: int = 518) -> Path:
+    """``hf`` saved with a Depth Anything image processor config (the Hub's: ImageNet mean / std, the short
+    side to ``size`` keeping the aspect, a multiple of 14; 518 as published)."""
+    import json
+
+    hf.save_pretrained(folder)
+    (Path(folder) / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+         "size": {"height": size, "width": size}, "keep_aspect_ratio": True, "ensure_multiple_of": 14}))
+    return Path(folder)
+
+
 def read_weights(folder: Path) -> dict:
     """The tensors of a Hugging Face model folder's model.safetensors."""
     from safetensors.torch import load_file
