@@ -267,6 +267,18 @@ def tiny_hf_depth_anything(kind: str, out_indices=(1, 2, 3, 4), max_depth: int =
     return model
 
 
+def save_hf_depth_anything(hf, folder: Path, size: int = 518) -> Path:
+    """``hf`` saved with a Depth Anything image processor config (the Hub's: ImageNet mean / std, the short
+    side to ``size`` keeping the aspect, a multiple of 14; 518 as published)."""
+    import json
+
+    hf.save_pretrained(folder)
+    (Path(folder) / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+         "size": {"height": size, "width": size}, "keep_aspect_ratio": True, "ensure_multiple_of": 14}))
+    return Path(folder)
+
+
 def read_weights(folder: Path) -> dict:
     """The tensors of a Hugging Face model folder's model.safetensors."""
     from safetensors.torch import load_file
@@ -478,3 +490,46 @@ def standardise_output(last: torch.nn.Module, run) -> None:
         last.bias -= out[0].mean()
         last.weight /= out[0].std()
         last.bias /= out[0].std()
+
+
+# Depth Anything 3's monocular models (PyPI depth-anything-3), shared by test_da3.py and test_zoo_everywhere.py.
+DA3_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # upstream InputProcessor.NORMALIZE
+DA3_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def tiny_da3(name: str) -> torch.nn.Module:
+    """Upstream's ``DepthAnything3Net`` from its own config ``name`` (da3mono-large, da3metric-large) at ViT-S
+    size (the published configs are ViT-L), with weights large enough that every part matters, then the
+    depth and sky logits set to mean 0, std 1: depth spans e^-3..e^3, and about a third of the pixels are
+    sky (upstream's threshold 0.3 after ReLU)."""
+    from depth_anything_3.cfg import create_object, load_config
+    from depth_anything_3.registry import MODEL_REGISTRY
+
+    cfg = load_config(MODEL_REGISTRY[name])
+    cfg.net.name, cfg.net.out_layers = "vits", [2, 5, 8, 11]
+    cfg.head.dim_in, cfg.head.features, cfg.head.out_channels = 384, 64, [48, 96, 192, 384]
+    net = create_object(cfg).eval()
+    spread_vit_weights(net)
+    x = (torch.rand(1, 3, 56, 70, generator=torch.Generator().manual_seed(1)) - DA3_MEAN) / DA3_STD
+    for last in (net.head.scratch.output_conv2[2], net.head.scratch.sky_output_conv2[2]):
+        standardise_output(last, lambda: net(x[:, None]))
+    return net
+
+
+def save_da3(net: torch.nn.Module, name: str, folder: Path, licence: str | None = "apache-2.0") -> Path:
+    """``net`` saved as ``depth_anything_3.api.DepthAnything3.save_pretrained`` does: it is a
+    ``PyTorchModelHubMixin`` whose only init argument is ``model_name`` and whose network is ``self.model``
+    (api.py). The class itself is not imported: api.py pulls in the exporters' moviepy, pycolmap, trimesh, evo."""
+    from huggingface_hub import PyTorchModelHubMixin
+
+    class Published(torch.nn.Module, PyTorchModelHubMixin):
+        def __init__(self, model_name: str) -> None:
+            super().__init__()
+            self.model = torch.nn.Identity()
+
+    published = Published(model_name=name)
+    published.model = net
+    published.save_pretrained(folder)
+    readme = Path(folder) / "README.md"
+    readme.write_text(f"---\nlicense: {licence}\n---\n# {name}\n" if licence else f"# {name}\n")
+    return Path(folder)

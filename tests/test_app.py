@@ -59,6 +59,33 @@ def test_handler_returns_colour_depth_png16_and_point_cloud(model, tmp_path):
     assert Path(ply).read_bytes().startswith(b"ply\n") and "metres" in note
 
 
+@pytest.mark.slow  # 3-9 s on one busy core: gradio's import and a Depth Pro at its 256 x 256 working size
+@pytest.mark.usefixtures("one_thread")
+def test_page_with_a_zoo_model_uses_its_own_focal_for_the_point_cloud(tmp_path):
+    """A converted Depth Pro (tiny, random; tests/helpers.py): the page builds, one upload gives metres and a
+    point cloud with the model's focal estimate, as ``predict --save ply`` uses, not NYU's Kinect."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gradio")
+    from depthsmith.app import build_app
+    from depthsmith.io import scaled_intrinsics
+    from helpers import save_hf_depth_pro, tiny_hf_depth_pro
+
+    folder = tmp_path / "depth-pro"
+    save_hf_depth_pro(tiny_hf_depth_pro(), folder)
+    predictor = Predictor(folder, device="cpu", precision="fp32", backend="torch")
+    demo = build_app(folder, predictor=predictor)
+    assert demo.depthsmith_predictor is predictor and predictor.units == "metres"
+    handle = make_handler(predictor, max_pixels=10**6, max_file_mb=5, out_dir=tmp_path)
+    rgb, colored, png, ply, note = handle(str(_save(tmp_path / "room.png", 60, 90)))
+    depth = read_png16(png)
+    assert depth.shape == (60, 90) and colored.shape == (60, 90, 3) and (depth > 0).all() and depth.std() > 0
+    header = Path(ply).read_bytes().split(b"end_header\n")[0].decode("ascii")
+    fx = float(header.split("comment intrinsics fx ")[1].split()[0])
+    assert fx == pytest.approx(predictor.intrinsics(rgb)[0], rel=1e-4)
+    assert fx != pytest.approx(scaled_intrinsics(60, 90)[0], rel=1e-2)
+    assert f"element vertex {depth.size}" in header and "own focal length estimate" in note and " m " in note
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

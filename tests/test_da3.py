@@ -15,48 +15,14 @@ from torch import nn
 import depthsmith
 from depthsmith.errors import InputError
 from depthsmith.models.da3 import metric_depth
-from helpers import spread_vit_weights, standardise_output
+from helpers import DA3_MEAN as MEAN, DA3_STD as STD, save_da3 as _save, tiny_da3 as _reference
 
 pytest.importorskip("depth_anything_3")
-from depth_anything_3.cfg import create_object, load_config  # noqa: E402
-from depth_anything_3.registry import MODEL_REGISTRY  # noqa: E402
 from depth_anything_3.utils.alignment import apply_metric_scaling  # noqa: E402
-from huggingface_hub import PyTorchModelHubMixin  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = [(56, 70), (98, 126)]  # multiples of 14: upstream's InputProcessor resizes to them
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # upstream InputProcessor.NORMALIZE
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-class Published(nn.Module, PyTorchModelHubMixin):
-    """What ``depth_anything_3.api.DepthAnything3`` saves: it is a ``PyTorchModelHubMixin`` whose only init
-    argument is ``model_name`` and whose network is ``self.model`` (api.py). The class itself is not
-    imported: api.py pulls in the exporters' moviepy, pycolmap, trimesh and evo."""
-
-    def __init__(self, model_name: str) -> None:
-        super().__init__()
-        self.model = nn.Identity()
-
-
-def _reference(name: str) -> nn.Module:
-    """Upstream's network from its own config, at ViT-S size (the published configs are ViT-L)."""
-    cfg = load_config(MODEL_REGISTRY[name])
-    cfg.net.name, cfg.net.out_layers = "vits", [2, 5, 8, 11]
-    cfg.head.dim_in, cfg.head.features, cfg.head.out_channels = 384, 64, [48, 96, 192, 384]
-    net = create_object(cfg).eval()
-    _randomise(net)
-    return net
-
-
-def _randomise(net: nn.Module) -> None:
-    """Weights large enough that every part matters, then the depth and sky logits set to mean 0, std 1:
-    depth spans e^-3..e^3, and about a third of the pixels are sky (upstream's threshold 0.3 after ReLU)."""
-    spread_vit_weights(net)
-    x = torch.rand(1, 3, 56, 70, generator=torch.Generator().manual_seed(1))
-    for last in (net.head.scratch.output_conv2[2], net.head.scratch.sky_output_conv2[2]):
-        standardise_output(last, lambda: net(_normalise(x)[:, None]))
 
 
 def _normalise(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
@@ -79,15 +45,6 @@ def _difference(ours: nn.Module, net: nn.Module, x: torch.Tensor, mean=MEAN, std
     assert got.shape == expected.shape == (x.shape[0], *x.shape[-2:])
     assert expected.std() > 0.1  # a varied output, not a constant that any wiring would reproduce
     return float((got - expected).abs().max() / expected.std())
-
-
-def _save(net: nn.Module, name: str, folder: Path, licence: str | None = "apache-2.0") -> Path:
-    published = Published(model_name=name)
-    published.model = net
-    published.save_pretrained(folder)
-    readme = folder / "README.md"
-    readme.write_text(f"---\nlicense: {licence}\n---\n# {name}\n" if licence else f"# {name}\n")
-    return folder
 
 
 @pytest.fixture(scope="module", params=["da3mono-large", "da3metric-large"])

@@ -9,15 +9,13 @@ saved with ``save_pretrained`` and converted by ``depthsmith.load_model``.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 import depthsmith
 from depthsmith.errors import InputError
-from helpers import (DPT_VARIANTS, ZOE_BINS, save_hf_depth_pro, save_hf_dpt, save_hf_zoedepth, tiny_hf_depth_anything,
-                     tiny_hf_depth_pro, tiny_hf_dpt, tiny_hf_zoedepth)
+from helpers import (DPT_VARIANTS, ZOE_BINS, save_hf_depth_anything, save_hf_depth_pro, save_hf_dpt, save_hf_zoedepth,
+                     tiny_hf_depth_anything, tiny_hf_depth_pro, tiny_hf_dpt, tiny_hf_zoedepth)
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,10 +25,7 @@ CHECKED_TOO = (2, 53, 83)
 
 
 def _da2(kind: str, folder):
-    tiny_hf_depth_anything(kind).save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": {"height": 518, "width": 518},
-         "keep_aspect_ratio": True, "ensure_multiple_of": 14}))
+    save_hf_depth_anything(tiny_hf_depth_anything(kind), folder)
 
 
 FAMILIES = {  # name -> writes a transformers checkpoint folder

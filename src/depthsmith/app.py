@@ -88,7 +88,9 @@ def make_handler(
         _prune(out_dir)
         stem = f"{Path(path).stem[:40]}-{uuid.uuid4().hex[:8]}"
         png = save_png16(out_dir / f"{stem}_depth16.png", depth)
-        ply = save_ply(out_dir / f"{stem}.ply", depth, rgb, scaled_intrinsics(*depth.shape), units=predictor.units)
+        own = predictor.intrinsics(rgb)  # Depth Pro's focal estimate, as predict --save ply uses; else None
+        camera = own or scaled_intrinsics(*depth.shape)
+        ply = save_ply(out_dir / f"{stem}.ply", depth, rgb, camera, units=predictor.units.split(" (")[0])
         h, w = depth.shape
         work = predictor.working_size(h, w)
         unit = "m" if predictor.is_metric else "(relative, unitless: not metres)"
@@ -96,7 +98,9 @@ def make_handler(
             f"**{w} x {h}** image, depth {float(depth.min()):.2f} to {float(depth.max()):.2f} {unit} "
             f"(near = yellow, far = purple). Network input {work[1]} x {work[0]}, {seconds:.2f} s on "
             f"{predictor.device} ({predictor.backend}, {predictor.precision}). The 16-bit PNG stores depth x "
-            f"{round(PNG16_SCALE)} (millimetres); the point cloud uses NYU Kinect intrinsics scaled to the image."
+            f"{round(PNG16_SCALE)} (millimetres); the point cloud uses "
+            + (f"the model's own focal length estimate ({camera[0]:.1f} px)." if own else
+               "NYU Kinect intrinsics scaled to the image.")
         )
         rgb8 = (to_float_rgb(rgb) * 255.0 + 0.5).astype(np.uint8)
         return rgb8, colored, str(png), str(ply), note

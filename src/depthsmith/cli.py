@@ -203,7 +203,8 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch-size", type=_int_at_least(1), default=4)
     s.add_argument("--device", default="auto")
     s.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
-                   help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image)")
+                   help="camera intrinsics for .ply (default: NYU Kinect, scaled to the image); for a "
+                        "Depth Anything 3 Metric model also the focal that turns its output into metres")
     s.add_argument("--temporal", default="auto", choices=list(TEMPORAL_MODES),
                    help="videos: align each frame's scale and shift to the clip (auto: align for relative and "
                         "disparity models, none for metric ones; align on a metric model: light scale smoothing); "

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, check_positive_int
+from .errors import InputError, check_intrinsics, check_positive_int
 from .io import load_image
 from .metrics.clip_align import TEMPORAL_MODES, ClipAligner
 from .metrics.clip_filter import FlowFilter
@@ -63,6 +63,10 @@ class Predictor:
     ``compile``: the ``torch-compile`` backend (see ``depthsmith.runtime.torch_backends``).
     ``working_size``: None or 'model' (the model's own), 'native' (each image at its own size,
     ``max_side`` capped) or a ``{"height": H, "width": W}`` dict (see the module docstring).
+    ``intrinsics``: (fx, fy, cx, cy) in pixels of the input images. A focal-normalised model (DA3-Metric,
+    models/da3.py) then returns metres: focal x output / 300, the focal scaled to the size the network runs
+    at, as depth_anything_3's InputProcessor scales the intrinsics before ``apply_metric_scaling``. Without
+    them its output stays unitless (``units`` says so). Other models ignore them (they are for point clouds).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Predictor:
         max_side: int = DEFAULT_MAX_SIDE,
         compile: bool = False,
         working_size: dict[str, Any] | str | None = None,
+        intrinsics: tuple[float, float, float, float] | None = None,
     ) -> None:
         from .runtime import create_runner, model_working_size, open_model
 
@@ -89,6 +94,12 @@ class Predictor:
         self.focal_model = model if getattr(model, "estimates_focal", False) else None
         self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
         self.output = _output_kind(model, self.runner)  # model.output (models/model.py), None if unknown
+        # DA3-Metric's card marks its output as focal-normalised (models/da3.py da3_model_kwargs).
+        self.focal_normalised = bool(getattr(model, "card", {}).get("focal_normalised"))
+        camera = check_intrinsics(intrinsics)
+        self.metric_camera = camera if self.focal_normalised else None
+        if self.metric_camera is not None:
+            self.is_metric = True
 
     # From the runner: under backend "auto" they name the measured choice once the first batch ran.
     backend = property(lambda self: self.runner.backend)
@@ -97,7 +108,14 @@ class Predictor:
 
     @property
     def units(self) -> str:
-        return "metres" if self.is_metric else "relative depth (unitless, 0-1, not metres)"
+        if self.is_metric:
+            return "metres"
+        if self.focal_normalised:
+            return ("focal-normalised depth (unitless, not metres: metres = focal in pixels x value / 300; "
+                    "give the camera's intrinsics for metres)")
+        if self.output == "exp_depth":  # models/heads.py: an exp head, neither metres nor [0, 1]
+            return "relative depth (unitless, of unknown scale, not metres)"
+        return "relative depth (unitless, 0-1, not metres)"
 
     def describe(self) -> str:
         size = describe_working_size(self.size_rule) if self.size_rule else f"native (sides capped to {self.max_side})"
@@ -122,9 +140,20 @@ class Predictor:
         if work != size:
             x = resized(x, work)
         depth = self.runner(x)
+        if self.metric_camera is not None:
+            depth = self._metres(depth, size, work)
         if work != size:
             depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
         return depth[:, 0].cpu()
+
+    def _metres(self, depth: torch.Tensor, size: tuple[int, int], work: tuple[int, int]) -> torch.Tensor:
+        """DA3-Metric's output in metres (models/da3.py ``metric_depth``): fx and fy scaled to the network's
+        input size (depth_anything_3/utils/io/input_processor.py ``_resize_ixt``: fx by the width ratio, fy
+        by the height ratio), then their mean, as ``apply_metric_scaling`` (utils/alignment.py) takes it."""
+        from .models.da3 import metric_depth
+
+        fx, fy = self.metric_camera[:2]
+        return metric_depth(depth, (fx * work[1] / size[1] + fy * work[0] / size[0]) / 2)
 
     @property
     def estimates_focal(self) -> bool:
@@ -257,6 +286,7 @@ def predict(
     precision: str = "auto",
     device: str | torch.device = "auto",
     working_size: dict[str, Any] | str | None = None,
+    intrinsics: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """Depth of one image as an H x W float32 array at the image's own resolution.
 
@@ -268,7 +298,12 @@ def predict(
     The network runs at the model's working size (``working_size``: see ``Predictor``; 'native' runs
     it at the image's own size, the longest side capped to ``max_side``); the prediction is then
     resized back bilinearly, so the output always has the input's resolution.
+    ``intrinsics`` (fx, fy, cx, cy of the image): metres for a focal-normalised model (DA3-Metric; see
+    ``Predictor``); a given ``Predictor`` keeps its own.
     """
+    if isinstance(model, Predictor) and intrinsics is not None:
+        raise InputError("predict: intrinsics belong to the Predictor (Predictor(model, intrinsics=...)); "
+                         "a Predictor passed as model keeps the ones it was built with.")
     predictor = model if isinstance(model, Predictor) else Predictor(model, device, precision, max_side=max_side,
-                                                                     working_size=working_size)
+                                                                     working_size=working_size, intrinsics=intrinsics)
     return predictor.predict(image)

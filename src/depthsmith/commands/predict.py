@@ -111,9 +111,15 @@ def predict_cli(
     with stop_on_signals() as stopped:  # from here on: a stop between whole files, one line, exit 130 / 143
         try:
             predictor = Predictor(model, device=device, precision=precision, backend=backend, max_side=max_side,
-                                  compile=compile, working_size=working_size)
+                                  compile=compile, working_size=working_size, intrinsics=intrinsics)
             print(f"model {predictor.describe()}")
-            if not predictor.is_metric:
+            if predictor.focal_normalised:
+                print("note: focal-normalised model (Depth Anything 3 Metric): " + (
+                      f"metres = focal x output / 300 with --intrinsics' fx {intrinsics[0]:g}, fy {intrinsics[1]:g} "
+                      "scaled to the network's input size" if predictor.is_metric else
+                      "without --intrinsics FX FY CX CY its depth files hold unitless values "
+                      f"(16-bit PNG: value x {round(PNG16_SCALE)}), not metres"))
+            elif not predictor.is_metric:
                 print("note: relative model: depth files hold unitless values "
                       f"(16-bit PNG: value x {round(PNG16_SCALE)}), not metres")
             if "ply" in outputs and intrinsics is None:
@@ -157,6 +163,8 @@ def _write_info(out: Path, predictor: Predictor, max_side: int, model: Any) -> d
     info = {"model": predictor.name, "source": str(model), "units": predictor.units,
             "png16_scale": round(PNG16_SCALE), "backend": predictor.backend, "precision": predictor.precision,
             "max_side": max_side, "working_size": predictor.size_rule}
+    if predictor.metric_camera is not None:  # DA3-Metric: which focal made its metres (inference.Predictor)
+        info["metres_from_intrinsics"] = list(predictor.metric_camera)
     atomic_write_text(out / "depth_info.json", json.dumps(info, indent=2) + "\n")
     return info
 

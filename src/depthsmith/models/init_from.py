@@ -1,5 +1,10 @@
 """Fine-tuning's starting point: copy the encoder (and optionally the decoder) of a saved or
-published model into a freshly built one."""
+published model into a freshly built one.
+
+``model.name: init_from`` builds that fresh model with the architecture of ``model.init_from`` itself
+(``init_architecture``): the zoo families (DPT / MiDaS, ZoeDepth, Depth Pro, Depth Anything) are built by
+their converters from the checkpoint's tensors, with sizes no preset names, so a recipe that fine-tunes one
+says "the same network" rather than spelling out its encoder and decoder arguments."""
 
 from __future__ import annotations
 
@@ -12,9 +17,30 @@ from . import load_model
 from .weights import WeightFileError
 from ..errors import InputError
 
-__all__ = ["init_weights_from", "INIT_PARTS"]
+__all__ = ["init_weights_from", "init_architecture", "INIT_PARTS", "SAME_AS_INIT"]
 
 INIT_PARTS = ("encoder", "decoder")
+SAME_AS_INIT = "init_from"  # model.name: the architecture of model.init_from
+# The DepthModel arguments (models/model.py) that make its architecture, input and output; not its card,
+# and not encoder_weights (the weights come from init_from).
+_ARCHITECTURE = ("encoder", "decoder", "encoder_kwargs", "decoder_kwargs", "input_norm", "channel_order", "output",
+                 "max_depth", "min_depth", "working_size", "name")
+
+
+def init_architecture(source: str | Path, overrides: dict[str, Any], **hub_kwargs: Any) -> dict[str, Any]:
+    """DepthModel arguments for ``model.name: init_from``: those ``source`` (a zoo id or model folder) was
+    built with (what its ``save_pretrained`` would write), then the recipe's ``overrides`` (its ``output``,
+    ``max_depth``, ...; ``encoder_kwargs`` / ``decoder_kwargs`` merged key by key)."""
+    if not source:
+        raise InputError(f"model.name: {SAME_AS_INIT} builds the architecture of model.init_from, which is not set; "
+                         "give model.init_from=<zoo id or model folder>, or a preset / timm encoder as model.name.")
+    donor = load_model(source, **hub_kwargs)
+    built = getattr(donor, "_hub_mixin_config", None) or {}  # the __init__ arguments PyTorchModelHubMixin keeps
+    config = {key: built[key] for key in _ARCHITECTURE if key in built}
+    for key, value in overrides.items():
+        merge = key in ("encoder_kwargs", "decoder_kwargs") and isinstance(value, dict)
+        config[key] = {**config.get(key, {}), **value} if merge else value
+    return config
 
 
 def init_weights_from(model, source: str | Path, parts=("encoder",), **hub_kwargs: Any) -> None:

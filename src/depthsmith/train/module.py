@@ -19,6 +19,7 @@ from torch import Tensor
 from ..data import depth_to_target
 from ..losses import INVARIANT_TERMS, build_loss
 from ..models import DepthModel, create_model
+from ..models.init_from import SAME_AS_INIT, init_architecture
 from .working_size import model_section
 from .batch_metrics import align_scale_shift, batch_metrics
 from .optim import build_optimizer, build_scheduler
@@ -51,7 +52,12 @@ def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -
     if encoder_weights != "config":
         weights = encoder_weights
     try:
-        model = create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
+        if name == SAME_AS_INIT:  # the architecture of init_from itself (models/init_from.py)
+            chosen = {**cfg, "decoder": decoder}  # the recipe's own choices win over the source's
+            arch = init_architecture(init_from, {k: v for k, v in chosen.items() if v is not None})
+            model = DepthModel(**arch, encoder_weights=None if weights == "imagenet" else weights)
+        else:
+            model = create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
         if init_from and encoder_weights is not None:
             from ..models.init_from import init_weights_from
 
