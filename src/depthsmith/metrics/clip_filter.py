@@ -16,6 +16,12 @@ temporal loss warps the previous output with optical flow):
    occluded or disoccluded pixel fails it), and the warped value must be within ``tolerance``
    (relative) of this frame's, so a moving object or a wrong flow is never smeared over the scene.
 
+The constants were chosen on ``benchmarks/bench_video.py``'s clips (README "Video"): weight 0.8 against
+0.5-0.9, tolerance 0.4 against 0.1-0.5 (at 0.1-0.25 a noisy model's pixels disagree that much from frame
+to frame, 20-30% of them, and are left unfiltered), and 1 px of forward-backward disagreement against
+0.5 px (DIS flow at 64 x 48 misses expansions by that much on a forward walk; 0.5 px kept 72% of its
+pixels, 1 px 83%).
+
 Values are filtered in the space the output kind is affine in (the aligner's), after alignment, so
 the frames being averaged share one scale. The lag is small where it matters: a value moves toward
 each new frame by ``1 - weight`` per frame, and a change larger than ``tolerance`` is taken at once.
@@ -32,8 +38,8 @@ from ..errors import InputError
 __all__ = ["FlowFilter", "FILTER_WEIGHT", "FILTER_TOLERANCE"]
 
 FILTER_WEIGHT = 0.8  # chosen by measurement, README "Video"
-FILTER_TOLERANCE = 0.25
-FB_TOLERANCE = 0.5  # px: forward-backward flow disagreement above this (+ 5% of the motion) = occlusion
+FILTER_TOLERANCE = 0.4
+FB_TOLERANCE = 1.0  # px: forward-backward flow disagreement above this (+ 5% of the motion) = occlusion
 
 
 def _cv2():
