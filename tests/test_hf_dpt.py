@@ -139,3 +139,17 @@ def test_keys_left_out_of_config_json_take_transformers_defaults(converted, tmp_
     assert again.encoder.net.readout_mode == ours.encoder.net.readout_mode
     for (name, a), b in zip(again.state_dict().items(), ours.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_beit_position_bias_made_in_inference_mode_still_trains():
+    """The BEiT position index is cached per grid for the process: first made while predicting
+    (inference mode), it must still serve a backward pass when the model is then fine-tuned."""
+    from depthsmith.models.beit import relative_position_bias, relative_position_index
+
+    grid = (3, 5)  # a grid no other test uses, so this call builds the cached index
+    relative_position_index.cache_clear()
+    table = torch.randn((2 * 2 - 1) * (2 * 2 - 1) + 3, 2, requires_grad=True)
+    with torch.inference_mode():
+        relative_position_bias(table.detach(), (2, 2), grid)
+    relative_position_bias(table, (2, 2), grid).square().sum().backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0

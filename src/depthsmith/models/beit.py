@@ -36,7 +36,16 @@ def is_beit(name: str) -> bool:
 def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
     """(N + 1) x (N + 1) indices into the resampled table, N = gh * gw (transformers
     ``BeitRelativePositionBias.generate_relative_position_index``): token pairs by offset, then
-    class-to-token, token-to-class and class-to-class."""
+    class-to-token, token-to-class and class-to-class.
+
+    Cached per grid for the process, so it is built outside inference mode: an index first made under
+    ``predict``'s ``torch.inference_mode`` could not be saved for backward when the same model is then
+    fine-tuned in that process (found by running the predict tests before the fine-tuning ones)."""
+    with torch.inference_mode(False):
+        return _position_index(grid)
+
+
+def _position_index(grid: tuple[int, int]) -> torch.Tensor:
     size = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
     coords = torch.stack(torch.meshgrid(torch.arange(grid[0]), torch.arange(grid[1]), indexing="ij")).flatten(1)
     offsets = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
