@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import depthsmith
 from depthsmith.cli import main
 from depthsmith.inference import Predictor
 from depthsmith.io import read_video, scaled_intrinsics
@@ -102,6 +103,35 @@ def test_da3_metric_predict_cli_writes_metres_only_with_intrinsics(da3_metric, t
     raw, metres = _upstream_metres(net, image, CAMERA, (42, 70))  # 70x42: upstream's size for 100 x 150
     assert _close(np.load(tmp_path / "m" / "a_depth.npy"), metres) < 1e-4
     assert _close(np.load(tmp_path / "u" / "a_depth.npy"), raw) < 1e-4
+
+
+@pytest.mark.slow  # one torch.export of a tiny ViT + DPT, about 10 s
+def test_an_exported_da3_metric_file_still_gives_metres_with_intrinsics(da3_metric, tmp_path):
+    """The .onnx / .xml carry the output kind and DA3-Metric's focal rule (runtime/export_onnx.py), so
+    predict on the file turns its output into metres as on the model, and says unitless without a camera."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    from depthsmith.export import export_onnx
+    from depthsmith.runtime import file_metadata
+    from depthsmith.runtime.openvino_ir import convert_to_openvino
+
+    net, folder = da3_metric
+    model = depthsmith.load_model(folder).float().eval()
+    export_onnx(model, tmp_path / "m.onnx", height=42, width=70, check=False)
+    convert_to_openvino(tmp_path / "m.onnx", tmp_path / "m.xml")
+    for path in (tmp_path / "m.onnx", tmp_path / "m.xml"):
+        meta = file_metadata(path)
+        assert meta["output_kind"] == "exp_depth" and "300" in meta["focal_normalised"], path
+        assert "not metres" in meta["output"] and "focal" in meta["output"]
+    image = _photo()
+    options = dict(device="cpu", precision="fp32", backend="onnx", working_size=DA3_SIZE)
+    metric = Predictor(tmp_path / "m.onnx", intrinsics=CAMERA, **options)
+    raw, metres = _upstream_metres(net, image, CAMERA, metric.working_size(*image.shape[:2]))
+    assert metric.is_metric and metric.units == "metres"
+    assert _close(metric.predict(image), metres) < 1e-4
+    plain = Predictor(tmp_path / "m.onnx", **options)
+    assert not plain.is_metric and "focal" in plain.units and plain.output == "exp_depth"
+    assert _close(plain.predict(image), raw) < 1e-4
 
 
 # family -> (writes its checkpoint folder, predict/eval --working-size). Each runs at its own working size

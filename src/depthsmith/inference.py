@@ -34,7 +34,7 @@ from .errors import InputError, check_intrinsics, check_positive_int
 from .io import load_image
 from .metrics.clip_align import TEMPORAL_MODES, ClipAligner
 from .metrics.clip_filter import FlowFilter
-from .models.heads import output_kind
+from .models.heads import output_kind, units_text
 from .resize import check_working_size, describe_working_size, resized, working_size_for
 
 __all__ = ["predict", "Predictor", "check_size", "TEMPORAL_MODES", "DEFAULT_MAX_SIDE", "MIN_SIDE", "MIN_INPUT_SIDE"]
@@ -80,7 +80,7 @@ class Predictor:
         working_size: dict[str, Any] | str | None = None,
         intrinsics: tuple[float, float, float, float] | None = None,
     ) -> None:
-        from .runtime import create_runner, model_working_size, open_model
+        from .runtime import create_runner, file_metadata, model_working_size, open_model
 
         self.max_side = check_positive_int(max_side, "max_side", MIN_SIDE)
         model = open_model(model)  # a folder or Hub id loaded once, for the runner and the focal estimate
@@ -93,9 +93,12 @@ class Predictor:
         # Kept only for models that estimate the focal length themselves (Depth Pro): see ``intrinsics``.
         self.focal_model = model if getattr(model, "estimates_focal", False) else None
         self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
-        self.output = _output_kind(model, self.runner)  # model.output (models/model.py), None if unknown
+        # An exported file carries the model's output kind and focal rule (runtime/export_onnx.py).
+        meta = file_metadata(model) if isinstance(model, Path) else {}
+        # model.output (models/model.py), None if unknown
+        self.output = _output_kind(model, self.runner) or meta.get("output_kind") or None
         # DA3-Metric's card marks its output as focal-normalised (models/da3.py da3_model_kwargs).
-        self.focal_normalised = bool(getattr(model, "card", {}).get("focal_normalised"))
+        self.focal_normalised = bool(getattr(model, "card", {}).get("focal_normalised") or meta.get("focal_normalised"))
         camera = check_intrinsics(intrinsics)
         self.metric_camera = camera if self.focal_normalised else None
         if self.metric_camera is not None:
@@ -108,14 +111,7 @@ class Predictor:
 
     @property
     def units(self) -> str:
-        if self.is_metric:
-            return "metres"
-        if self.focal_normalised:
-            return ("focal-normalised depth (unitless, not metres: metres = focal in pixels x value / 300; "
-                    "give the camera's intrinsics for metres)")
-        if self.output == "exp_depth":  # models/heads.py: an exp head, neither metres nor [0, 1]
-            return "relative depth (unitless, of unknown scale, not metres)"
-        return "relative depth (unitless, 0-1, not metres)"
+        return units_text(self.is_metric, self.output, self.focal_normalised)
 
     def describe(self) -> str:
         size = describe_working_size(self.size_rule) if self.size_rule else f"native (sides capped to {self.max_side})"

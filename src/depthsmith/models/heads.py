@@ -28,7 +28,8 @@ from torch import nn
 
 from ..registry import Registry
 
-__all__ = ["OutputKind", "OUTPUT_KINDS", "DepthHead", "output_kind", "output_kind_table", "DISPARITY_RANGE"]
+__all__ = ["OutputKind", "OUTPUT_KINDS", "DepthHead", "output_kind", "output_kind_table", "DISPARITY_RANGE",
+           "units_text"]
 
 # Disparity models return relative depth max(disp) / disp, floored at 1 / DISPARITY_RANGE of the
 # per-image maximum: 1 / that is an exact scale of the disparity, so align='lstsq_disparity'
@@ -178,3 +179,17 @@ def output_kind_table() -> str:
                      f"{', loss: midas only' if kind.invariant_loss else ''} | "
                      f"{', '.join(aligns)} |")
     return "\n".join(lines)
+
+
+def units_text(is_metric: bool, output: str | None = None, focal_normalised: bool = False) -> str:
+    """What a prediction's values are, in words (predict's ``depth_info.json``, the app, exported files'
+    metadata): metres, DA3-Metric's focal-normalised depth (models/da3.py), an exp head's relative
+    depth of unknown scale, or a relative depth in [0, 1]."""
+    if is_metric:
+        return "metres"
+    if focal_normalised:
+        return ("focal-normalised depth (unitless, not metres: metres = focal in pixels x value / 300; "
+                "give the camera's intrinsics for metres)")
+    if output == "exp_depth":  # an exp head: neither metres nor [0, 1]
+        return "relative depth (unitless, of unknown scale, not metres)"
+    return "relative depth (unitless, 0-1, not metres)"

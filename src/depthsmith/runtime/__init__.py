@@ -21,7 +21,7 @@ from .auto import AutoRunner
 from .base import Backend, Runner, available_backends, get_backend, list_backends, register
 from ..errors import InputError
 
-__all__ = ["create_runner", "open_model", "model_working_size", "backend_choices", "list_backends", "available_backends",
+__all__ = ["create_runner", "open_model", "model_working_size", "file_metadata", "backend_choices", "list_backends", "available_backends",
            "get_backend", "register", "Backend", "Runner", "AutoRunner"]
 
 
@@ -44,6 +44,19 @@ def open_model(model: Any) -> Any:
     return load_any(model)
 
 
+def file_metadata(path: Path) -> dict[str, str]:
+    """The depthsmith metadata an exported ``.onnx`` (``depthsmith.*`` metadata_props) or ``.xml``
+    (rt_info) file carries, keys without the prefix: name, units, output kind, working size, ..."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+        return {p.key.removeprefix("depthsmith."): p.value for p in props if p.key.startswith("depthsmith.")}
+    from .openvino_ir import core, read_metadata
+
+    return read_metadata(core().read_model(str(path)))
+
+
 def model_working_size(model: Any) -> dict[str, Any] | None:
     """The working size (``depthsmith.resize``) of an opened model: a DepthModel's field, or the
     ``working_size`` metadata an exported ``.onnx`` / ``.xml`` file carries (null when absent)."""
@@ -51,15 +64,7 @@ def model_working_size(model: Any) -> dict[str, Any] | None:
 
     if not isinstance(model, Path):
         return getattr(model, "working_size", None)
-    if model.suffix == ".onnx":
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-        text = props.get("depthsmith.working_size")
-    else:
-        from .openvino_ir import core, read_metadata
-
-        text = read_metadata(core().read_model(str(model))).get("working_size")
+    text = file_metadata(model).get("working_size")
     return json.loads(text) if text else None
 
 

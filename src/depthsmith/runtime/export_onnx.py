@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..models.heads import units_text
 from ..paths import atomic_write
 from .ort import onnx_session
 
@@ -195,7 +196,14 @@ def export_onnx(
             "depthsmith.input": "image: B x 3 x H x W float32 RGB in [0, 1], any H and W",
             # JSON of the model's working size (depthsmith.resize): predict resizes to it, as for the model.
             "depthsmith.working_size": json.dumps(getattr(model, "working_size", None)),
-            "depthsmith.output": "depth: B x 1 x H x W float32, metres (relative models: unitless 0-1)"}
+            "depthsmith.output": "depth: B x 1 x H x W float32, " + units_text(
+                bool(getattr(model, "is_metric", True)), getattr(model, "output", None),
+                bool(getattr(model, "card", {}).get("focal_normalised"))),
+            # The output kind (models/heads.py) and DA3-Metric's focal rule, so that predict on the file
+            # aligns a video in the kind's space and turns a focal-normalised output into metres as it
+            # does for the model (inference.Predictor).
+            "depthsmith.output_kind": str(getattr(model, "output", "") or ""),
+            "depthsmith.focal_normalised": str(getattr(model, "card", {}).get("focal_normalised", "") or "")}
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)

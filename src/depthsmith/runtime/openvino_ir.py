@@ -24,7 +24,8 @@ __all__ = ["core", "convert_to_openvino", "save_openvino", "OpenVinoRunner", "re
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 STATIC_SHAPES = 3  # compiled shapes an OpenVinoRunner keeps (each holds its own copy of the weights)
-META_KEYS = ("name", "is_metric", "max_depth", "precision", "input", "output", "working_size")
+META_KEYS = ("name", "is_metric", "max_depth", "precision", "input", "output", "working_size", "output_kind",
+             "focal_normalised")
 
 
 @lru_cache(maxsize=1)
