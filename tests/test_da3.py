@@ -143,8 +143,8 @@ def _edited(folder: Path, tmp_path: Path, change=None, name: str | None = None) 
 
 def test_any_view_models_are_refused_by_name(converted, tmp_path):
     _, _, folder, _ = converted
-    bad = _edited(folder, tmp_path, name="da3-small")
-    with pytest.raises(InputError, match=r"config\.json: model_name 'da3-small' is a Depth Anything 3 any-view"):
+    bad = _edited(folder, tmp_path, name="da3-large")
+    with pytest.raises(InputError, match=r"config\.json: model_name 'da3-large' is a Depth Anything 3 any-view"):
         depthsmith.load_model(bad)
 
 

@@ -291,7 +291,7 @@ def test_channel_order_bgr_feeds_the_encoder_bgr_and_is_saved(tmp_path) -> None:
 def test_a_decoder_that_needs_a_checkpoint_config_says_so() -> None:
     from depthsmith.errors import InputError
 
-    assert set(depthsmith.list_decoders()) - set(standalone_decoders()) == {"depth_pro", "dpt_sky"}
+    assert set(depthsmith.list_decoders()) - set(standalone_decoders()) == {"depth_pro", "dpt_sky", "dual_dpt"}
     with pytest.raises(InputError, match="decoder 'depth_pro' needs decoder_kwargs image_vit"):
         depthsmith.create_model("test_convnext", decoder="depth_pro")
     with pytest.raises(InputError, match="decoder 'dpt_sky' needs decoder_kwargs sky_threshold, sky_quantile"):

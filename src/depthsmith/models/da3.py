@@ -12,7 +12,8 @@ What is decided from where (reference: PyPI ``depth-anything-3`` 0.1.1):
   ``alt_start``, ``qknorm_start``, ``rope_start`` = -1, ``cat_token`` False) and a ``DPT`` head
   with a sky head and an exp activation, so they are the Depth Anything V2 layout
   (models/da2_pth.py, whose key table is reused) plus the ``dpt_sky`` decoder. The any-view models
-  (``da3-small`` ... ``da3-giant``, ``da3nested-*``) are refused by name: see ``_ANY_VIEW``.
+  ``da3-small`` and ``da3-base`` go to models/da3_anyview.py; the others (``da3-large``, ``da3-giant``,
+  ``da3nested-*``) are refused by name: see ``_ANY_VIEW``.
 * Sizes: from the tensors (width of ``cls_token``, widths of the head's convs); the taps are the
   config's ``out_layers`` ([4, 11, 17, 23] for ViT-L, as Depth Anything V2's; other widths, which DA3
   does not publish, take DA-V2's).
@@ -54,8 +55,8 @@ WORKING_SIZE = {"long_side": 504, "multiple_of": 14}
 SKY = {"sky_threshold": 0.3, "sky_quantile": 0.99}
 _KINDS = {"da3mono": "mono", "da3metric": "metric"}
 _LICENSE = {"da3mono-large": "apache-2.0", "da3metric-large": "apache-2.0"}  # DA3 README "Model Cards"
-_ANY_VIEW = ("the any-view models (DINOv2 with RoPE, QK-norm and camera tokens, a DualDPT depth + ray head, a "
-             "camera decoder) are not converted: depthsmith runs single images through a plain ViT")
+_ANY_VIEW = ("of the any-view models only da3-small and da3-base are converted (models/da3_anyview.py); the "
+             "larger ones (ViT-L from block 8, ViT-G with SwiGLU) and the nested model are not checked here")
 
 
 class DA3CheckpointError(WeightFileError):
@@ -109,7 +110,8 @@ def da3_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any], fol
     kind = next((k for prefix, k in _KINDS.items() if name.startswith(prefix)), None)
     if kind is None:
         raise DA3CheckpointError(f"{folder / 'config.json'}: model_name {name!r} is a Depth Anything 3 any-view or "
-                                 f"nested model; {_ANY_VIEW}. Supported: da3mono-large, da3metric-large.")
+                                 f"nested model; {_ANY_VIEW}. Supported: da3mono-large, da3metric-large, "
+                                 "da3-small, da3-base.")
     weights = folder / "model.safetensors"
     width = _shape(state, _B + "cls_token", weights)[-1]
     if width not in _VARIANTS:
@@ -179,6 +181,7 @@ def load_da3(path_or_hub_id: str | Path, map_location: str = "cpu", source: str 
     Hub id)."""
     from safetensors.torch import load_file
 
+    from .da3_anyview import ANY_VIEW_MODELS, anyview_model_kwargs, convert_anyview_state_dict
     from .model import DepthModel
 
     folder = da3_folder(path_or_hub_id, **hub_kwargs)
@@ -193,13 +196,16 @@ def load_da3(path_or_hub_id: str | Path, map_location: str = "cpu", source: str 
     except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
         raise DA3CheckpointError(f"{weights}: cannot read safetensors weights ({type(err).__name__}: {err}).") from err
     config = _config(folder / "config.json")
+    kwargs, convert = da3_model_kwargs, convert_da3_state_dict
+    if config["model_name"] in ANY_VIEW_MODELS:  # DA3-Small / Base: their own ViT and head (da3_anyview.py)
+        kwargs, convert = anyview_model_kwargs, convert_anyview_state_dict
     try:
-        model = DepthModel(**da3_model_kwargs(state, config, folder, source or str(path_or_hub_id)))
+        model = DepthModel(**kwargs(state, config, folder, source or str(path_or_hub_id)))
     except (TypeError, ValueError) as err:
         if isinstance(err, InputError):
             raise
         raise ModelConfigError(f"{folder / 'config.json'}: does not describe a buildable model ({err}).") from err
-    model.load_state_dict(convert_da3_state_dict(state, model.state_dict(), weights), strict=True)
+    model.load_state_dict(convert(state, model.state_dict(), weights), strict=True)
     return model.to(map_location).eval()
 
 

@@ -40,7 +40,8 @@ WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to 
 # open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
 # the internet must not be able to make the loader read, or unpickle, an arbitrary file.
 ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "pos_embed_offset", "norm",
-                      "readout", "pos_embed_interpolation", "layer_norm_eps", "pad_multiple", "cnn_taps", "frame")
+                      "readout", "pos_embed_interpolation", "layer_norm_eps", "pad_multiple", "cnn_taps", "frame",
+                      "any_view")
 TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size", "embed_dim", "depth", "num_heads",
                      "mlp_ratio", "patch_size", "qkv_bias", "init_values", "pretrained_cfg_overlay")
 ENCODER_KWARGS = ENCODER_OWN_KWARGS + TIMM_SHAPE_KWARGS
@@ -107,6 +108,8 @@ class Encoder(nn.Module):
             channels, reductions = _probe_shapes(self.net, list(taps))
         elif is_plain_vit(name) or is_hybrid_vit(name) or is_beit(name):  # one-stride token grid, any size: vit.py
             features = BeitFeatures if is_beit(name) else ViTFeatures
+            if timm_kwargs.get("any_view") is not None:  # Depth Anything 3's any-view ViT on one view (da3_vit.py)
+                from .da3_vit import AnyViewViTFeatures as features
             self.net = features(name, pretrained, out_indices, weight_file, **timm_kwargs)
             weight_file = None  # loaded into the bare timm ViT inside
             channels, reductions = list(self.net.channels), list(self.net.reductions)

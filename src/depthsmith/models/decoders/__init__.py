@@ -12,4 +12,4 @@ from .registry import build_decoder, list_decoders, register_decoder
 __all__ = ["register_decoder", "build_decoder", "list_decoders"]
 
 # Each decoder module registers itself on import; a new decoder is one module and one name here.
-from . import densedepth, depth_pro, dpt, dpt_sky, residual_unet, transposed, unet, zoedepth  # noqa: E402,F401,I001
+from . import densedepth, depth_pro, dpt, dpt_sky, dual_dpt, residual_unet, transposed, unet, zoedepth  # noqa: E402,F401,I001
