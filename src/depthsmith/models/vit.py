@@ -143,7 +143,12 @@ def _resample_with_offset(pos: torch.Tensor, new, old, prefix_count: int, offset
     # new == old as a tensor (last index == old - 1), not a Python bool that export would specialise on
     same = (eye_h[-1, -1] > 0) & (eye_w[-1, -1] > 0)
     rows, cols = torch.where(same, eye_h, rows), torch.where(same, eye_w, cols)
-    grid = rows @ grid @ cols.T  # C x new_h x new_w
+    # rows @ grid @ cols.T as two 2-D products: OpenVINO's CPU plugin fails to compile the rank-2 x rank-3
+    # MatMul ("argument shapes ranks are not equal") that ONNX Runtime runs
+    channels, old_h, old_w = grid.shape
+    grid = rows @ grid.permute(1, 0, 2).reshape(old_h, channels * old_w)  # new_h x (C old_w)
+    grid = grid.reshape(-1, old_w) @ cols.T  # (new_h C) x new_w
+    grid = grid.reshape(rows.shape[0], channels, cols.shape[0]).permute(1, 0, 2)  # C x new_h x new_w
     grid = grid.permute(1, 2, 0).reshape(1, -1, dim).to(pos.dtype)
     return torch.cat([prefix, grid], dim=1)
 
