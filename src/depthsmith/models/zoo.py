@@ -122,15 +122,19 @@ _add(ZooEntry("depth-anything/DA3METRIC-LARGE", "Depth Anything 3 metric (metres
 # The any-view models: DINOv2 with RoPE and QK-norm from a middle block on, camera tokens, alternating
 # per-view / cross-view attention, a DualDPT head fed the concatenation of two token streams (depth + ray,
 # with confidence) and a camera decoder (configs/da3-small.yaml and model/dinov2/vision_transformer.py).
-_ANY_VIEW = ("any-view model: its ViT (RoPE, QK-norm, camera tokens, per-view / cross-view attention, two token "
-             "streams into a DualDPT depth + ray head) is not a timm ViT; no converter is written, so nothing "
-             "is checked against depth-anything-3")
-for _id, _params, _lic in (("DA3-SMALL", 80.0, "apache-2.0"), ("DA3-BASE", 120.0, "apache-2.0"),
-                           ("DA3-LARGE-1.1", 350.0, "cc-by-nc-4.0"), ("DA3-GIANT-1.1", 1150.0, "cc-by-nc-4.0")):
-    _add(ZooEntry(f"depth-anything/{_id}", "Depth Anything 3 any-view", "-", _lic, _params, unsupported=_ANY_VIEW))
+# Small and Base are converted for single-image depth (models/da3_anyview.py: one view, the depth branch).
+for _id, _params in (("DA3-SMALL", 80.0), ("DA3-BASE", 120.0)):
+    _add(ZooEntry(f"depth-anything/{_id}", "Depth Anything 3 any-view (one image)", "exp_depth", "apache-2.0",
+                  _params, _DA3, loader=("module", "depthsmith.models.da3_anyview")))
+_LARGER = ("any-view model whose size is not converted: DA3-SMALL / DA3-BASE are (models/da3_anyview.py), but "
+           "this one's ViT differs (ViT-L: any-view blocks from 8, taps 11-23; ViT-G: SwiGLU MLP) and is not "
+           "checked against depth-anything-3")
+for _id, _params in (("DA3-LARGE-1.1", 350.0), ("DA3-GIANT-1.1", 1150.0)):
+    _add(ZooEntry(f"depth-anything/{_id}", "Depth Anything 3 any-view", "-", "cc-by-nc-4.0", _params,
+                  unsupported=_LARGER))
 _add(ZooEntry("depth-anything/DA3NESTED-GIANT-LARGE-1.1", "Depth Anything 3 nested", "-", "cc-by-nc-4.0", 1400.0,
               unsupported="an any-view giant model scaled by DA3Metric-Large through least squares on its own "
-                          "camera estimate; the any-view part is not converted (see DA3-SMALL)"))
+                          "camera estimate; neither the giant any-view model nor the camera decoder is converted"))
 for _family, _why in _UNSUPPORTED.items():
     _add(ZooEntry(_family, _family, "-", unsupported=_why))
 
