@@ -24,7 +24,7 @@ from torch import nn
 
 import depthsmith
 from depthsmith.errors import InputError
-from helpers import spread_vit_weights, standardise_output
+from helpers import hub_snapshot, offline_hub_cache, spread_vit_weights, standardise_output
 
 pytest.importorskip("depth_anything_3")
 from depth_anything_3.cfg import create_object, load_config  # noqa: E402
@@ -152,6 +152,24 @@ def test_reload_gives_the_same_model_and_the_licence_comes_from_the_card(referen
         torch.testing.assert_close(saved(x), ours(x), rtol=0, atol=0)
     bare = _edited(folder, tmp_path)  # no README.md: the DA3 README's table (DA3-Small: Apache-2.0)
     assert depthsmith.load_model(bare).card["license"] == "apache-2.0"
+
+
+def test_the_zoo_id_loads_from_the_hub_cache(converted, tmp_path, monkeypatch):
+    """``load_model("depth-anything/DA3-SMALL")`` (the zoo's id) with the published files in an offline Hub cache."""
+    from depthsmith.models.zoo import ZOO, converter_present
+
+    folder, ours = converted
+    entry = ZOO.get("depth-anything/DA3-SMALL")
+    assert converter_present(entry) and entry.output == "exp_depth" and entry.licence == "apache-2.0"
+    snapshot = hub_snapshot(tmp_path / "hub", entry.id)
+    for name in ("config.json", "model.safetensors", "README.md"):
+        (snapshot / name).symlink_to(folder / name)  # the cache's snapshots are links to its blobs as well
+    offline_hub_cache(monkeypatch, tmp_path / "hub")
+    hub = depthsmith.load_model(entry.id)
+    assert hub.card["base_model"] == entry.id and hub.card["license"] == "apache-2.0"
+    x = torch.rand(1, 3, 42, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(hub(x), ours(x), rtol=0, atol=0)
 
 
 def _edited(folder: Path, tmp_path: Path, change=None, name: str | None = None) -> Path:
