@@ -24,27 +24,17 @@ from torch import nn
 
 import depthsmith
 from depthsmith.errors import InputError
-from helpers import hub_snapshot, offline_hub_cache, spread_vit_weights, standardise_output
+from helpers import (DA3_MEAN, DA3_STD, hub_snapshot, offline_hub_cache, save_da3, spread_vit_weights,
+                     standardise_output)
 
 pytest.importorskip("depth_anything_3")
 from depth_anything_3.cfg import create_object, load_config  # noqa: E402
 from depth_anything_3.registry import MODEL_REGISTRY  # noqa: E402
-from huggingface_hub import PyTorchModelHubMixin  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZES = [(56, 70), (98, 126)]  # multiples of 14: upstream's InputProcessor resizes to them
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # upstream InputProcessor.NORMALIZE
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-class Published(nn.Module, PyTorchModelHubMixin):
-    """What ``depth_anything_3.api.DepthAnything3`` saves (see tests/test_da3.py): init argument
-    ``model_name``, network ``self.model``."""
-
-    def __init__(self, model_name: str) -> None:
-        super().__init__()
-        self.model = nn.Identity()
+MEAN, STD = DA3_MEAN, DA3_STD
 
 
 def _normalise(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
@@ -84,17 +74,9 @@ def _difference(ours: nn.Module, net: nn.Module, x: torch.Tensor, mean=MEAN, std
     return float((got - expected).abs().max() / expected.std())
 
 
-def _save(net: nn.Module, folder: Path, name: str = "da3-small", licence: str | None = "apache-2.0") -> Path:
-    published = Published(model_name=name)
-    published.model = net
-    published.save_pretrained(folder)
-    (folder / "README.md").write_text(f"---\nlicense: {licence}\n---\n# {name}\n" if licence else f"# {name}\n")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def converted(reference, tmp_path_factory):
-    folder = _save(reference, tmp_path_factory.mktemp("da3-small"))
+    folder = save_da3(reference, "da3-small", tmp_path_factory.mktemp("da3-small"))
     return folder, depthsmith.load_model(folder)
 
 
@@ -211,7 +193,7 @@ def test_a_wrong_shape_a_missing_or_an_unknown_key_or_width_is_named(converted, 
 @pytest.mark.slow  # about 15 s on one core: DA3-Base at its published size (135 M parameters with its camera parts)
 def test_da3_base_matches_upstream_in_float64(tmp_path):
     net = _random("da3-base")
-    ours = depthsmith.load_model(_save(net, tmp_path, name="da3-base"))
+    ours = depthsmith.load_model(save_da3(net, "da3-base", tmp_path))
     assert ours.encoder.name == "vit_base_patch14_dinov2" and ours.card["license"] == "apache-2.0"
     net.cam_dec = None  # its pose head casts to float32; depth does not use it (DepthAnything3Net.forward)
     net.double(), ours.double()
