@@ -62,7 +62,7 @@ def test_data_root_fills_the_path_argument_a_new_reader_declares() -> None:
 
 def test_random_transforms_say_so_on_their_class() -> None:
     random = {name for name, cls in TRANSFORMS.items() if getattr(cls, "random", False)}
-    assert random == {"hflip", "random_crop", "color_jitter", "channel_swap"}
+    assert random == {"hflip", "random_crop", "color_jitter", "channel_swap", "random_rotate"}
     assert len(build_transforms(["hflip", {"name": "center_crop", "size": 4}], train=False).transforms) == 1
     assert len(build_transforms([{"name": "hflip", "val": True}], train=False).transforms) == 1
 

@@ -133,7 +133,10 @@ def silog_loss(
 ) -> Tensor:
     """Scale-invariant log loss (Depth-Anything-V2 `SiLogLoss`).
 
-    sqrt(mean(e^2) - lambd * mean(e)^2), e = ln target - ln pred over valid pixels.
+    sqrt(mean(e^2) - lambd * mean(e)^2), e = ln target - ln pred over valid pixels, the means over
+    the valid pixels of the whole batch. ZoeDepth's `SILogLoss(beta=0.15)` (isl-org/ZoeDepth
+    zoedepth/trainers/loss.py) is 10 * sqrt(var(e) + 0.15 * mean(e)^2) = 10 x this with lambd = 0.85,
+    up to its variance being torch.var's unbiased one (n / (n - 1) x ours: O(1 / n) apart).
     Pixels with target <= 0 are invalid (log undefined); pred is clamped to eps. The value
     depends only on ratios, so metres and normalised depth give the same loss.
     """
@@ -246,7 +249,7 @@ class CompositeLoss(nn.Module):
     The same dict is kept in `self.last_terms`. `total` = sum(weight * term).
     """
 
-    def __init__(self, weights: Mapping[str, float], ssim_form: str = "half") -> None:
+    def __init__(self, weights: Mapping[str, float], ssim_form: str = "half", silog_lambda: float | None = None) -> None:
         super().__init__()
         unknown = sorted(set(weights) - set(TERM_NAMES))
         if unknown:
@@ -258,12 +261,18 @@ class CompositeLoss(nn.Module):
         self.weights = {name: float(w) for name, w in weights.items() if w != 0}
         if not self.weights:
             raise InputError("at least one loss weight must be non-zero")
+        if silog_lambda is not None and "silog" not in self.weights:
+            raise InputError(f"loss.silog_lambda={silog_lambda} is set but the loss has no silog term "
+                             f"(weights {self.weights}); add e.g. silog: 1.0")
         self.ssim_form = ssim_form
+        self.silog_lambda = _silog_lambda(0.5 if silog_lambda is None else silog_lambda)
         self.last_terms: dict[str, Tensor] = {}
 
     def term(self, name: str, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
         if name == "ssim":
             return ssim_loss(pred, target, mask, form=self.ssim_form)
+        if name == "silog":
+            return silog_loss(pred, target, mask, lambd=self.silog_lambda)
         return _SIMPLE_TERMS[name](pred, target, mask)
 
     def forward(
@@ -279,7 +288,7 @@ class CompositeLoss(nn.Module):
         return total, terms
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, ssim_form={self.ssim_form!r}"
+        return f"weights={self.weights}, ssim_form={self.ssim_form!r}, silog_lambda={self.silog_lambda}"
 
 
 # Named presets: (weights, ssim_form).
@@ -294,11 +303,27 @@ LOSS_PRESETS: dict[str, tuple[dict[str, float], str]] = {
 }
 
 
+def _silog_lambda(value: object) -> float:
+    # lambda <= 1 keeps mean(e^2) - lambda * mean(e)^2 >= (1 - lambda) * mean(e)^2 >= 0: a real root.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(f"loss.silog_lambda must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _weight(key: str, value: object) -> float:
+    """A term weight from a config, as a float; anything else names the key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"loss.{key} must be a number (the term's weight), got {value!r}")
+    return float(value)
+
+
 def build_loss(spec: str | Mapping[str, float | str]) -> CompositeLoss:
     """Build a CompositeLoss from a preset name or a config dict.
 
     build_loss("paper"), build_loss("report"), or
-    build_loss({"l1": 0.5, "ssim": 1.0, "ssim_form": "full"}) (ssim_form defaults to 'half').
+    build_loss({"l1": 0.5, "ssim": 1.0, "ssim_form": "full"}) (ssim_form defaults to 'half'), or
+    build_loss({"silog": 10.0, "silog_lambda": 0.85}) (ZoeDepth's SILog; silog_lambda defaults to 0.5,
+    Depth-Anything-V2's).
     """
     if isinstance(spec, str):
         if spec not in LOSS_PRESETS:
@@ -308,5 +333,11 @@ def build_loss(spec: str | Mapping[str, float | str]) -> CompositeLoss:
     if isinstance(spec, Mapping):
         config = dict(spec)
         form = str(config.pop("ssim_form", "half"))
-        return CompositeLoss({k: float(v) for k, v in config.items()}, ssim_form=form)
+        silog_lambda = config.pop("silog_lambda", None)
+        unknown = sorted(set(config) - set(TERM_NAMES))
+        if unknown:  # before the weights, so a typo is named as one rather than as a bad weight
+            raise InputError(f"unknown loss terms {unknown}; valid terms: {list(TERM_NAMES)}, "
+                             "and the options ssim_form, silog_lambda")
+        weights = {k: _weight(k, v) for k, v in config.items()}
+        return CompositeLoss(weights, ssim_form=form, silog_lambda=silog_lambda)
     raise TypeError(f"loss spec must be a preset name or a mapping, got {type(spec).__name__}")

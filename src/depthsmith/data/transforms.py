@@ -23,7 +23,7 @@ from ..errors import InputError
 
 __all__ = [
     "Compose", "Resize", "area_resize", "area_weights", "RandomHorizontalFlip", "RandomCrop", "CenterCrop", "ColorJitter",
-    "RandomChannelSwap", "build_transforms", "transform_items", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
+    "RandomChannelSwap", "RandomRotate", "build_transforms", "transform_items", "TRANSFORMS", "depth_to_target", "target_to_depth", "minmax_range", "TARGET_MODES",
 ]
 
 Sample = dict[str, Any]
@@ -229,10 +229,45 @@ class RandomChannelSwap:
         return out
 
 
+class RandomRotate:
+    """Rotate image, depth and mask together by an angle drawn uniformly from [-degrees, degrees]
+    (counter-clockwise, about the image centre, the size kept), as ZoeDepth's training does
+    (isl-org/ZoeDepth zoedepth/data/data_mono.py: ``rotate_image``, PIL ``Image.rotate`` with the angle
+    ``(random.random() - 0.5) * 2 * degree``, the image bilinear, the depth nearest; utils/config.py:
+    ``degree: 1.0`` for NYU and KITTI).
+
+    What rotates in from outside the frame is 0 (black in the image; PIL fills the same), and the mask
+    is False there: ZoeDepth's mask is ``depth > min_depth`` after the rotation, so its filled corners
+    are invalid, never 0 m. The mask is rotated like the depth (nearest), so both keep the same pixels.
+    """
+
+    random = True  # training only, unless the config says ``val: true``
+
+    def __init__(self, degrees: float = 1.0, generator: torch.Generator | None = None) -> None:
+        if isinstance(degrees, bool) or not isinstance(degrees, (int, float)) or not 0 <= degrees <= 180:
+            raise InputError(f"random_rotate: degrees must be a number in [0, 180], got {degrees!r}")
+        self.degrees, self.generator = float(degrees), generator
+
+    def __call__(self, sample: Sample) -> Sample:
+        angle = _uniform(-self.degrees, self.degrees, self.generator)
+        out = dict(sample)
+        # No fill: grid_sample's zero padding, so a pixel near the frame's edge blends with 0 as
+        # skimage.transform.rotate(order=1, mode="constant", cval=0) does.
+        out["image"] = TF.rotate(sample["image"], angle, InterpolationMode.BILINEAR)
+        out["depth"] = TF.rotate(sample["depth"], angle, InterpolationMode.NEAREST)
+        mask = TF.rotate(sample["mask"].to(sample["depth"].dtype), angle, InterpolationMode.NEAREST)
+        out["mask"] = mask > 0.5
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomRotate(degrees={self.degrees})"
+
+
 # A transform class that says ``random = True`` is left out of validation unless given ``val: true``.
 TRANSFORMS: Registry[type] = Registry("transform")
 for _name, _cls in (("resize", Resize), ("hflip", RandomHorizontalFlip), ("random_crop", RandomCrop),
-                    ("center_crop", CenterCrop), ("color_jitter", ColorJitter), ("channel_swap", RandomChannelSwap)):
+                    ("center_crop", CenterCrop), ("color_jitter", ColorJitter), ("channel_swap", RandomChannelSwap),
+                    ("random_rotate", RandomRotate)):
     TRANSFORMS.add(_name, _cls)
 
 
