@@ -41,26 +41,21 @@ import torch
 
 from ..errors import InputError, MissingInputError
 from .da2_pth import _VARIANTS, _TIMM
-from .da2_pth import _source_name as _da2_name
 from .hub import hub_error, read_license, resolve_folder
 from .loading import ModelConfigError
-from .weights import WeightFileError, check_fit
+from .da3_common import _B, _H, WORKING_SIZE, DA3CheckpointError, _shape, _source_name
+from .weights import check_fit
 
 __all__ = ["is_da3_config", "da3_folder", "load_da3", "da3_model_kwargs", "metric_depth", "METRIC_FOCAL_SCALE"]
 
 # depth_anything_3/utils/alignment.py apply_metric_scaling(scale_factor=300.0); README FAQ.
 METRIC_FOCAL_SCALE = 300.0
-WORKING_SIZE = {"long_side": 504, "multiple_of": 14}
 # DepthAnything3Net._process_mono_sky_estimation: compute_sky_mask(threshold=0.3), torch.quantile(..., 0.99)
 SKY = {"sky_threshold": 0.3, "sky_quantile": 0.99}
 _KINDS = {"da3mono": "mono", "da3metric": "metric"}
 _LICENSE = {"da3mono-large": "apache-2.0", "da3metric-large": "apache-2.0"}  # DA3 README "Model Cards"
 _ANY_VIEW = ("of the any-view models only da3-small and da3-base are converted (models/da3_anyview.py); the "
              "larger ones (ViT-L from block 8, ViT-G with SwiGLU) and the nested model are not checked here")
-
-
-class DA3CheckpointError(WeightFileError):
-    """A Depth Anything 3 folder that is not one of the monocular models, or whose weights do not fit."""
 
 
 def is_da3_config(config: Any) -> bool:
@@ -95,13 +90,6 @@ def _config(path: Path) -> Any:
         return None
 
 
-def _shape(state: dict[str, torch.Tensor], key: str, where: Path) -> tuple[int, ...]:
-    if key not in state:
-        raise DA3CheckpointError(f"{where}: no tensor {key!r}, which every Depth Anything 3 monocular checkpoint holds.")
-    return tuple(state[key].shape)
-
-
-_B, _H = "model.backbone.pretrained.", "model.head."
 
 
 def da3_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any], folder: Path, source: str) -> dict:
@@ -144,17 +132,6 @@ def da3_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any], fol
     return dict(encoder=_TIMM[variant], decoder="dpt_sky", encoder_kwargs=encoder_kwargs,
                 decoder_kwargs=decoder_kwargs, output="exp_depth", name=Path(source).name or source, card=card,
                 working_size=dict(WORKING_SIZE))
-
-
-def _source_name(name: str) -> str:
-    """The DA3 key of a depthsmith parameter name: DA-V2's (models/da2_pth.py) under DA3's prefixes."""
-    if name.startswith("decoder.sky."):  # DA3 dpt.py: sky_output_conv2 = Conv3x3, ReLU, Conv1x1
-        index = {"conv2": "0", "conv3": "2"}[name.split(".")[2]]
-        return f"{_H}scratch.sky_output_conv2.{index}.{name.split('.', 3)[3]}"
-    old = _da2_name(name)
-    if old.startswith("pretrained."):
-        return _B + old.removeprefix("pretrained.")
-    return _H + old.removeprefix("depth_head.")
 
 
 def convert_da3_state_dict(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor],

@@ -37,8 +37,8 @@ from typing import Any
 import torch
 
 from .da2_pth import _TIMM, _VARIANTS
-from .da3 import _B, _H, WORKING_SIZE, DA3CheckpointError, _shape
-from .da3 import _source_name as _da3_name
+from .da3_common import _B, _H, WORKING_SIZE, DA3CheckpointError, _shape
+from .da3_common import _source_name as _da3_name
 from .hub import read_license
 from .weights import check_fit
 
