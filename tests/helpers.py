@@ -15,6 +15,7 @@ checkout has it, and the tests that need them skip saying so otherwise.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -533,3 +534,18 @@ def save_da3(net: torch.nn.Module, name: str, folder: Path, licence: str | None 
     readme = Path(folder) / "README.md"
     readme.write_text(f"---\nlicense: {licence}\n---\n# {name}\n" if licence else f"# {name}\n")
     return Path(folder)
+
+
+def edited_da3_folder(folder: Path, out: Path, change=None, name: str | None = None) -> Path:
+    """A copy of a Depth Anything 3 checkpoint folder at ``out``, its state dict passed through ``change``
+    (edits in place) and its config.json's ``model_name`` replaced by ``name``."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    if change:
+        change(state)
+    out.mkdir(exist_ok=True)
+    save_file(state, str(out / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, **({"model_name": name} if name else {})}))
+    return out

@@ -5,7 +5,6 @@ images; DA3Metric's metres with upstream's ``apply_metric_scaling``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from torch import nn
 import depthsmith
 from depthsmith.errors import InputError
 from depthsmith.models.da3 import metric_depth
-from helpers import DA3_MEAN as MEAN, DA3_STD as STD, save_da3 as _save, tiny_da3 as _reference
+from helpers import DA3_MEAN as MEAN, DA3_STD as STD, edited_da3_folder, save_da3 as _save, tiny_da3 as _reference
 
 pytest.importorskip("depth_anything_3")
 from depth_anything_3.utils.alignment import apply_metric_scaling  # noqa: E402
@@ -128,17 +127,7 @@ def test_licence_from_the_card_else_the_readme_table(converted, tmp_path):
 
 
 def _edited(folder: Path, tmp_path: Path, change=None, name: str | None = None) -> Path:
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(folder / "model.safetensors"))
-    if change:
-        change(state)
-    out = tmp_path / "edited"
-    out.mkdir(exist_ok=True)
-    save_file(state, str(out / "model.safetensors"))
-    config = json.loads((folder / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**config, **({"model_name": name} if name else {})}))
-    return out
+    return edited_da3_folder(folder, tmp_path / "edited", change, name)
 
 
 def test_any_view_models_are_refused_by_name(converted, tmp_path):

@@ -15,7 +15,6 @@ DA3-Base at 98 x 126). In float64 the remaining difference is about 1e-7 of the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from torch import nn
 
 import depthsmith
 from depthsmith.errors import InputError
-from helpers import (DA3_MEAN, DA3_STD, hub_snapshot, offline_hub_cache, save_da3, spread_vit_weights,
+from helpers import (DA3_MEAN, DA3_STD, edited_da3_folder, hub_snapshot, offline_hub_cache, save_da3, spread_vit_weights,
                      standardise_output)
 
 pytest.importorskip("depth_anything_3")
@@ -155,17 +154,7 @@ def test_the_zoo_id_loads_from_the_hub_cache(converted, tmp_path, monkeypatch):
 
 
 def _edited(folder: Path, tmp_path: Path, change=None, name: str | None = None) -> Path:
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(str(folder / "model.safetensors"))
-    if change:
-        change(state)
-    out = tmp_path / "edited"
-    out.mkdir(exist_ok=True)
-    save_file(state, str(out / "model.safetensors"))
-    config = json.loads((folder / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**config, **({"model_name": name} if name else {})}))
-    return out
+    return edited_da3_folder(folder, tmp_path / "edited", change, name)
 
 
 def test_a_wrong_shape_a_missing_or_an_unknown_key_or_width_is_named(converted, tmp_path):

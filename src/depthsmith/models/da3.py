@@ -43,8 +43,7 @@ from ..errors import InputError, MissingInputError
 from .da2_pth import _VARIANTS, _TIMM
 from .hub import hub_error, read_license, resolve_folder
 from .loading import ModelConfigError
-from .da3_common import _B, _H, WORKING_SIZE, DA3CheckpointError, _shape, _source_name
-from .weights import check_fit
+from .da3_common import _B, WORKING_SIZE, DA3CheckpointError, _shape, _source_name, dinov2_dpt_kwargs, rename_checked
 
 __all__ = ["is_da3_config", "da3_folder", "load_da3", "da3_model_kwargs", "metric_depth", "METRIC_FOCAL_SCALE"]
 
@@ -109,19 +108,8 @@ def da3_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any], fol
     if _B + "camera_token" in state or _B + "blocks.0.attn.q_norm.weight" in state:
         raise DA3CheckpointError(f"{weights}: holds camera tokens or QK-norm, which only the any-view models "
                                  f"have, though config.json says {name!r}.")
-    fc1 = _shape(state, _B + "blocks.0.mlp.fc1.weight", weights)
-    patch = _shape(state, _B + "patch_embed.proj.weight", weights)[-1]
-    tokens = _shape(state, _B + "pos_embed", weights)[1] - 1
-    grid = round(tokens ** 0.5)
-    if grid * grid != tokens:
-        raise DA3CheckpointError(f"{weights}: '{_B}pos_embed' holds {tokens} patch positions, not a square grid.")
-    encoder_kwargs = {"out_indices": taps, "img_size": grid * patch, "patch_size": patch, "embed_dim": width,
-                      "num_heads": heads, "mlp_ratio": fc1[0] / width, "init_values": 1.0, "pos_embed_offset": 0.1,
-                      "depth": taps[-1] + 1}
-    decoder_kwargs = {"features": _shape(state, _H + "scratch.layer1_rn.weight", weights)[0],
-                      "out_channels": [_shape(state, f"{_H}projects.{i}.weight", weights)[0] for i in range(4)],
-                      "head_features": _shape(state, _H + "scratch.output_conv2.0.weight", weights)[0],
-                      **SKY}
+    encoder_kwargs, decoder_kwargs = dinov2_dpt_kwargs(state, weights, width, heads, taps)
+    decoder_kwargs.update(SKY)
     what = ("metric, focal-normalised: metres = focal x output / 300" if kind == "metric"
             else "relative depth")
     card = {"base_model": source, "license": read_license(folder) or _LICENSE.get(name, ""), "output": "exp_depth",
@@ -137,20 +125,8 @@ def da3_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any], fol
 def convert_da3_state_dict(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
                            weights: Path) -> dict[str, torch.Tensor]:
     """Rename and shape-check every tensor; the message names the first key that does not fit."""
-    origin = {name: _source_name(name) for name in target}
-    expected = {key: name for name, key in origin.items()}
-    unknown = [key for key in state if key not in expected]
-    if unknown:
-        raise DA3CheckpointError(f"{weights}: key {unknown[0]!r} has no place in the depthsmith model of this "
-                                 f"checkpoint ({len(unknown)} such keys; a DA3 monocular model holds a DINOv2 and "
-                                 "a DPT head with a sky head).")
-    out = {expected[key]: value for key, value in state.items()}
-    missing = [name for name in target if name not in out]
-    if missing:
-        raise DA3CheckpointError(f"{weights}: no tensor {origin[missing[0]]!r} (for {missing[0]!r} of the depthsmith "
-                                 "model).")
-    check_fit(out, target, lambda name: weights, origin)
-    return out
+    return rename_checked(state, target, weights, _source_name,
+                          "a DA3 monocular model holds a DINOv2 and a DPT head with a sky head")
 
 
 def load_da3(path_or_hub_id: str | Path, map_location: str = "cpu", source: str | None = None, **hub_kwargs: Any):

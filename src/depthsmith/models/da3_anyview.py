@@ -37,10 +37,9 @@ from typing import Any
 import torch
 
 from .da2_pth import _TIMM, _VARIANTS
-from .da3_common import _B, _H, WORKING_SIZE, DA3CheckpointError, _shape
+from .da3_common import _B, _H, WORKING_SIZE, DA3CheckpointError, _shape, dinov2_dpt_kwargs, rename_checked
 from .da3_common import _source_name as _da3_name
 from .hub import read_license
-from .weights import check_fit
 
 __all__ = ["ANY_VIEW_MODELS", "anyview_model_kwargs", "convert_anyview_state_dict"]
 
@@ -65,19 +64,9 @@ def anyview_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any],
                                  f"{variant} ({', '.join(f'{v[0]}: {w}' for w, v in _VARIANTS.items())}).")
     _shape(state, _B + "camera_token", weights)  # an any-view checkpoint has one; a monocular one does not
     taps = cfg["out_layers"]
-    fc1 = _shape(state, _B + "blocks.0.mlp.fc1.weight", weights)
-    patch = _shape(state, _B + "patch_embed.proj.weight", weights)[-1]
-    tokens = _shape(state, _B + "pos_embed", weights)[1] - 1
-    grid = round(tokens ** 0.5)
-    if grid * grid != tokens:
-        raise DA3CheckpointError(f"{weights}: '{_B}pos_embed' holds {tokens} patch positions, not a square grid.")
-    encoder_kwargs = {"out_indices": taps, "img_size": grid * patch, "patch_size": patch, "embed_dim": width,
-                      "num_heads": _VARIANTS[width][1], "mlp_ratio": fc1[0] / width, "init_values": 1.0,
-                      "pos_embed_offset": 0.1, "depth": taps[-1] + 1, "any_view": dict(cfg["any_view"])}
-    decoder_kwargs = {"pos_ratio": POS_RATIO,
-                      "features": _shape(state, _H + "scratch.layer1_rn.weight", weights)[0],
-                      "out_channels": [_shape(state, f"{_H}projects.{i}.weight", weights)[0] for i in range(4)],
-                      "head_features": _shape(state, _H + "scratch.output_conv2.0.weight", weights)[0]}
+    encoder_kwargs, decoder_kwargs = dinov2_dpt_kwargs(state, weights, width, _VARIANTS[width][1], taps)
+    encoder_kwargs["any_view"] = dict(cfg["any_view"])
+    decoder_kwargs = {"pos_ratio": POS_RATIO, **decoder_kwargs}
     card = {"base_model": source, "license": read_license(folder) or _LICENSE[name], "output": "exp_depth",
             "converted_from": f"Depth Anything 3 {name} ({variant}, one view: relative depth from the DualDPT "
                               "depth branch; camera decoder, ray branch and confidence not converted)"}
@@ -99,17 +88,5 @@ def convert_anyview_state_dict(state: dict[str, torch.Tensor], target: dict[str,
                                weights: Path) -> dict[str, torch.Tensor]:
     """Rename and shape-check every tensor that single-image depth uses; skip the camera decoder, camera
     encoder and ray branch; name the first key that fits neither."""
-    origin = {name: _source_name(name) for name in target}
-    expected = {key: name for name, key in origin.items()}
-    unknown = [key for key in state if key not in expected and not _UNUSED.match(key)]
-    if unknown:
-        raise DA3CheckpointError(f"{weights}: key {unknown[0]!r} has no place in the depthsmith model of this "
-                                 f"checkpoint ({len(unknown)} such keys; a DA3 any-view model holds a DINOv2 with "
-                                 "camera tokens, a DualDPT head and the camera encoder / decoder).")
-    out = {expected[key]: value for key, value in state.items() if key in expected}
-    missing = [name for name in target if name not in out]
-    if missing:
-        raise DA3CheckpointError(f"{weights}: no tensor {origin[missing[0]]!r} (for {missing[0]!r} of the depthsmith "
-                                 "model).")
-    check_fit(out, target, lambda name: weights, origin)
-    return out
+    return rename_checked(state, target, weights, _source_name, "a DA3 any-view model holds a DINOv2 with camera "
+                          "tokens, a DualDPT head and the camera encoder / decoder", skip=_UNUSED)

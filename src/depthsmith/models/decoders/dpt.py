@@ -172,12 +172,17 @@ class DPTDecoder(nn.Module):
             levels = list(feats[self.taken:])
         return pred_size, [rn(x) for rn, x in zip(self.layer_rn, levels)][::-1]
 
-    def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        pred_size, levels = self.levels(feats, out_size)
+    def fuse(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """The fusion blocks from the deepest level up, each upsampled to the next level's size."""
         x = None
         for i, (block, level) in enumerate(zip(self.fusion, levels)):
             nxt = levels[i + 1].shape[-2:] if i + 1 < len(levels) else None
             x = block(level if x is None else x, None if x is None else level, nxt)
+        return x
+
+    def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
+        pred_size, levels = self.levels(feats, out_size)
+        x = self.fuse(levels)
         if "projection" in self.head:
             x = F.relu(self.head["projection"](x))
         x = self.head["conv1"](x)

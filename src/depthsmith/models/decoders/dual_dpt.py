@@ -83,10 +83,7 @@ class DualDPTDepthDecoder(DPTDecoder):
 
     def forward(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         pred_size, levels = self.levels(feats, out_size)
-        x = None
-        for i, (block, level) in enumerate(zip(self.fusion, levels)):  # as DPTDecoder.forward
-            nxt = levels[i + 1].shape[-2:] if i + 1 < len(levels) else None
-            x = block(level if x is None else x, None if x is None else level, nxt)
+        x = self.fuse(levels)
         x = self._with_uv(_up(self.head["conv1"](x), size=pred_size))
         logits = self.head["conv3"](F.relu(self.head["conv2"](x)))
         return logits[:, :1, : out_size[0], : out_size[1]]
