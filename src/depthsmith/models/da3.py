@@ -109,6 +109,7 @@ def da3_model_kwargs(state: dict[str, torch.Tensor], config: dict[str, Any], fol
         raise DA3CheckpointError(f"{weights}: holds camera tokens or QK-norm, which only the any-view models "
                                  f"have, though config.json says {name!r}.")
     encoder_kwargs, decoder_kwargs = dinov2_dpt_kwargs(state, weights, width, heads, taps)
+    encoder_kwargs["final_norm_eps"] = 1e-5  # upstream's final norm is a plain nn.LayerNorm (vit.py docstring)
     decoder_kwargs.update(SKY)
     what = ("metric, focal-normalised: metres = focal x output / 300" if kind == "metric"
             else "relative depth")

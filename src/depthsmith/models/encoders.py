@@ -40,7 +40,7 @@ WEIGHT_CHOICES = "'imagenet' (timm pretrained), None (random init) or a path to 
 # open files (``checkpoint_path``, ``pretrained_cfg_overlay=dict(file=...)``): a config.json from
 # the internet must not be able to make the loader read, or unpickle, an arbitrary file.
 ENCODER_OWN_KWARGS = ("out_indices", "taps", "include_input", "pos_embed_antialias", "pos_embed_offset", "norm",
-                      "readout", "pos_embed_interpolation", "layer_norm_eps", "pad_multiple", "cnn_taps", "frame",
+                      "readout", "pos_embed_interpolation", "layer_norm_eps", "final_norm_eps", "pad_multiple", "cnn_taps", "frame",
                       "any_view")
 TIMM_SHAPE_KWARGS = ("output_stride", "drop_rate", "drop_path_rate", "img_size", "embed_dim", "depth", "num_heads",
                      "mlp_ratio", "patch_size", "qkv_bias", "init_values", "pretrained_cfg_overlay")

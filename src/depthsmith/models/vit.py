@@ -35,6 +35,8 @@ Options for converted DPT / MiDaS 3 checkpoints (models/hf_dpt.py), each off by 
   and applies Linear(2C, C) + GELU (one per tap).
 * ``pos_embed_interpolation``: ``bilinear`` for DPT (transformers ``DPTViTEmbeddings._resize_pos_embed``).
 * ``layer_norm_eps``: every LayerNorm's epsilon (DPT's ViT uses 1e-12, timm 1e-6).
+* ``final_norm_eps``: the final norm's epsilon only (Depth Anything 3's DINOv2 builds it as a plain
+  ``nn.LayerNorm``, 1e-5, and its blocks' with 1e-6: depth_anything_3/model/dinov2/vision_transformer.py).
 * ``pad_multiple``: zero-pad to this multiple instead of the patch. DPT fuses by doubling each
   level's size, so its grids must be even: 2 x patch (the processor's ``ensure_multiple_of`` 32).
 * ``cnn_taps``: for a hybrid ViT (timm ``vision_transformer_hybrid``: a CNN whose stride-16 map
@@ -172,6 +174,7 @@ class ViTFeatures(nn.Module):
         readout: str = "ignore",
         pos_embed_interpolation: str = "bicubic",
         layer_norm_eps: float | None = None,
+        final_norm_eps: float | None = None,
         pad_multiple: int | None = None,
         cnn_taps: int = 0,
         **timm_kwargs: Any,
@@ -245,6 +248,8 @@ class ViTFeatures(nn.Module):
             for module in self.vit.modules():
                 if isinstance(module, nn.LayerNorm):
                     module.eps = float(layer_norm_eps)
+        if final_norm_eps is not None and isinstance(self.vit.norm, nn.LayerNorm):
+            self.vit.norm.eps = float(final_norm_eps)
 
     @staticmethod
     def _create(name: str, pretrained: bool, timm_kwargs: dict[str, Any]) -> nn.Module:
