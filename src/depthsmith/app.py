@@ -90,7 +90,7 @@ def make_handler(
         png = save_png16(out_dir / f"{stem}_depth16.png", depth)
         own = predictor.intrinsics(rgb)  # Depth Pro's focal estimate, as predict --save ply uses; else None
         camera = own or scaled_intrinsics(*depth.shape)
-        ply = save_ply(out_dir / f"{stem}.ply", depth, rgb, camera, units=predictor.units.split(" (")[0])
+        ply = save_ply(out_dir / f"{stem}.ply", depth, rgb, camera, units=predictor.units)
         h, w = depth.shape
         work = predictor.working_size(h, w)
         unit = "m" if predictor.is_metric else "(relative, unitless: not metres)"

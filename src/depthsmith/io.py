@@ -244,7 +244,8 @@ def depth_to_points(
 def save_ply(
     path: str | Path, depth: np.ndarray, rgb: np.ndarray, intrinsics: Sequence[float], units: str = "metres"
 ) -> Path:
-    """Coloured point cloud (binary little-endian PLY: float x, y, z and uchar red, green, blue)."""
+    """Coloured point cloud (binary little-endian PLY: float x, y, z and uchar red, green, blue). The
+    header names ``units`` up to its first parenthesis (``Predictor.units`` explains itself there)."""
     points, valid = depth_to_points(depth, intrinsics)
     if rgb.dtype != np.uint8:
         rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -258,7 +259,7 @@ def save_ply(
     fx, fy, cx, cy = intrinsics
     header = (
         "ply\nformat binary_little_endian 1.0\n"
-        f"comment depthsmith point cloud, units {units}, camera axes x right y down z forward\n"
+        f"comment depthsmith point cloud, units {units.split(' (')[0]}, camera axes x right y down z forward\n"
         f"comment intrinsics fx {fx:.4f} fy {fy:.4f} cx {cx:.4f} cy {cy:.4f}\n"
         f"element vertex {len(vertex)}\n"
         "property float x\nproperty float y\nproperty float z\n"
@@ -318,5 +319,5 @@ def write_outputs(
             save_png(paths["side"], side_by_side(rgb, colored))
     if "ply" in paths:
         k = intrinsics if intrinsics is not None else scaled_intrinsics(*depth.shape[:2])
-        save_ply(paths["ply"], depth, rgb, k, units=units.split(" (")[0])
+        save_ply(paths["ply"], depth, rgb, k, units=units)
     return paths
