@@ -87,14 +87,14 @@ class Predictor:
         # The backend registry builds the runner; "auto" measures on the first batch (depthsmith.runtime.auto).
         self.runner: Any = create_runner(backend, model, device=device, precision=precision, compile=compile)
         # After the runner: building it checks an exported file and names it when it is broken.
+        # An exported file carries the model's working size, output kind and focal rule (runtime/export_onnx.py).
+        meta = file_metadata(model) if isinstance(model, Path) else {}
         # None: native size (max_side capped); a dict: the rule of depthsmith.resize.
-        self.size_rule = (None if working_size == "native" else model_working_size(model)
+        self.size_rule = (None if working_size == "native" else model_working_size(model, meta)
                           if working_size in (None, "model") else check_working_size(working_size, "working_size"))
         # Kept only for models that estimate the focal length themselves (Depth Pro): see ``intrinsics``.
         self.focal_model = model if getattr(model, "estimates_focal", False) else None
         self.name, self.is_metric, self.max_depth = self.runner.name, self.runner.is_metric, self.runner.max_depth
-        # An exported file carries the model's output kind and focal rule (runtime/export_onnx.py).
-        meta = file_metadata(model) if isinstance(model, Path) else {}
         # model.output (models/model.py), None if unknown
         self.output = _output_kind(model, self.runner) or meta.get("output_kind") or None
         # DA3-Metric's card marks its output as focal-normalised (models/da3.py da3_model_kwargs).

@@ -57,14 +57,15 @@ def file_metadata(path: Path) -> dict[str, str]:
     return read_metadata(core().read_model(str(path)))
 
 
-def model_working_size(model: Any) -> dict[str, Any] | None:
+def model_working_size(model: Any, metadata: dict[str, str] | None = None) -> dict[str, Any] | None:
     """The working size (``depthsmith.resize``) of an opened model: a DepthModel's field, or the
-    ``working_size`` metadata an exported ``.onnx`` / ``.xml`` file carries (null when absent)."""
+    ``working_size`` metadata an exported ``.onnx`` / ``.xml`` file carries (null when absent);
+    ``metadata``: that file's ``file_metadata``, when the caller has already read it."""
     import json
 
     if not isinstance(model, Path):
         return getattr(model, "working_size", None)
-    text = file_metadata(model).get("working_size")
+    text = (file_metadata(model) if metadata is None else metadata).get("working_size")
     return json.loads(text) if text else None
 
 
