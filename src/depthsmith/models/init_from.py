@@ -27,10 +27,11 @@ _ARCHITECTURE = ("encoder", "decoder", "encoder_kwargs", "decoder_kwargs", "inpu
                  "max_depth", "min_depth", "working_size", "name")
 
 
-def init_architecture(source: str | Path, overrides: dict[str, Any], **hub_kwargs: Any) -> dict[str, Any]:
+def init_architecture(source: str | Path, overrides: dict[str, Any], **hub_kwargs: Any) -> tuple[dict[str, Any], Any]:
     """DepthModel arguments for ``model.name: init_from``: those ``source`` (a zoo id or model folder) was
     built with (what its ``save_pretrained`` would write), then the recipe's ``overrides`` (its ``output``,
-    ``max_depth``, ...; ``encoder_kwargs`` / ``decoder_kwargs`` merged key by key)."""
+    ``max_depth``, ...; ``encoder_kwargs`` / ``decoder_kwargs`` merged key by key). Also returns the loaded
+    source, for ``init_weights_from(..., donor=)``: a zoo model is converted once, not once for each."""
     if not source:
         raise InputError(f"model.name: {SAME_AS_INIT} builds the architecture of model.init_from, which is not set; "
                          "give model.init_from=<zoo id or model folder>, or a preset / timm encoder as model.name.")
@@ -40,21 +41,21 @@ def init_architecture(source: str | Path, overrides: dict[str, Any], **hub_kwarg
     for key, value in overrides.items():
         merge = key in ("encoder_kwargs", "decoder_kwargs") and isinstance(value, dict)
         config[key] = {**config.get(key, {}), **value} if merge else value
-    return config
+    return config, donor
 
 
-def init_weights_from(model, source: str | Path, parts=("encoder",), **hub_kwargs: Any) -> None:
+def init_weights_from(model, source: str | Path, parts=("encoder",), donor: Any = None, **hub_kwargs: Any) -> None:
     """Copy ``parts`` of a saved or published model into ``model`` (fine-tuning's starting point).
 
     Depth-Anything-V2's metric_depth/train.py loads only the encoder ('pretrained.*' keys) of the
     relative checkpoint and trains the DPT head from scratch; ``parts=('encoder', 'decoder')``
     starts from its DPT too. Every tensor must fit (strict), and the input normalisation must
-    agree, since the copied encoder was trained with it.
+    agree, since the copied encoder was trained with it. ``donor``: ``source`` already loaded.
     """
     unknown = sorted(set(parts) - set(INIT_PARTS))
     if unknown or not parts:
         raise InputError(f"init_parts {list(parts)} must be a non-empty list of {', '.join(INIT_PARTS)}.")
-    donor = load_model(source, **hub_kwargs)
+    donor = load_model(source, **hub_kwargs) if donor is None else donor
     for buffer in ("mean", "std"):
         if not torch.allclose(getattr(donor.input_norm, buffer), getattr(model.input_norm, buffer)):
             raise InputError(f"init_from {source}: its input normalisation {buffer} "

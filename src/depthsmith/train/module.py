@@ -52,16 +52,17 @@ def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -
     if encoder_weights != "config":
         weights = encoder_weights
     try:
+        donor = None
         if name == SAME_AS_INIT:  # the architecture of init_from itself (models/init_from.py)
             chosen = {**cfg, "decoder": decoder}  # the recipe's own choices win over the source's
-            arch = init_architecture(init_from, {k: v for k, v in chosen.items() if v is not None})
+            arch, donor = init_architecture(init_from, {k: v for k, v in chosen.items() if v is not None})
             model = DepthModel(**arch, encoder_weights=None if weights == "imagenet" else weights)
         else:
             model = create_model(name, decoder=decoder, encoder_weights=weights, **cfg)
         if init_from and encoder_weights is not None:
             from ..models.init_from import init_weights_from
 
-            init_weights_from(model, init_from, init_parts)
+            init_weights_from(model, init_from, init_parts, donor=donor)
         return model
     except (OSError, RuntimeError) as err:
         if weights == "imagenet":
