@@ -5,7 +5,7 @@
     python benchmarks/bench_inference.py --train-quickstart 4  # accuracy of a trained model (4 epochs)
     python benchmarks/bench_inference.py --no-smp --backends fp32 predict openvino-int8
     python benchmarks/bench_inference.py --zoo-shape da-v2-small  # a zoo shape, random weights, batch 1, peers
-    python benchmarks/bench_inference.py --zoo-shape depth-pro    # torch rows only (its ONNX export is refused)
+    python benchmarks/bench_inference.py --zoo-shape depth-pro    # ~19 TFLOP a call: one timed call per row
 
 Same code as `depthsmith bench` (depthsmith.bench); this script adds the segmentation_models_pytorch
 reference row by default, fits a random preset's depth head to the shared NYU sample's depth when
@@ -42,9 +42,11 @@ FP32_PEERS = ("onnx", "openvino-fp32")
 ZOO_PEER_SPEEDUP = 1.5  # predict default vs each runtime at its own default settings, same ONNX file
 ZOO_MAX_X_FLOOR = 2.0  # predict default within this factor of its floor on native-bf16 CPUs
 ZOO_ROWS = ["fp32", "torch-bf16", "openvino-bf16", "ort-default", "openvino-default", "predict"]
-# Depth Pro-shaped: ~19 TFLOP a call (minutes each here), no ONNX file: the torch rows, auto's
-# candidates there (predict itself would probe both again: 10 more calls).
-ZOO_ROWS_NO_ONNX = ["fp32", "torch-bf16"]
+# Depth Pro-shaped: ~19 TFLOP a call (a minute or more each here) and 3.8 GB of fp32 weights, which
+# every row holds a copy of: the reference, the two peers and predict (whose auto probes the backends,
+# torch-bf16 and openvino-bf16 among them, keeping only the fastest so far: runtime/auto.py).
+ZOO_ROWS_BIG = ["fp32", "ort-default", "openvino-default", "predict"]
+BIG_SHAPES = ("depth-pro",)
 
 
 def zoo_targets(report: BenchReport) -> list[str]:
@@ -87,7 +89,8 @@ def zoo_bench(name: str, args: argparse.Namespace) -> int:
     folder = zoo_shape_folder(name, cache_dir() / "bench-zoo")
     size = ZOO_SHAPES[name][1]
     refused = export_failure(depthsmith.load_model(folder))
-    backends = args.backends or (ZOO_ROWS_NO_ONNX if refused else ZOO_ROWS)
+    big = refused or name in BIG_SHAPES  # accuracy on the one synthetic room, one timed call per row
+    backends = args.backends or (["fp32", "torch-bf16"] if refused else ZOO_ROWS_BIG if big else ZOO_ROWS)
     print(f"zoo shape {name}: {ZOO_SHAPES[name][0]}; random weights (seed 0) saved to {folder}, read by "
           f"depthsmith.load_model; {size}x{size}, batch 1")
     if refused:
@@ -96,8 +99,8 @@ def zoo_bench(name: str, args: argparse.Namespace) -> int:
     print(f"load average before the run: {os.getloadavg()[0]:.2f}")
     return bench_cli(model=str(folder), height=size, width=size, batch_sizes=[1], backends=backends,
                      repeats=args.repeats, smp_reference=False, image=None, depth=None,
-                     rooms=0 if refused else args.rooms, real_dir=None if refused else args.real_dir,
-                     quick=bool(refused), extra=zoo_targets)
+                     rooms=0 if big else args.rooms, real_dir=None if big else args.real_dir,
+                     quick=bool(big), extra=zoo_targets)
 
 
 def targets(report: BenchReport) -> list[str]:

@@ -239,7 +239,7 @@ def test_exports_to_onnx_with_dynamic_height_and_width(converted, tmp_path):
     assert len(result.checks) == 2
 
 
-def test_real_size_model_counts_and_declares_why_it_cannot_be_exported(converted, tmp_path):
+def test_real_size_model_counts_and_is_not_refused_export(converted, tmp_path):
     # apple/DepthPro-hf's shape (three DINOv2 ViT-L/16 at 384), built on the meta device: no memory.
     from transformers import DepthProConfig
 
@@ -256,7 +256,9 @@ def test_real_size_model_counts_and_declares_why_it_cannot_be_exported(converted
     unused = 3 * 1024 + 2 * (256 * 256 * 9 + 256)
     assert model.num_parameters() + unused == 951_994_402  # DepthProForDepthEstimation(config).num_parameters()
     assert model.decoder.working_size == 1536 and model.encoder.net.out_indices == [5, 11, 23]
-    assert "3.8 GB" in model.export_unsupported and converted[2].export_unsupported == ""
+    # 3.8 GB of float32 weights: past one protobuf's 2 GB, so export_onnx writes them as external data
+    # (tests/test_export.py checks that path) instead of refusing the model.
+    assert 4 * model.num_parameters() > 2**31 and model.export_unsupported == ""
 
 
 @pytest.mark.slow  # about a minute: 35 tiles of 384 at the real working size 1536

@@ -77,8 +77,11 @@ def test_auto_probes_once_per_size_and_caches(tiny, rooms, tmp_path, capsys):
     calls: list[str] = []
     fake_ms = {"torch-fp32": 50.0, "torch-bf16": 30.0, "onnx": 40.0, "openvino-fp32": 20.0, "openvino-bf16": 25.0}
 
+    alive: list[int] = []
+
     def probe(runner, x):
         calls.append(runner.backend)
+        alive.append(len(auto.runners))
         return fake_ms[runner.backend]
 
     cache = tmp_path / "choices.json"
@@ -89,6 +92,8 @@ def test_auto_probes_once_per_size_and_caches(tiny, rooms, tmp_path, capsys):
     expected = min((n for n, _ in candidates("auto", busy=False)), key=fake_ms.get)
     assert auto.backend == expected and agreement(out, ref)[0] <= MAX_REL_DIFF
     assert sorted(calls) == sorted(n for n, _ in candidates("auto", busy=False))
+    # the one being probed and the fastest so far: a loser's copy of the weights is freed at once
+    assert max(alive) <= 2 and list(auto.runners) == [(expected, None)]
     line = capsys.readouterr().out
     assert f"backend auto: {expected} (" in line and "probed at 64x96 batch 2" in line and str(cache) in line
     entry = next(iter(json.loads(cache.read_text()).values()))
@@ -100,6 +105,16 @@ def test_auto_probes_once_per_size_and_caches(tiny, rooms, tmp_path, capsys):
     assert calls == [] and again.backend == expected and "cached choice" in capsys.readouterr().out
     again(rooms[:1])  # another input size is measured again
     assert calls and len(json.loads(cache.read_text())) == 2
+
+
+def test_probe_times_a_slow_model_once():
+    from depthsmith.runtime.auto import timed_ms
+
+    calls = []
+    runner = lambda x: calls.append(x)  # noqa: E731
+    assert timed_ms(runner, torch.zeros(1), calls=3, slow_s=float("inf")) >= 0 and len(calls) == 4
+    calls.clear()  # a warm-up call longer than slow_s: one timed call, not three
+    assert timed_ms(runner, torch.zeros(1), calls=3, slow_s=0.0) >= 0 and len(calls) == 2
 
 
 def test_auto_real_probe_on_a_tiny_model(tiny, rooms, tmp_path, capsys):

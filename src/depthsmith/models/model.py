@@ -23,7 +23,6 @@ INPUT_NORMS = ("timm", "minmax", "none")
 CHANNEL_ORDERS = ("rgb", "bgr")
 # What the logits mean (sigmoid x max_depth, ReLU disparity, ...): one record per kind in heads.py.
 OUTPUTS = tuple(OUTPUT_KINDS.names())
-ONNX_SIZE_LIMIT = 2**31  # bytes: protobuf's limit on one message, so on an ONNX file holding its weights
 
 
 class InputNorm(nn.Module):
@@ -135,16 +134,10 @@ class DepthModel(
     @property
     def export_unsupported(self) -> str:
         """Why ``export_onnx`` cannot write this model ("" when it can; runtime/cache.py reads it, so
-        ``auto`` leaves ONNX and OpenVINO out). An ONNX file is one protobuf message, at most 2 GB
-        (onnx docs/ExternalData.md), and ``export_onnx`` keeps the float32 weights inside it. A decoder
-        may declare its own reason (ZoeDepth's input frame: models/decoders/zoedepth.py)."""
-        if declared := getattr(self.decoder, "export_unsupported", ""):
-            return declared
-        size = 4 * sum(t.numel() for t in self.state_dict().values())
-        if size < ONNX_SIZE_LIMIT:
-            return ""
-        return (f"its float32 weights ({size / 1e9:.1f} GB) exceed the 2 GB of one ONNX file, and export_onnx "
-                "keeps the weights inside the file")
+        ``auto`` leaves ONNX and OpenVINO out). A decoder may declare its own reason (ZoeDepth's input
+        frame: models/decoders/zoedepth.py). Size is no reason: weights past protobuf's 2 GB go to
+        ONNX external data beside the file (runtime/export_onnx.py), as Depth Pro's 3.8 GB do."""
+        return getattr(self.decoder, "export_unsupported", "") or ""
 
     @property
     def estimates_focal(self) -> bool:

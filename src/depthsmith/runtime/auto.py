@@ -35,6 +35,9 @@ __all__ = ["AutoRunner", "Probe", "choose", "timed_ms", "candidates", "MAX_REL_D
 MAX_REL_DIFF = 0.01  # auto never picks a backend further than this from fp32 (mean relative difference)
 CACHE_FILE = "backend-choices.json"
 PROBE_CALLS = 3
+# A warm-up call longer than this is timed by one more call, not PROBE_CALLS: a Depth Pro-sized model
+# takes a minute a call on a small CPU, and four calls for each of five candidates would be twenty.
+SLOW_CALL_S = 5.0
 
 
 @dataclass
@@ -54,10 +57,15 @@ class Probe:
         return not self.error and self.rel_diff <= MAX_REL_DIFF
 
 
-def timed_ms(runner: Callable[[torch.Tensor], Any], x: torch.Tensor, calls: int = PROBE_CALLS) -> float:
+def timed_ms(runner: Callable[[torch.Tensor], Any], x: torch.Tensor, calls: int = PROBE_CALLS,
+             slow_s: float = SLOW_CALL_S) -> float:
     """Median milliseconds of ``calls`` calls after one warm-up call (oneDNN primitive creation,
-    OpenVINO's first inference, weight packing for this shape)."""
+    OpenVINO's first inference, weight packing for this shape); one call when the warm-up took over
+    ``slow_s`` seconds (a call that long is not at the mercy of timer noise)."""
+    start = time.perf_counter()
     runner(x)
+    if time.perf_counter() - start > slow_s:
+        calls = 1
     times = []
     for _ in range(calls):
         start = time.perf_counter()
@@ -190,6 +198,7 @@ class AutoRunner(Runner):
                     probes.append(Probe(name, threads, float(self.probe(runner, x)), rel))
                 except Exception as err:  # a backend that cannot run this model is skipped, and said so
                     probes.append(Probe(name, threads, float("inf"), float("inf"), f"{type(err).__name__}: {err}"))
+                self._keep_best(probes)
             best, reason = choose(probes)
             choice = (best.backend, best.threads)
             self.last_probes = probes
@@ -203,6 +212,17 @@ class AutoRunner(Runner):
         if self.verbose:
             print(self.last_reason)
         return choice
+
+    def _keep_best(self, probes: Sequence[Probe]) -> None:
+        """Free the runner just probed unless it is the fastest eligible so far (and free the one it
+        beat): an ONNX Runtime session or a compiled OpenVINO model holds its own copy of the weights,
+        so keeping every candidate until the end would hold five copies of a 3.8 GB Depth Pro."""
+        eligible = [p for p in probes if p.eligible]
+        best = min(eligible, key=lambda p: p.ms) if eligible else None
+        for p in probes:
+            key = (p.backend, p.threads)
+            if best is None or key != (best.backend, best.threads):
+                self.runners.pop(key, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (x.shape[0], *x.shape[2:])
