@@ -208,7 +208,7 @@ def export_onnx(
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     if external_data is None:
-        external_data = proto.ByteSize() > PROTOBUF_LIMIT
+        external_data = _over_protobuf_limit(proto)
     if external_data:
         _save_external(proto, out)
     else:
@@ -220,6 +220,17 @@ def export_onnx(
         h2, w2 = _second_size(height, width)
         result.checks = check_onnx(out, model, [(1, height, width), (2, h2, w2)])
     return result
+
+
+def _over_protobuf_limit(proto: Any) -> bool:
+    """True when ``proto`` cannot be one protobuf message. Past 2 GB ``ByteSize()`` itself raises
+    (``EncodeError: Failed to serialize proto``: found on Depth Pro's 3.8 GB), which answers the question."""
+    from google.protobuf.message import EncodeError
+
+    try:
+        return proto.ByteSize() > PROTOBUF_LIMIT
+    except EncodeError:
+        return True
 
 
 def _save_external(proto: Any, out: Path) -> None:
