@@ -107,6 +107,26 @@ def test_auto_probes_once_per_size_and_caches(tiny, rooms, tmp_path, capsys):
     assert calls and len(json.loads(cache.read_text())) == 2
 
 
+def test_auto_does_not_export_a_model_past_the_limit_itself(tiny, rooms, tmp_path, monkeypatch):
+    # Depth Pro's 3.8 GB: auto would spend minutes exporting it and its check ran out of 24 GB. Here
+    # the limit is lowered under the tiny model instead.
+    from depthsmith.runtime import cache
+
+    monkeypatch.setenv("DEPTHSMITH_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "AUTO_EXPORT_LIMIT", 1000)
+    auto = AutoRunner(tiny, probe=lambda runner, x: 1.0, cache=tmp_path / "c.json", busy=False)
+    auto(rooms[:1])
+    skipped = {p.backend for p in auto.last_probes if "does not export a model of" in p.error}
+    needs_export = {n for n, _ in candidates("auto", busy=False) if get_backend(n).unsupported is cache.export_failure}
+    assert skipped == needs_export and auto.backend not in needs_export
+    assert "depthsmith export" in cache.implicit_export_refusal(tiny)
+    # once exported (here: a file in its place), auto runs the export like any other
+    folder = tmp_path / "models" / cache.model_key(tiny)
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"")
+    assert cache.implicit_export_refusal(tiny) == ""
+
+
 def test_probe_times_a_slow_model_once():
     from depthsmith.runtime.auto import timed_ms
 
