@@ -5,7 +5,6 @@
     python benchmarks/bench_inference.py --train-quickstart 4  # accuracy of a trained model (4 epochs)
     python benchmarks/bench_inference.py --no-smp --backends fp32 predict openvino-int8
     python benchmarks/bench_inference.py --zoo-shape da-v2-small  # a zoo shape, random weights, batch 1, peers
-    python benchmarks/bench_inference.py --zoo-shape da-v2-small --zoo-trained 3  # those weights trained briefly
     python benchmarks/bench_inference.py --zoo-shape depth-pro    # ~19 TFLOP a call: one timed call per row
 
 Same code as `depthsmith bench` (depthsmith.bench); this script adds the segmentation_models_pytorch
@@ -81,37 +80,6 @@ def zoo_targets(report: BenchReport) -> list[str]:
     return out
 
 
-def train_zoo_shape(folder: Path, epochs: int) -> Path:
-    """The zoo shape's random weights fine-tuned ``epochs`` epochs on synthetic rooms (cached beside
-    them): a stand-in for trained weights whose output looks like depth. Random weights do not: on
-    DA-V2-Small's shape 80% of the pixels are under 1% of the map's peak, which decides what a
-    precision's mean relative difference (auto's 1% gate) measures."""
-    from depthsmith.train import train
-
-    run_dir = folder.with_name(f"{folder.name}-trained-{epochs}ep")
-    if (run_dir / "model" / "config.json").is_file():
-        return run_dir / "model"
-    config = {
-        "description": f"{folder.name} shape, random init, fine-tuned on synthetic rooms (bench stand-in)",
-        # the encoder only: the shape folder's last head convolution is scaled up ~5e4 (bench/zoo.py,
-        # so random weights' output varies), and training from it collapses to a constant map
-        "model": {"name": "init_from", "init_from": str(folder), "init_parts": ["encoder"], "encoder_weights": None},
-        # 12 x 16 patches: seconds a step on 2 cores; the position embedding is resampled at 518
-        "data": {"train": {"type": "synthetic", "num_samples": 256, "size": [168, 224], "seed": 0},
-                 "val": {"type": "synthetic", "num_samples": 16, "size": [168, 224], "seed": 1},
-                 "transforms": ["hflip"], "batch_size": 8, "num_workers": 0, "cache": True},
-        "loss": "midas",  # the disparity kind's scale-and-shift-invariant loss
-        "optim": {"name": "adamw", "lr": 1.0e-4, "weight_decay": 1.0e-4},
-        "schedule": {"name": "onecycle", "pct_start": 0.15},
-        "trainer": {"max_epochs": epochs, "precision": "auto", "gradient_clip_val": 1.0, "seed": 0},
-        "logging": {"progress_bar": False},
-    }
-    result = train(config, run_dir=run_dir)
-    if not result.ok:
-        raise SystemExit(f"training the {folder.name} stand-in failed: {result.summary}")
-    return Path(result.model_dir)
-
-
 def zoo_bench(name: str, args: argparse.Namespace) -> int:
     from depthsmith.bench.zoo import ZOO_SHAPES, zoo_shape_folder
     from depthsmith.runtime.cache import cache_dir, export_failure
@@ -119,15 +87,11 @@ def zoo_bench(name: str, args: argparse.Namespace) -> int:
     import depthsmith
 
     folder = zoo_shape_folder(name, cache_dir() / "bench-zoo")
-    if args.zoo_trained:
-        folder = train_zoo_shape(folder, args.zoo_trained)
     size = ZOO_SHAPES[name][1]
     refused = export_failure(depthsmith.load_model(folder))
     big = refused or name in BIG_SHAPES  # accuracy on the one synthetic room, one timed call per row
     backends = args.backends or (["fp32", "torch-bf16"] if refused else ZOO_ROWS_BIG if big else ZOO_ROWS)
-    weights = (f"random weights (seed 0) fine-tuned {args.zoo_trained} epochs on synthetic rooms" if args.zoo_trained
-               else "random weights (seed 0)")
-    print(f"zoo shape {name}: {ZOO_SHAPES[name][0]}; {weights} saved to {folder}, read by "
+    print(f"zoo shape {name}: {ZOO_SHAPES[name][0]}; random weights (seed 0) saved to {folder}, read by "
           f"depthsmith.load_model; {size}x{size}, batch 1")
     if refused:
         print(f"ONNX export refused, so ONNX Runtime and OpenVINO (the peers, and predict's ONNX-based candidates) "
@@ -211,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="enc-dec-irv2", help="preset name or saved (trained) model folder")
     p.add_argument("--zoo-shape", choices=["da-v2-small", "depth-pro"],
                    help="benchmark a zoo-shaped model (random weights) against its peers' defaults; see above")
-    p.add_argument("--zoo-trained", type=int, metavar="EPOCHS",
-                   help="with --zoo-shape: fine-tune the random weights this many epochs on synthetic rooms first")
     p.add_argument("--train-quickstart", type=int, metavar="EPOCHS",
                    help="train the quickstart recipe this many epochs and benchmark that trained model")
     p.add_argument("--height", type=int, default=240)
