@@ -267,6 +267,6 @@ def check_onnx(path: str | Path, model: nn.Module, shapes: list[tuple[int, int, 
     gen = torch.Generator().manual_seed(1)
     inputs = [torch.rand(b, 3, h, w, generator=gen) for b, h, w in shapes]
     refs = [model(x).numpy() for x in inputs]
-    session = onnx_session(path)
+    session = onnx_session(path, lean=True)
     return [compare(tuple(x.shape), session.run(None, {"image": x.numpy()})[0], ref, getattr(model, "output_kind", None))
             for x, ref in zip(inputs, refs)]
