@@ -56,10 +56,15 @@ def zoo_targets(report: BenchReport) -> list[str]:
     row = {r.backend: r for r in report.rows if r.batch == 1}
     default = row.get("predict")
     if default is None:
-        best = min((r for r in row.values() if r.backend in ("torch-bf16", "fp32")), key=lambda r: r.latency_ms)
-        return [f"NOT MEASURED: predict default and the peers (no ONNX file: the export is refused, see the "
-                f"table notes); fastest torch row {best.backend} {best.latency_ms:.0f} ms, "
-                f"{best.latency_ms / best.floor_ms:.2f}x its floor, {100 * best.rel_diff:.3f}% from fp32"]
+        torch_rows = [r for r in row.values() if r.backend in ("torch-bf16", "fp32")]
+        if not torch_rows:
+            return ["NOT MEASURED: the targets need predict's default row and a torch row"]
+        best = min(torch_rows, key=lambda r: r.latency_ms)
+        why = ("no ONNX file: the export is refused, see the table notes" if "ort-default" not in row
+               else "predict is not among this run's rows")
+        return [f"NOT MEASURED: the targets need predict's default row ({why}); fastest torch row {best.backend} "
+                f"{best.latency_ms:.0f} ms, {best.latency_ms / best.floor_ms:.2f}x its floor, "
+                f"{100 * best.rel_diff:.3f}% from fp32"]
     out = []
     for peer in ("ort-default", "openvino-default"):
         if peer in row:
