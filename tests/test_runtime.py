@@ -116,15 +116,17 @@ def test_auto_does_not_export_a_model_past_the_limit_itself(tiny, rooms, tmp_pat
     monkeypatch.setattr(cache, "AUTO_EXPORT_LIMIT", 1000)
     auto = AutoRunner(tiny, probe=lambda runner, x: 1.0, cache=tmp_path / "c.json", busy=False)
     auto(rooms[:1])
-    skipped = {p.backend for p in auto.last_probes if "does not export a model of" in p.error}
+    skipped = {p.backend for p in auto.last_probes if "of a model of" in p.error}
     needs_export = {n for n, _ in candidates("auto", busy=False) if get_backend(n).unsupported is cache.export_failure}
     assert skipped == needs_export and auto.backend not in needs_export
     assert "depthsmith export" in cache.implicit_export_refusal(tiny)
-    # once exported (here: a file in its place), auto runs the export like any other
+    # once exported (here: a file in its place), auto runs that export like any other: the ONNX file
+    # serves ONNX Runtime, OpenVINO still needs its IR
     folder = tmp_path / "models" / cache.model_key(tiny)
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"")
     assert cache.implicit_export_refusal(tiny) == ""
+    assert "model.xml" in cache.implicit_export_refusal(tiny, "model.xml")
 
 
 def test_probe_times_a_slow_model_once():

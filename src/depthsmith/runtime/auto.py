@@ -179,10 +179,11 @@ class AutoRunner(Runner):
         # Backends that cannot run this model (a declared or recorded export failure) are left
         # out before anything is built or timed, and the reason is kept with the choice.
         # ONNX Runtime and OpenVINO run the model's export (their ``unsupported`` hook is export_failure)
-        exports = {n for n, _ in names if get_backend(n).unsupported is export_failure}
-        big = implicit_export_refusal(self.model) if exports else ""
+        exports = {n: "model.xml" if n.startswith("openvino") else "model.onnx"
+                   for n, _ in names if get_backend(n).unsupported is export_failure}
+        big = {a: implicit_export_refusal(self.model, a) for a in set(exports.values())}
         refused = [(n, t, why) for n, t in names
-                   if (why := get_backend(n).why_not(self.model) or (big if n in exports else ""))]
+                   if (why := get_backend(n).why_not(self.model) or (big[exports[n]] if n in exports else ""))]
         names = [(n, t) for n, t in names if not any(n == r[0] and t == r[1] for r in refused)]
         entry = _read_cache(self.cache).get(key)
         where = f"{shape[1]}x{shape[2]}" + (f" batch {shape[0]}" if shape[0] > 1 else "")

@@ -25,8 +25,8 @@ __all__ = ["cache_dir", "model_key", "exported_onnx", "exported_openvino", "expo
 
 FAILED_FILE = "export-failed.txt"  # beside a model's cached exports: why its ONNX export was refused
 # ``--backend auto`` exports a model itself only up to this many bytes of float32 weights. Measured on
-# Depth Pro's 3.8 GB (2 cores, 24 GB): the trace and write took 7 minutes, and the export check (ONNX
-# Runtime at 1536 x 1536, batch 2: 70 tiles through ViT-L) was killed for memory at 24 GB, twice.
+# Depth Pro's 3.8 GB (2 cores, 24 GB): the trace and write took 8 minutes and the check 11; converting
+# that export to OpenVINO IR inside auto, with the model and a candidate loaded, was killed for memory.
 AUTO_EXPORT_LIMIT = 2**31
 
 
@@ -103,17 +103,18 @@ def export_failure(model: Any) -> str:
     return path.read_text() if path.is_file() else ""
 
 
-def implicit_export_refusal(model: Any) -> str:
-    """Why ``--backend auto`` does not export ``model`` on its own ("" when it may): float32 weights
-    past ``AUTO_EXPORT_LIMIT`` and no export of it cached yet. ``depthsmith export`` still exports it."""
+def implicit_export_refusal(model: Any, artefact: str = "model.onnx") -> str:
+    """Why ``--backend auto`` does not make ``model``'s export (``artefact``: model.onnx for ONNX
+    Runtime, model.xml for OpenVINO) on its own ("" when it may): float32 weights past
+    ``AUTO_EXPORT_LIMIT`` and that file not cached yet. ``depthsmith export`` still exports it."""
     if not isinstance(model, nn.Module):
         return ""
     size = 4 * sum(t.numel() for t in model.state_dict().values())
-    if size <= AUTO_EXPORT_LIMIT or (cache_dir() / "models" / model_key(model) / "model.onnx").is_file():
+    if size <= AUTO_EXPORT_LIMIT or (cache_dir() / "models" / model_key(model) / artefact).is_file():
         return ""
-    return (f"auto does not export a model of {size / 1e9:.1f} GB itself (minutes to trace, and its check "
-            "needed over 24 GB of memory for Depth Pro); export it once with `depthsmith export --model ... "
-            "--out model.onnx` and pass the file, or name the backend")
+    return (f"auto does not make the {artefact} of a model of {size / 1e9:.1f} GB itself (minutes, and over 24 GB "
+            "of memory for Depth Pro's OpenVINO conversion); export it once with `depthsmith export --model ... "
+            "--out model.onnx` (or --format openvino) and pass the file, or name the backend")
 
 
 def exported_openvino(model: Any) -> Path:
