@@ -60,9 +60,8 @@ def zoo_targets(report: BenchReport) -> list[str]:
         if not torch_rows:
             return ["NOT MEASURED: the targets need predict's default row and a torch row"]
         best = min(torch_rows, key=lambda r: r.latency_ms)
-        why = ("no ONNX file: the export is refused, see the table notes" if "ort-default" not in row
-               else "predict is not among this run's rows")
-        return [f"NOT MEASURED: the targets need predict's default row ({why}); fastest torch row {best.backend} "
+        # (a refused export is printed above the table, by zoo_bench)
+        return [f"NOT MEASURED: the targets need predict's default row; fastest torch row {best.backend} "
                 f"{best.latency_ms:.0f} ms, {best.latency_ms / best.floor_ms:.2f}x its floor, "
                 f"{100 * best.rel_diff:.3f}% from fp32"]
     out = []

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .base import Runner, agreement, get_backend, list_backends, model_meta
-from .cache import cache_dir, export_failure, implicit_export_refusal, model_key
+from .cache import cache_dir, model_key
 from ..cpu import load_average, machine_busy, machine_key, runnable_others, usable_cores
 
 __all__ = ["AutoRunner", "Probe", "choose", "timed_ms", "candidates", "MAX_REL_DIFF", "CACHE_FILE"]
@@ -176,14 +176,10 @@ class AutoRunner(Runner):
         busy = machine_busy(others)
         key = self.cache_key(shape, busy)
         names = candidates(self.requested_precision, busy)
-        # Backends that cannot run this model (a declared or recorded export failure) are left
-        # out before anything is built or timed, and the reason is kept with the choice.
-        # ONNX Runtime and OpenVINO run the model's export (their ``unsupported`` hook is export_failure)
-        exports = {n: "model.xml" if n.startswith("openvino") else "model.onnx"
-                   for n, _ in names if get_backend(n).unsupported is export_failure}
-        big = {a: implicit_export_refusal(self.model, a) for a in set(exports.values())}
-        refused = [(n, t, why) for n, t in names
-                   if (why := get_backend(n).why_not(self.model) or (big[exports[n]] if n in exports else ""))]
+        # Backends that cannot run this model (a declared or recorded export failure, or an export too
+        # big for auto to make: cache.export_refusal) are left out before anything is built or timed,
+        # and the reason is kept with the choice.
+        refused = [(n, t, why) for n, t in names if (why := get_backend(n).why_not(self.model))]
         names = [(n, t) for n, t in names if not any(n == r[0] and t == r[1] for r in refused)]
         entry = _read_cache(self.cache).get(key)
         where = f"{shape[1]}x{shape[2]}" + (f" batch {shape[0]}" if shape[0] > 1 else "")

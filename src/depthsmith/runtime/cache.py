@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from ..errors import InputError
 from ..paths import cache_dir  # here too, for the callers of the cache
 
 __all__ = ["cache_dir", "model_key", "exported_onnx", "exported_openvino", "export_failure", "ExportMismatchError",
-           "implicit_export_refusal"]
+           "implicit_export_refusal", "export_refusal"]
 
 FAILED_FILE = "export-failed.txt"  # beside a model's cached exports: why its ONNX export was refused
 # ``--backend auto`` exports a model itself only up to this many bytes of float32 weights. Measured on
@@ -115,6 +116,15 @@ def implicit_export_refusal(model: Any, artefact: str = "model.onnx") -> str:
     return (f"auto does not make the {artefact} of a model of {size / 1e9:.1f} GB itself (minutes, and over 24 GB "
             "of memory for Depth Pro's OpenVINO conversion); export it once with `depthsmith export --model ... "
             "--out model.onnx` (or --format openvino) and pass the file, or name the backend")
+
+
+def export_refusal(artefact: str) -> Callable[[Any], str]:
+    """The ``unsupported`` hook (runtime/base.py, asked by auto only) of a backend that runs the model's
+    export ``artefact``: a known export failure, or a model too big for auto to export itself."""
+    def unsupported(model: Any) -> str:
+        return export_failure(model) or implicit_export_refusal(model, artefact)
+
+    return unsupported
 
 
 def exported_openvino(model: Any) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .base import Backend, Runner, register
-from .cache import export_failure, exported_onnx
+from .cache import export_refusal, exported_onnx
 from .ort import OnnxRunner, onnx_session
 
 __all__ = ["OnnxBackendRunner", "OnnxRunner", "onnx_session"]
@@ -34,4 +34,5 @@ def _onnx(model: Any, device: Any = None, threads: int | None = None, **_: Any) 
 
 
 register(Backend("onnx", _onnx, "ONNX Runtime fp32 (CPU; CUDA with onnxruntime-gpu)", "fp32", tolerance=1e-4,
-                 requires=("onnxruntime", "onnx"), file_suffixes=(".onnx",), unsupported=export_failure))
+                 requires=("onnxruntime", "onnx"), file_suffixes=(".onnx",),
+                 unsupported=export_refusal("model.onnx")))

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..cpu import has_int8_dot, has_native_bf16
 from .base import Backend, register
-from .cache import export_failure, exported_openvino
+from .cache import export_refusal, exported_openvino
 from .openvino_ir import HINTS, OpenVinoRunner, convert_to_openvino, int8_conv_rate, read_metadata, save_openvino
 
 __all__ = ["OpenVinoRunner", "convert_to_openvino", "save_openvino", "read_metadata", "int8_conv_rate", "HINTS"]
@@ -42,10 +42,11 @@ def _runner(precision: str):
 
 register(Backend("openvino-fp32", _runner("fp32"), "OpenVINO CPU, f32 precision hint", "fp32", tolerance=1e-4,
                  requires=("openvino", "onnx"), file_suffixes=(".xml",), aliases=("openvino",),
-                 unsupported=export_failure))
+                 unsupported=export_refusal("model.xml")))
 register(Backend("openvino-bf16", _runner("bf16"), "OpenVINO CPU, bf16 precision hint (native bf16 only)", "bf16",
-                 tolerance=0.01, requires=("openvino", "onnx"), condition=has_native_bf16, unsupported=export_failure))
+                 tolerance=0.01, requires=("openvino", "onnx"), condition=has_native_bf16,
+                 unsupported=export_refusal("model.xml")))
 # int8 is never picked by auto: its accuracy cost is measured at export, on the user's images.
 register(Backend("openvino-int8", _runner("int8"), "OpenVINO CPU, NNCF int8 post-training quantization", "int8",
                  tolerance=0.02, requires=("openvino", "nncf", "onnx"), auto=False, condition=has_int8_dot,
-                 unsupported=export_failure))
+                 unsupported=export_refusal("model.xml")))
