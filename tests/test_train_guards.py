@@ -9,7 +9,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from depthsmith.train import ConfigError, train
+from types import SimpleNamespace
+
+from depthsmith.train import CollapsedOutputError, ConfigError, DepthTrainModule, train
+from depthsmith.train.config import resolve_config
+from depthsmith.train.module import COLLAPSE_STEPS
 
 TINY = [
     "data.train={type: synthetic, num_samples: 8, size: [32, 48], seed: 0}",
@@ -44,6 +48,54 @@ def test_a_finite_loss_with_inf_batchnorm_buffers_stops_the_run(tmp_path, capsys
     assert not (run / "model").exists()
     for ckpt in (run / "checkpoints").glob("*.ckpt"):  # whatever was kept is the last good state
         assert _finite(ckpt), ckpt
+
+
+def test_a_dead_relu_head_stops_the_run_and_says_why(tmp_path):
+    # A tiny ViT + DPT with a disparity (ReLU) head at lr 0.1: after one step its output is 0
+    # everywhere and stays so. Before the guard this run ended "ok" with that model.
+    run = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith(("model.", "data.train", "data.val"))] + [
+        "data.train={type: synthetic, num_samples: 32, size: [56, 56], seed: 0}",
+        "data.val={type: synthetic, num_samples: 4, size: [56, 56], seed: 1}",
+        "model={name: test_vit, decoder: dpt, decoder_kwargs: null, output: disparity, encoder_weights: null}",
+        "loss=midas", "optim.lr=0.1", "schedule.name=none", "trainer.max_epochs=6"]
+    result = train("quickstart", overrides, run_dir=run)
+    assert not result.ok
+    assert f"has been 0 at every pixel of every training batch for {COLLAPSE_STEPS} steps" in result.error
+    assert "ReLU" in result.error and "optim.lr (now 0.1)" in result.error
+    step = int(result.error.split("since global step ")[1].split()[0])
+    assert step < 5  # it died at once; the message says where
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    assert not (run / "model").exists()
+    assert (run / "checkpoints" / "last.ckpt").is_file()  # what was saved is kept
+
+
+def _module_with_fake_trainer():
+    module = DepthTrainModule(resolve_config("quickstart", TINY))
+    module._trainer = SimpleNamespace(global_step=0, current_epoch=0,
+                                      strategy=SimpleNamespace(reduce_boolean_decision=lambda d, all: d))
+    return module
+
+
+def test_collapse_needs_a_run_of_constant_steps():
+    module = _module_with_fake_trainer()
+    flat, live = torch.full((2, 1, 8, 8), 0.25), torch.rand(2, 1, 8, 8)
+    for _ in range(2):  # constant batches broken by a varying one never add up
+        for step in range(COLLAPSE_STEPS - 1):
+            module._trainer.global_step += 1
+            module._check_collapse(flat)
+        module._check_collapse(live)
+    module._trainer.global_step = 100
+    for _ in range(COLLAPSE_STEPS - 1):
+        module._check_collapse(flat)
+    with pytest.raises(CollapsedOutputError, match="has been 0.25 at every pixel .* since global step 100") as err:
+        module._check_collapse(flat)
+    assert "saturated" in str(err.value)  # not 0: the ReLU explanation would be wrong
+    module._constant_steps = 2
+    module.on_train_end()  # a run that ends with two flat batches is not called collapsed
+    module._constant_steps = 3
+    with pytest.raises(CollapsedOutputError):
+        module.on_train_end()
 
 
 def test_a_failed_resume_does_not_keep_its_overrides(tmp_path):

@@ -6,8 +6,8 @@
 """
 
 from .config import ConfigError, list_recipes, load_train_config, resolve_config
-from .module import DepthTrainModule, NonFiniteLossError
+from .module import CollapsedOutputError, DepthTrainModule, NonFiniteLossError
 from .run import TrainResult, train
 
 __all__ = ["train", "TrainResult", "list_recipes", "load_train_config", "resolve_config", "ConfigError",
-           "DepthTrainModule", "NonFiniteLossError"]
+           "DepthTrainModule", "NonFiniteLossError", "CollapsedOutputError"]

@@ -26,7 +26,15 @@ from .optim import build_optimizer, build_scheduler
 from .schema import TrainConfig
 from ..errors import InputError
 
-__all__ = ["DepthTrainModule", "NonFiniteLossError", "build_model"]
+__all__ = ["DepthTrainModule", "NonFiniteLossError", "CollapsedOutputError", "build_model", "COLLAPSE_STEPS"]
+
+# Training stops when the model's output has been one value at every pixel of every batch for this
+# many steps in a row: a ReLU head (disparity, metric_relu) that outputs 0 everywhere passes no
+# gradient, and the loss then sits flat while the run looks healthy (seen fine-tuning a random
+# DA-V2-shaped model at lr 1e-4, and a tiny ViT + DPT at 1e-2). A live model is never exactly
+# constant over a whole batch; a few batches in a row can be, and Adam's momentum sometimes brings
+# the head back within a few steps (the same tiny ViT at lr 0.1 on 16 images), hence a run of steps.
+COLLAPSE_STEPS = 20
 
 
 class NonFiniteLossError(RuntimeError):
@@ -35,6 +43,11 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class CollapsedOutputError(NonFiniteLossError):
+    """The output has been one constant value for ``COLLAPSE_STEPS`` training steps in a row (or the
+    run ended that way); the message names the step it started and the value."""
 
 
 def build_model(model_cfg: Mapping[str, Any], encoder_weights: Any = "config") -> DepthModel:
@@ -113,6 +126,8 @@ class DepthTrainModule(pl.LightningModule):
         self.train_metrics = bool(config.logging.train_metrics)
         self._last_batch_end: float | None = None
         self._images_per_s: float | None = None
+        self._constant_since: tuple[int, int, float] | None = None  # (step, epoch, value) where it began
+        self._constant_steps = 0
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -158,11 +173,45 @@ class DepthTrainModule(pl.LightningModule):
                 step=self.global_step,
             )
 
+    def _check_collapse(self, pred: Tensor, limit: int = COLLAPSE_STEPS) -> None:
+        p = pred.detach()
+        constant = bool(p.amax() == p.amin())
+        # Every DDP rank counts the same steps (a rank whose batch still varies keeps the run going).
+        if not self.trainer.strategy.reduce_boolean_decision(constant, all=True):
+            self._constant_steps, self._constant_since = 0, None
+            return
+        if self._constant_since is None:
+            self._constant_since = (self.global_step, self.current_epoch, float(p.flatten()[0]))
+        self._constant_steps += 1
+        if self._constant_steps >= limit:
+            self._raise_collapsed()
+
+    def _raise_collapsed(self) -> None:
+        step, epoch, value = self._constant_since or (self.global_step, self.current_epoch, float("nan"))
+        kind = self.model.output_kind
+        why = (f"a {kind.name} head ends in a ReLU, and a ReLU that outputs 0 everywhere passes no gradient: only "
+               "the optimiser's momentum still moves the weights" if value == 0.0
+               else "a saturated output passes (almost) no gradient")
+        raise CollapsedOutputError(
+            f"the model's output has been {value:.4g} at every pixel of every training batch for "
+            f"{self._constant_steps} steps, since global step {step} (epoch {epoch}): it has collapsed "
+            f"({why}); the loss stays flat from here. Try a lower optim.lr (now {self.config.optim.lr:g}), a warm-up "
+            "(schedule.name=onecycle), or start from pretrained weights (model.init_from / model.encoder_weights). "
+            "Checkpoints from before that step are the last that can still learn.",
+            step=self.global_step,
+        )
+
+    def on_train_end(self) -> None:
+        # A run that ends while collapsed is not a trained model, even if it ended before COLLAPSE_STEPS.
+        if self._constant_steps >= 3:
+            self._raise_collapsed()
+
     def training_step(self, batch: Mapping[str, Tensor] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every sample of the batch was unreadable (on_error=skip)
             return None
         pred, loss, terms = self._loss(batch)
         self._check_finite(loss, terms, batch_idx)
+        self._check_collapse(pred)
         bs = batch["image"].shape[0]
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=bs)

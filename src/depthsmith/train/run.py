@@ -32,7 +32,7 @@ from .callbacks import NonFiniteStateError, WriteAtFirstCheckpoint
 from .config import dump_config, resolve_config
 from .data import DepthDataModule
 from .finish import TrainResult, failed, finish
-from .module import DepthTrainModule, NonFiniteLossError
+from .module import CollapsedOutputError, DepthTrainModule, NonFiniteLossError
 from .run_dir import RUN_DIR_ENV, check_resume_length, default_run_dir, prepare_run_dir, saved_config
 from .schema import PRECISION_ALIASES, TrainConfig
 from .trainer import build_callbacks, build_loggers, build_trainer, close_wandb
@@ -87,7 +87,12 @@ def _fit(trainer: pl.Trainer, module: DepthTrainModule, datamodule: DepthDataMod
                         weights_only=True)
     except (NonFiniteLossError, NonFiniteStateError) as err:
         last = run_dir / "checkpoints" / "last.ckpt"
-        keep = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
+        if not last.is_file():
+            keep = "no checkpoint had been written yet"
+        elif isinstance(err, CollapsedOutputError):  # finite checkpoints, the latest maybe already collapsed
+            keep = f"the checkpoints in {last.parent} are as they were saved"
+        else:
+            keep = f"the last good checkpoint is {last}"
         error = f"Training stopped: {err} Nothing was overwritten: {keep}."
     except SystemExit:
         # Lightning turns Ctrl+C into a graceful shutdown and sys.exit(1).
