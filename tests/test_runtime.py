@@ -129,6 +129,34 @@ def test_auto_does_not_export_a_model_past_the_limit_itself(tiny, rooms, tmp_pat
     assert "model.xml" in cache.implicit_export_refusal(tiny, "model.xml")
 
 
+def test_model_key_is_hashed_once_until_a_weight_changes(monkeypatch):
+    import hashlib
+
+    from depthsmith.runtime import cache
+
+    hashes, sha1 = [], hashlib.sha1
+    monkeypatch.setattr(cache.hashlib, "sha1", lambda *a: hashes.append(1) or sha1(*a))
+    model = depthsmith.create_model("test_resnet", decoder="unet", encoder_weights=None)
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    key = cache.model_key(model)
+    assert cache.model_key(model) == key and len(hashes) == 1  # asked again: not hashed again
+    with torch.inference_mode():
+        model.eval()(torch.rand(1, 3, 64, 64))
+    assert cache.model_key(model) == key and len(hashes) == 1  # inference writes nothing
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.5)  # an in-place edit
+    assert cache.model_key(model) != key
+    model.load_state_dict(original)
+    assert cache.model_key(model) == key  # same weights, same key (and same exports)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()(torch.rand(2, 3, 64, 64)).mean().backward()  # BatchNorm statistics move too
+    optimizer.step()
+    assert cache.model_key(model) != key
+    model.load_state_dict(original)
+    model.decoder.head = torch.nn.Identity()  # a module replaced: its tensors are gone from the state
+    assert cache.model_key(model) != key
+
+
 def test_probe_times_a_slow_model_once():
     from depthsmith.runtime.auto import timed_ms
 
