@@ -167,6 +167,27 @@ def test_probe_times_a_slow_model_once():
     assert timed_ms(runner, torch.zeros(1), calls=3, slow_s=0.0) >= 0 and len(calls) == 2
 
 
+def test_auto_times_a_slow_fp32_model_by_its_reference_call(tiny, rooms, tmp_path, monkeypatch):
+    # Depth Pro's fp32 call takes ~100 s here: the reference call is its one timed call, not a third.
+    from depthsmith.runtime import auto as auto_module
+
+    monkeypatch.setattr(auto_module, "SLOW_CALL_S", 0.0)  # every call counts as slow
+    monkeypatch.setattr(auto_module, "candidates", lambda *a, **k: [("torch-fp32", None), ("torch-bf16", None)])
+    calls, runner = [], AutoRunner._runner
+
+    def counted(self, name, threads):
+        made = runner(self, name, threads)
+        return lambda x: calls.append(name) or made(x)
+
+    monkeypatch.setattr(AutoRunner, "_runner", counted)
+    auto = AutoRunner(tiny, cache=tmp_path / "c.json", busy=False, verbose=False)
+    auto.decide(rooms[:1])
+    fp32 = {p.backend: p for p in auto.last_probes}["torch-fp32"]
+    assert calls.count("torch-fp32") == 1 and fp32.ms > 0 and fp32.rel_diff == 0.0  # the reference, nothing more
+    # torch-bf16 as before: its accuracy call, then timed_ms (whose own threshold is not patched here)
+    assert calls.count("torch-bf16") == 1 + 1 + auto_module.PROBE_CALLS
+
+
 def test_auto_real_probe_on_a_tiny_model(tiny, rooms, tmp_path, capsys):
     auto = create_runner("auto", tiny, device="cpu", cache=tmp_path / "c.json")
     out = auto(rooms[:1])
