@@ -195,7 +195,7 @@ def test_auto_real_probe_on_a_tiny_model(tiny, rooms, tmp_path, capsys):
         assert agreement(out, tiny(rooms[:1]))[0] <= MAX_REL_DIFF
     assert auto.backend in list_backends() and auto.backend != "openvino-int8"
     assert all(p.ms > 0 for p in auto.last_probes if not p.error)
-    assert f"backend auto: " in capsys.readouterr().out
+    assert "backend auto: " in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
