@@ -81,7 +81,7 @@ def test_collapse_needs_a_run_of_constant_steps():
     module = _module_with_fake_trainer()
     flat, live = torch.full((2, 1, 8, 8), 0.25), torch.rand(2, 1, 8, 8)
     for _ in range(2):  # constant batches broken by a varying one never add up
-        for step in range(COLLAPSE_STEPS - 1):
+        for _ in range(COLLAPSE_STEPS - 1):
             module._trainer.global_step += 1
             module._check_collapse(flat)
         module._check_collapse(live)

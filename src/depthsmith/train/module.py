@@ -173,7 +173,7 @@ class DepthTrainModule(pl.LightningModule):
                 step=self.global_step,
             )
 
-    def _check_collapse(self, pred: Tensor, limit: int = COLLAPSE_STEPS) -> None:
+    def _check_collapse(self, pred: Tensor) -> None:
         p = pred.detach()
         constant = bool(p.amax() == p.amin())
         # Every DDP rank counts the same steps (a rank whose batch still varies keeps the run going).
@@ -183,7 +183,7 @@ class DepthTrainModule(pl.LightningModule):
         if self._constant_since is None:
             self._constant_since = (self.global_step, self.current_epoch, float(p.flatten()[0]))
         self._constant_steps += 1
-        if self._constant_steps >= limit:
+        if self._constant_steps >= COLLAPSE_STEPS:
             self._raise_collapsed()
 
     def _raise_collapsed(self) -> None:
