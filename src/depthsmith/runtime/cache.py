@@ -65,9 +65,11 @@ def model_key(model: Any) -> str:
     return key
 
 
-def _model_folder(model: nn.Module) -> Path:
+def _model_folder(model: nn.Module, make: bool = True) -> Path:
+    """Where ``model``'s exports are cached (made unless ``make`` is False: a look-up writes nothing)."""
     folder = cache_dir() / "models" / model_key(model)
-    folder.mkdir(parents=True, exist_ok=True)
+    if make:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -112,7 +114,7 @@ def export_failure(model: Any) -> str:
         return f"model {getattr(model, 'name', type(model).__name__)} cannot be exported: {declared}"
     if not isinstance(model, nn.Module):
         return ""
-    path = cache_dir() / "models" / model_key(model) / FAILED_FILE
+    path = _model_folder(model, make=False) / FAILED_FILE
     return path.read_text() if path.is_file() else ""
 
 
@@ -123,7 +125,7 @@ def implicit_export_refusal(model: Any, artefact: str = "model.onnx") -> str:
     if not isinstance(model, nn.Module):
         return ""
     size = 4 * sum(t.numel() for t in model.state_dict().values())
-    if size <= AUTO_EXPORT_LIMIT or (cache_dir() / "models" / model_key(model) / artefact).is_file():
+    if size <= AUTO_EXPORT_LIMIT or (_model_folder(model, make=False) / artefact).is_file():
         return ""
     return (f"auto does not make the {artefact} of a model of {size / 1e9:.1f} GB itself (minutes, and over 24 GB "
             "of memory for Depth Pro's OpenVINO conversion); export it once with `depthsmith export --model ... "
